@@ -1,0 +1,1 @@
+"""jaxnn (placeholder while the core is written)."""
