@@ -1,0 +1,38 @@
+"""Norms and errors over whole pytrees (CONVENTIONS §3)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+TINY = 1e-30
+
+
+def tree_norm(tree) -> jax.Array:
+    """The 2-norm over all leaves together, accumulated in the widest float available."""
+    leaves = jax.tree.leaves(tree)
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(_wide(x)))) for x in leaves))
+
+
+def relative_error(g1, g2) -> jax.Array:
+    """Normwise relative error ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) (CONVENTIONS §3).
+
+    g1 and g2 are pytrees of the same structure (e.g. manual and autodiff
+    grads); the norm is the 2-norm over all leaves together. 0 means identical,
+    1 means unrelated (or one of them zero).
+
+    >>> relative_error([jnp.ones(3)], [jnp.ones(3)])
+    Array(0., dtype=float32)
+    """
+    if jax.tree.structure(g1) != jax.tree.structure(g2):
+        raise ValueError(
+            "relative_error: the two pytrees differ in structure: "
+            f"{jax.tree.structure(g1)} vs {jax.tree.structure(g2)}."
+        )
+    diff = jax.tree.map(lambda a, b: a.astype(_wide(a)) - b.astype(_wide(b)), g1, g2)
+    return tree_norm(diff) / jnp.maximum(tree_norm(g1) + tree_norm(g2), TINY)
+
+
+def _wide(x):
+    # float64 when x64 is on (so float64 grads are compared in float64), else float32.
+    return jnp.result_type(float)

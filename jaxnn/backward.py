@@ -1,0 +1,137 @@
+"""The hand-derived backward pass: the seed's delta recursion (§4a-c).
+
+In the seed's names, for l = L, ..., 1:
+
+* §4a  dZ^[L] = dL/dA^[L] · g'(Z^[L])  (``output_delta``; A^[L] - Y when fused)
+* §4b  dZ^[l] = (W^[l+1])^T dZ^[l+1] · g'(Z^[l])  (``dA_prev`` then ``backward`` of g)
+* §4c  dW^[l] = (1/m) dZ^[l] (A^[l-1])^T,  db^[l] = (1/m) Σ_columns dZ^[l]
+
+dZ is the derivative of each example's loss (no 1/m); the 1/m enters once, in
+dW and db (CONVENTIONS §2). Every function here is cross-checked against
+``jax.grad`` of ``jaxnn.cost`` in the tests.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.forward import _check_l2, _l2_is_off, cost, cost_from_cache, forward
+from jaxnn.losses import FUSED
+from jaxnn.network import Network, check_params, check_Y
+
+Array = jax.Array
+
+
+def output_delta(ZL: Array, AL: Array, Y: Array, net: Network, *, fused: bool = True) -> Array:
+    """dZ^[L] = δ^[L] (seed §4a), shape (n_L, m).
+
+    Sigmoid+BCE and softmax+cross-entropy use the fused, stable A^[L] - Y when
+    ``fused`` (the default). Otherwise: dA^[L] = dL/dA^[L] from the loss, then
+    the output activation's backward (its Jacobian product for softmax).
+    ``fused=False`` is the seed's general formula, kept for cross-checks.
+    """
+    g, loss = net.layer_activations[-1], net.loss_fn
+    pair = FUSED.get((g.name, loss.name))
+    if fused and pair is not None:
+        return pair.dZ(ZL, AL, Y)
+    dAL = loss.backward(AL, Y)
+    return g.backward(dAL, ZL, AL)
+
+
+def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
+    """dW = (1/m) dZ A_prev^T and db = (1/m) Σ_columns dZ (seed §4c).
+
+    Args:
+      dZ: (n_l, m); A_prev: (n_{l-1}, m); m: batch size.
+
+    Returns:
+      ``(dW, db)`` of shapes (n_l, n_{l-1}) and (n_l, 1).
+    """
+    dW = (dZ @ A_prev.T) / m
+    db = jnp.sum(dZ, axis=1, keepdims=True) / m
+    return dW, db
+
+
+def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> list[dict]:
+    """Hand-derived gradients of the cost, by the delta recursion (seed §4).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      cache: the second output of ``forward(params, X, net, ...)``.
+      Y: (n_L, m).
+      net: the ``Network``.
+      l2: weight-decay strength λ; adds (λ/m) W^[l] to dW^[l] (not to db).
+
+    Returns:
+      grads with exactly the structure of params: ``[{"W": dW, "b": db}]``.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+    >>> AL, cache = forward(params, X, net)
+    >>> [g["W"].shape for g in backward(params, cache, Y, net)]
+    [(3, 2), (1, 3)]
+    """
+    check_params(params, net)
+    if not isinstance(cache, (list, tuple)) or len(cache) != net.L:
+        raise ValueError(
+            f"cache must be the list of {net.L} per-layer dicts returned by forward(params, X, net)."
+        )
+    check_Y(Y, cache[0]["A_prev"], net)
+    _check_l2(l2)
+    m = Y.shape[1]
+    acts = net.layer_activations
+    grads: list[dict] = [{}] * net.L
+    last = cache[-1]
+    dZ = output_delta(last["Z"], last["A"], Y, net)
+    for l in range(net.L - 1, -1, -1):
+        c = cache[l]
+        if l < net.L - 1:
+            dA = dA_prev
+            if "D" in c:
+                dA = dA * c["D"]  # the same inverted-dropout factor the forward pass applied
+            dZ = acts[l].backward(dA, c["Z"], c["A"])
+        dW, db = linear_backward(dZ, c["A_prev"], m)
+        W = params[l]["W"]
+        if not _l2_is_off(l2):
+            dW = dW + (l2 / m) * W
+        grads[l] = {"W": dW, "b": db}
+        if l > 0:  # dA^[0] = dX is never needed: skip its (n_x, m) matmul
+            dA_prev = W.T @ dZ
+    return grads
+
+
+def value_and_manual_grad(
+    params: list[dict],
+    X: Array,
+    Y: Array,
+    net: Network,
+    *,
+    l2=0.0,
+    key: jax.Array | None = None,
+    keep_prob: float = 1.0,
+) -> tuple[Array, list[dict]]:
+    """``(J, grads)`` from one forward pass and the hand-derived ``backward``.
+
+    Same signature and results as ``value_and_autodiff_grad`` (up to rounding).
+    X: (n_x, m); Y: (n_L, m); grads has the structure of params.
+    """
+    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    check_Y(Y, X, net)
+    J = cost_from_cache(params, cache, Y, net, l2=l2)
+    return J, backward(params, cache, Y, net, l2=l2)
+
+
+def value_and_autodiff_grad(
+    params: list[dict],
+    X: Array,
+    Y: Array,
+    net: Network,
+    *,
+    l2=0.0,
+    key: jax.Array | None = None,
+    keep_prob: float = 1.0,
+) -> tuple[Array, list[dict]]:
+    """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``: the reference the manual pass is checked against."""
+    return jax.value_and_grad(cost)(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)

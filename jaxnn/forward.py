@@ -1,0 +1,174 @@
+"""Forward propagation and the cost (seed §1, §3).
+
+``forward`` returns A^[L] and a cache: a list with one dict per layer,
+``{"A_prev": A^[l-1], "Z": Z^[l], "A": g(Z^[l])}`` (plus ``"D"``, the scaled
+dropout mask, on hidden layers when dropout is on). The cache is returned,
+never stored: ``backward`` takes it as an argument.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import jax
+import jax.numpy as jnp
+
+from jaxnn.activations import Activation
+from jaxnn.losses import FUSED
+from jaxnn.network import Network, check_params, check_X, check_Y
+
+Array = jax.Array
+
+
+def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
+    """Z^[l] = W^[l] A^[l-1] + b^[l] (seed §1a).
+
+    Args:
+      W: (n_l, n_{l-1}); b: (n_l, 1), broadcast over the m columns;
+      A_prev: (n_{l-1}, m).
+
+    Returns:
+      Z: (n_l, m).
+    """
+    return W @ A_prev + b
+
+
+def layer_forward(W: Array, b: Array, A_prev: Array, activation: Activation) -> tuple[Array, Array]:
+    """One layer: Z = W A_prev + b, A = g(Z) (seed §1a-b). Returns (Z, A), both (n_l, m)."""
+    Z = linear_forward(W, b, A_prev)
+    return Z, activation.forward(Z)
+
+
+def _check_keep_prob(keep_prob, key) -> bool:
+    """Validate dropout arguments; return True when dropout is on."""
+    if isinstance(keep_prob, numbers.Real):
+        if not (0.0 < float(keep_prob) <= 1.0):
+            raise ValueError(
+                f"keep_prob = {keep_prob!r} must be in (0, 1]: it is the probability of KEEPING a "
+                "hidden unit (1.0 turns dropout off)."
+            )
+        if keep_prob == 1.0:
+            return False
+    if key is None:
+        raise ValueError(
+            f"keep_prob = {keep_prob!r} asks for dropout, which needs a PRNG key: pass key=... "
+            "(or keep_prob=1.0 to evaluate without dropout)."
+        )
+    return True
+
+
+def forward(
+    params: list[dict],
+    X: Array,
+    net: Network,
+    *,
+    key: jax.Array | None = None,
+    keep_prob: float = 1.0,
+) -> tuple[Array, list[dict]]:
+    """Forward propagation through all L layers (seed §1).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` for l = 1..L.
+      X: (n_x, m), one column per example (A^[0] = X).
+      net: the ``Network``.
+      key: PRNG key for inverted dropout (only used when keep_prob < 1).
+      keep_prob: probability of keeping each hidden unit; hidden activations
+        are multiplied by mask / keep_prob (inverted dropout) so evaluation
+        needs no rescaling. The output layer is never dropped.
+
+    Returns:
+      ``(AL, cache)``: AL = A^[L] of shape (n_L, m), and the per-layer cache
+      ``[{"A_prev", "Z", "A"(, "D")}]`` that ``backward`` needs.
+
+    Raises:
+      ValueError: at trace time, if params or X do not match ``net``.
+
+    >>> net = Network((2, 3, 1), ("relu", "sigmoid"), "bce")
+    >>> params = init_params(jax.random.key(0), net)
+    >>> AL, cache = forward(params, jnp.ones((2, 5)), net)
+    >>> AL.shape
+    (1, 5)
+    """
+    check_params(params, net)
+    check_X(X, net)
+    dropout = _check_keep_prob(keep_prob, key)
+    keys = jax.random.split(key, net.L) if dropout else [None] * net.L
+    A = X
+    cache = []
+    for l, (p, g) in enumerate(zip(params, net.layer_activations), start=1):
+        A_prev = A
+        Z, A = layer_forward(p["W"], p["b"], A_prev, g)
+        entry = {"A_prev": A_prev, "Z": Z, "A": A}
+        if dropout and l < net.L:
+            keep = jax.random.bernoulli(keys[l - 1], keep_prob, A.shape)
+            # The mask is stored already divided by keep_prob, so backward
+            # applies exactly the factor the forward pass applied.
+            D = keep.astype(A.dtype) / jnp.asarray(keep_prob, A.dtype)
+            entry["D"] = D
+            A = A * D
+        cache.append(entry)
+    return A, cache
+
+
+def predict(params: list[dict], X: Array, net: Network) -> Array:
+    """A^[L] for X (n_x, m), without dropout: (n_L, m)."""
+    return forward(params, X, net)[0]
+
+
+def _check_l2(l2) -> None:
+    if isinstance(l2, numbers.Real) and not (math.isfinite(l2) and l2 >= 0):
+        raise ValueError(f"l2 = {l2!r} must be a finite number >= 0 (the weight-decay strength λ).")
+
+
+def _l2_is_off(l2) -> bool:
+    return isinstance(l2, numbers.Real) and l2 == 0
+
+
+def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> Array:
+    """J from a forward pass's cache (seed §3): mean over the m examples.
+
+    Sigmoid+BCE and softmax+cross-entropy are computed from Z^[L] (softplus /
+    log-sum-exp), so they are finite for saturated logits. With ``l2`` = λ > 0
+    the cost adds λ/(2m) Σ_l ||W^[l]||² (biases are not decayed).
+    """
+    _check_l2(l2)
+    last = cache[-1]
+    g, loss = net.layer_activations[-1], net.loss_fn
+    fused = FUSED.get((g.name, loss.name))
+    if fused is not None:
+        per_example = fused.from_logits(last["Z"], Y)
+    else:
+        per_example = loss.forward(last["A"], Y)
+    m = Y.shape[1]
+    J = jnp.mean(per_example)
+    if not _l2_is_off(l2):
+        J = J + (l2 / (2 * m)) * sum(jnp.sum(p["W"] ** 2) for p in params)
+    return J
+
+
+def cost(
+    params: list[dict],
+    X: Array,
+    Y: Array,
+    net: Network,
+    *,
+    l2: float | Array = 0.0,
+    key: jax.Array | None = None,
+    keep_prob: float = 1.0,
+) -> Array:
+    """The scalar cost J(params) (seed §3): what ``jax.grad`` differentiates.
+
+    Args:
+      params: the params pytree.
+      X: (n_x, m). Y: (n_L, m), one-hot columns for softmax.
+      net: the ``Network``.
+      l2: weight-decay strength λ (adds λ/(2m) Σ ||W||²); may be a traced array.
+      key, keep_prob: dropout, as in ``forward``.
+
+    Returns:
+      J: a scalar, (1/m) Σ_i L^(i) (+ the L2 term).
+    """
+    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    check_Y(Y, X, net)
+    return cost_from_cache(params, cache, Y, net, l2=l2)
