@@ -76,9 +76,13 @@ def tanh(Z: Array) -> Array:
 
 
 def tanh_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA ⊙ (1 - A²), using tanh'(z) = 1 - tanh(z)². Shapes (n_l, m)."""
+    """dZ = dA ⊙ (1 - A²), using tanh'(z) = 1 - tanh(z)². Shapes (n_l, m).
+
+    Evaluated as (1 - A)(1 + A): when |A| is near 1, 1 - A is exact while
+    1 - A² would lose most of its digits to cancellation.
+    """
     del Z
-    return dA * (1 - A * A)
+    return dA * ((1 - A) * (1 + A))
 
 
 # --- relu: max(0, z); derivative 1 for z > 0, 0 for z <= 0 ------------------------

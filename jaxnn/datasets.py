@@ -1,16 +1,13 @@
 """Data sets in the seed's layout: one column per example (NumPy only).
 
 Every loader returns a :class:`Dataset` with ``X: (n_x, m)`` and ``Y: (n_y, m)``
-(seed §1): one-hot columns for multi-class (softmax + cross-entropy), a
-``(1, m)`` row of 0/1 for binary (sigmoid + BCE), a ``(1, m)`` row of
-standardised targets for regression (identity + MSE). Files on disk are
-row-major ``(m, n_x)`` tables; the transpose happens here, once, on purpose.
-
-Features (and regression targets) are standardised with TRAINING statistics
-only, so nothing about the test set leaks into training. A feature that is
-constant on the training set (e.g. a border pixel of ``digits``) gets std 1.
-Nothing is ever downloaded: the built-in sets ship inside scikit-learn, and
-MNIST-style IDX files are read from a local folder.
+(seed §1): one-hot columns for multiclass (softmax + cross-entropy), a ``(1, m)``
+row of 0/1 for binary (sigmoid + BCE), a ``(1, m)`` row of standardised targets
+for regression (identity + MSE). Files on disk are row-major ``(m, n_x)``
+tables; the transpose happens here, once. Features (and regression targets) are
+standardised with TRAINING statistics only; a feature constant on the training
+set gets std 1. Nothing is downloaded: the built-in sets ship inside
+scikit-learn, and MNIST-style IDX files are read from a local folder.
 """
 
 from __future__ import annotations
@@ -23,11 +20,8 @@ from typing import NamedTuple
 import numpy as np
 
 TASKS = ("multiclass", "binary", "regression")
-_PAIRING = {
-    "multiclass": ("softmax", "cross_entropy"),
-    "binary": ("sigmoid", "bce"),
-    "regression": ("identity", "mse"),
-}
+_PAIRING = {"multiclass": ("softmax", "cross_entropy"), "binary": ("sigmoid", "bce"),
+            "regression": ("identity", "mse")}
 
 
 class Dataset(NamedTuple):
@@ -56,30 +50,17 @@ class Dataset(NamedTuple):
     y_std: np.ndarray | None
     name: str
 
-    @property
-    def n_x(self) -> int:
-        return self.X_train.shape[0]
-
-    @property
-    def n_y(self) -> int:
-        return self.Y_train.shape[0]
-
-    @property
-    def m_train(self) -> int:
-        return self.X_train.shape[1]
-
-    @property
-    def m_test(self) -> int:
-        return self.X_test.shape[1]
+    n_x = property(lambda self: self.X_train.shape[0], doc="number of features")
+    n_y = property(lambda self: self.Y_train.shape[0], doc="number of output units")
+    m_train = property(lambda self: self.X_train.shape[1], doc="training examples")
+    m_test = property(lambda self: self.X_test.shape[1], doc="test examples")
 
 
 # ----------------------------------------------------------------- validation
 def _check_fraction(test_fraction: float) -> None:
     if not 0.0 < float(test_fraction) < 1.0:
-        raise ValueError(
-            f"test_fraction must be strictly between 0 and 1, got {test_fraction!r}; "
-            "e.g. test_fraction=0.2 keeps 20% of the examples for testing."
-        )
+        raise ValueError(f"test_fraction must be strictly between 0 and 1, got "
+                         f"{test_fraction!r}; e.g. 0.2 keeps 20% of the examples for testing.")
 
 
 def _check_dtype(dtype) -> np.dtype:
@@ -93,29 +74,30 @@ def _as_features(features, feature_names) -> tuple[np.ndarray, tuple[str, ...]]:
     """features: (m, n_x) row-major table -> float64 array and names."""
     features = np.asarray(features)
     if features.ndim != 2:
-        raise ValueError(
-            f"features must be a 2-D (m, n_x) table with one ROW per example, got shape "
-            f"{features.shape}; for a single feature use features.reshape(-1, 1)."
-        )
+        raise ValueError(f"features must be a 2-D (m, n_x) table, one ROW per example, got "
+                         f"{features.shape}; for a single feature use features.reshape(-1, 1).")
     try:
         features = features.astype(np.float64)
     except (TypeError, ValueError) as err:
         raise ValueError(f"features must be numeric; converting to float failed: {err}") from None
     n_x = features.shape[1]
-    names = tuple(f"x{j}" for j in range(n_x)) if feature_names is None else tuple(
-        str(s) for s in feature_names)
+    if feature_names is None:
+        feature_names = [f"x{j}" for j in range(n_x)]
+    names = tuple(str(s) for s in feature_names)
     if len(names) != n_x:
         raise ValueError(f"got {len(names)} feature_names for {n_x} feature columns.")
     bad_rows, bad_cols = np.nonzero(~np.isfinite(features))
     if bad_rows.size:
         first = ", ".join(f"row {r} column {c} ({names[c]!r})={features[r, c]}"
                           for r, c in zip(bad_rows[:5], bad_cols[:5], strict=True))
-        raise ValueError(
-            f"features contain {bad_rows.size} NaN/inf value(s) in rows "
-            f"{sorted(set(bad_rows.tolist()))[:5]} (first few: {first}); drop or impute them "
-            "first, e.g. keep = np.isfinite(features).all(axis=1)."
-        )
+        raise ValueError(f"features contain {bad_rows.size} NaN/inf value(s) in rows "
+                         f"{sorted(set(bad_rows.tolist()))[:5]} (first few: {first}); drop or "
+                         "impute them first, e.g. keep = np.isfinite(features).all(axis=1).")
     return features, names
+
+
+def _integral(labels: np.ndarray) -> bool:
+    return labels.dtype.kind != "f" or bool(np.all(np.isfinite(labels) & (labels % 1 == 0)))
 
 
 def _resolve_task(labels: np.ndarray, task: str) -> str:
@@ -123,7 +105,7 @@ def _resolve_task(labels: np.ndarray, task: str) -> str:
         raise ValueError(f"task must be one of {(*TASKS, 'auto')}, got {task!r}.")
     if task != "auto":
         return task
-    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+    if not _integral(labels):
         return "regression"
     return "binary" if np.unique(labels).size == 2 else "multiclass"
 
@@ -133,28 +115,20 @@ def _class_labels(labels: np.ndarray, task: str):
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
     if labels.ndim != 1:
-        raise ValueError(
-            f"class labels must be a 1-D (m,) array of class ids, got shape {labels.shape}; "
-            "for one-hot rows pass labels.argmax(axis=1)."
-        )
+        raise ValueError(f"class labels must be a 1-D (m,) array of class ids, got shape "
+                         f"{labels.shape}; for one-hot rows pass labels.argmax(axis=1).")
+    if not _integral(labels):
+        raise ValueError(f"task={task!r} needs integer or string class labels, got non-integer "
+                         "floats (or NaN); for continuous targets use task='regression'.")
     if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels) & (labels == np.round(labels))):
-            raise ValueError(
-                f"task={task!r} needs integer or string class labels, got non-integer floats "
-                "(or NaN); for continuous targets use task='regression'."
-            )
         labels = labels.astype(np.int64)
     classes, codes = np.unique(labels, return_inverse=True)
     if classes.size < 2:
-        raise ValueError(
-            f"classification needs at least 2 classes, found {classes.size} "
-            f"({classes.tolist()}); check the label column."
-        )
+        raise ValueError(f"classification needs at least 2 classes, found {classes.size} "
+                         f"({classes.tolist()}); check the label column.")
     if task == "binary" and classes.size != 2:
-        raise ValueError(
-            f"task='binary' needs exactly 2 classes, found {classes.size}; "
-            "use task='multiclass' (softmax) instead."
-        )
+        raise ValueError(f"task='binary' needs exactly 2 classes, found {classes.size}; "
+                         "use task='multiclass' (softmax) instead.")
     return classes, codes.reshape(-1)
 
 
@@ -164,33 +138,23 @@ def _split(codes: np.ndarray | None, m: int, test_fraction: float, seed: int):
     rng = np.random.default_rng(seed)
     m_test = int(round(m * test_fraction))
     if not 1 <= m_test <= m - 1:
-        raise ValueError(
-            f"test_fraction={test_fraction} of m={m} examples gives {m_test} test examples; "
-            "both splits need at least one, so pick a fraction nearer 0.5 or add data."
-        )
+        raise ValueError(f"test_fraction={test_fraction} of m={m} examples gives {m_test} test "
+                         "examples; both splits need one or more: change it or add data.")
     if codes is None:
         perm = rng.permutation(m)
         return perm[m_test:], perm[:m_test]
     counts = np.bincount(codes)
     if m_test > m - counts.size:
-        raise ValueError(
-            f"test_fraction={test_fraction} puts {m_test} of {m} examples in the test split, "
-            f"which would leave a class with no training example ({counts.size} classes, "
-            f"smallest has {counts.min()}); lower test_fraction. If the labels are continuous "
-            "targets, pass task='regression'."
-        )
-    # Largest-remainder quotas keep each class's test share close to test_fraction;
-    # a class may only receive a remainder while it keeps >= 1 training example.
+        raise ValueError(f"test_fraction={test_fraction} puts {m_test} of {m} examples in the "
+                         f"test split, which would leave a class with no training example "
+                         f"({counts.size} classes, smallest has {counts.min()}); lower "
+                         "test_fraction, or pass task='regression' for continuous targets.")
+    # Largest remainders keep each class's test share close to test_fraction, but a
+    # class never gives up its last training example (m_test <= m - k makes room).
     quota = counts * m_test / m
     n_test = np.floor(quota).astype(np.int64)
-    for c in np.lexsort((-counts, -(quota - n_test))):
-        if n_test.sum() == m_test:
-            break
-        if n_test[c] < counts[c] - 1:
-            n_test[c] += 1
-    for c in np.argsort(-(counts - 1 - n_test), kind="stable"):  # rare: spill leftovers
-        while n_test.sum() < m_test and n_test[c] < counts[c] - 1:
-            n_test[c] += 1
+    while n_test.sum() < m_test:
+        n_test[np.argmax(np.where(n_test < counts - 1, quota - n_test, -np.inf))] += 1
     train, test = [], []
     for c in range(counts.size):
         idx = rng.permutation(np.flatnonzero(codes == c))
@@ -200,20 +164,17 @@ def _split(codes: np.ndarray | None, m: int, test_fraction: float, seed: int):
 
 
 def _standardise(train: np.ndarray, test: np.ndarray):
-    """train: (m_train, n) rows -> (train_std, test_std, mean (n,), std (n,)) with train stats."""
+    """train: (m_train, n) rows -> (train_std, test_std, mean (n, 1), std (n, 1)), train stats."""
     mean = train.mean(axis=0, dtype=np.float64)
     std = train.std(axis=0, dtype=np.float64)
     std[np.ptp(train, axis=0) == 0] = 1.0  # constant feature: centre it, don't divide by 0
     mu, sigma = mean.astype(train.dtype), std.astype(train.dtype)  # no float64 copy of MNIST
-    return (train - mu) / sigma, (test - mu) / sigma, mean, std
+    return (train - mu) / sigma, (test - mu) / sigma, mean[:, None], std[:, None]
 
 
-def _col(a: np.ndarray, dtype) -> np.ndarray:
-    """(n,) statistics -> read-only (n, 1) column."""
-    return _frozen(np.asarray(a).reshape(-1, 1), dtype)
-
-
-def _frozen(a: np.ndarray, dtype) -> np.ndarray:
+def _frozen(a: np.ndarray | None, dtype) -> np.ndarray | None:
+    if a is None:
+        return None
     a = np.ascontiguousarray(a, dtype=dtype)
     a.flags.writeable = False
     return a
@@ -246,9 +207,8 @@ def _assemble(F_train, F_test, y_train, y_test, *, task, classes, feature_names,
         X_test=_frozen(F_test.T, dtype), Y_test=_frozen(Y_test, dtype),
         task=task, output_activation=activation, loss=loss,
         feature_names=tuple(feature_names), class_names=class_names,
-        x_mean=_col(x_mean, dtype), x_std=_col(x_std, dtype),
-        y_mean=None if y_mean is None else _col(y_mean, dtype),
-        y_std=None if y_std is None else _col(y_std, dtype), name=name,
+        x_mean=_frozen(x_mean, dtype), x_std=_frozen(x_std, dtype),
+        y_mean=_frozen(y_mean, dtype), y_std=_frozen(y_std, dtype), name=name,
     )
 
 
@@ -279,26 +239,22 @@ def from_arrays(features, labels, *, task: str = "auto", test_fraction: float = 
     if labels.shape[:1] != (m,):
         hint = (" features look transposed ((n_x, m)); pass features.T, one row per example."
                 if labels.ndim and features.shape[1] == labels.shape[0] else "")
-        raise ValueError(
-            f"features have {m} rows (examples) but labels have shape {labels.shape}; "
-            f"they need one label per row.{hint}"
-        )
+        raise ValueError(f"features have {m} rows (examples) but labels have shape "
+                         f"{labels.shape}; they need one label per row.{hint}")
     task = _resolve_task(labels, task)
+    classes = None
     if task == "regression":
         try:
-            targets = labels.astype(np.float64).reshape(m, -1)
+            y = labels.astype(np.float64).reshape(m, -1)  # (m, n_y) targets
         except (TypeError, ValueError):
             raise ValueError("task='regression' needs numeric targets.") from None
-        if not np.all(np.isfinite(targets)):
-            rows = np.flatnonzero(~np.isfinite(targets).all(axis=1))
+        if not np.all(np.isfinite(y)):
+            rows = np.flatnonzero(~np.isfinite(y).all(axis=1))
             raise ValueError(f"regression targets contain NaN/inf in rows {rows[:5].tolist()}.")
-        train, test = _split(None, m, test_fraction, seed)
-        return _assemble(features[train], features[test], targets[train], targets[test],
-                         task=task, classes=None, feature_names=feature_names,
-                         class_names=None, dtype=dtype, name=name)
-    classes, codes = _class_labels(labels, task)
-    train, test = _split(codes, m, test_fraction, seed)
-    return _assemble(features[train], features[test], codes[train], codes[test], task=task,
+    else:
+        classes, y = _class_labels(labels, task)  # y: (m,) class codes 0..k-1
+    train, test = _split(None if classes is None else y, m, test_fraction, seed)
+    return _assemble(features[train], features[test], y[train], y[test], task=task,
                      classes=classes, feature_names=feature_names, class_names=class_names,
                      dtype=dtype, name=name)
 
@@ -339,6 +295,14 @@ def load(name: str, *, test_fraction: float = 0.2, seed: int = 0, dtype=np.float
 
 
 # ------------------------------------------------------------- files on disk
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
 def load_csv(path, *, label_column: str | int, task: str = "auto", delimiter: str = ",",
              header: bool = True, test_fraction: float = 0.2, seed: int = 0,
              dtype=np.float32, name: str | None = None) -> Dataset:
@@ -352,14 +316,10 @@ def load_csv(path, *, label_column: str | int, task: str = "auto", delimiter: st
     path = Path(path)
     with path.open(newline="") as f:
         rows = [r for r in csv.reader(f, delimiter=delimiter) if r]
-    if header:
-        if not rows:
-            raise ValueError(f"{path} is empty.")
-        columns, rows = [c.strip() for c in rows[0]], rows[1:]
-    else:
-        columns = [f"col{j}" for j in range(len(rows[0]) if rows else 0)]
-    if not rows:
+    if len(rows) <= int(header):
         raise ValueError(f"{path} has no data rows.")
+    columns = [c.strip() for c in rows[0]] if header else [f"col{j}" for j in range(len(rows[0]))]
+    rows = rows[int(header):]
     n_cols = len(columns)
     if isinstance(label_column, str):
         if not header:
@@ -384,19 +344,11 @@ def load_csv(path, *, label_column: str | int, task: str = "auto", delimiter: st
     try:
         features = cells[:, keep].astype(np.float64)
     except ValueError:
-        for i, r in enumerate(cells[:, keep]):
-            for j, s in zip(keep, r, strict=True):
-                try:
-                    float(s)
-                except ValueError:
-                    raise ValueError(
-                        f"{path.name} data row {i}, column {columns[j]!r}: {s!r} is not a "
-                        "number; feature columns must be numeric (use NaN-free numbers)."
-                    ) from None
-    try:
-        labels = raw_labels.astype(np.float64)
-    except ValueError:
-        labels = raw_labels
+        i, j = next((i, j) for i, r in enumerate(cells) for j in keep if not _is_number(r[j]))
+        raise ValueError(f"{path.name} data row {i}, column {columns[j]!r}: {str(cells[i, j])!r} "
+                         "is not a number; feature columns must be numeric.") from None
+    numeric = all(_is_number(s) for s in raw_labels)
+    labels = raw_labels.astype(np.float64) if numeric else raw_labels
     return from_arrays(features, labels, task=task, test_fraction=test_fraction, seed=seed,
                        dtype=dtype, feature_names=[columns[j] for j in keep],
                        name=path.stem if name is None else name)
@@ -451,32 +403,30 @@ def read_idx(path) -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         raw = gzip.decompress(raw)
     if len(raw) < 4 or raw[:2] != b"\x00\x00" or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-        raise ValueError(
-            f"{path.name}: bad IDX magic number {raw[:4].hex() or '(empty)'}; expected "
-            "00 00 <dtype 08/09/0b/0c/0d/0e> <ndim>. Is this really an (unzipped or .gz) "
-            "IDX file, not an HTML page or a truncated download?"
-        )
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    dt = np.dtype(_IDX_DTYPES[raw[2]])
-    expected = 4 + 4 * ndim + int(np.prod(dims)) * dt.itemsize
-    if len(raw) != expected:
+        raise ValueError(f"{path.name}: bad IDX magic number {raw[:4].hex() or '(empty)'}; "
+                         "expected 00 00 <dtype 08/09/0b/0c/0d/0e> <ndim>. Is it really an IDX "
+                         "file (plain or .gz), not an HTML page or a truncated download?")
+    ndim, dt = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
+    dims = np.frombuffer(raw, ">u4", ndim, 4) if len(raw) >= 4 + 4 * ndim else np.array([-1])
+    expected = 4 + 4 * ndim + int(np.prod(dims.astype(np.int64))) * dt.itemsize
+    if dims.min() < 0 or len(raw) != expected:
         raise ValueError(f"{path.name}: header says dims {dims.tolist()} ({expected} bytes) "
                          f"but the file has {len(raw)} bytes; it is truncated or corrupt.")
-    return np.frombuffer(raw, dtype=dt, offset=4 + 4 * ndim).reshape(dims).astype(dt.newbyteorder("="))
+    data = np.frombuffer(raw, dtype=dt, offset=4 + 4 * ndim).reshape(dims.astype(np.int64))
+    return data.astype(dt.newbyteorder("="))
 
 
 def _find_idx(folder: Path, base: str) -> Path:
     for candidate in (folder / base, folder / f"{base}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(
-        f"{base} (or {base}.gz) not found in {folder}. load_idx never downloads: put the four "
-        f"files {', '.join(_IDX_FILES)} (optionally .gz) in that folder."
-    )
+    raise FileNotFoundError(f"{base} (or {base}.gz) not found in {folder}. load_idx never "
+                            f"downloads: put the four files {', '.join(_IDX_FILES)} "
+                            "(optionally .gz) in that folder.")
 
 
-def load_idx(folder, *, kind: str = "mnist", dtype=np.float32, name: str | None = None) -> Dataset:
+def load_idx(folder, *, kind: str = "mnist", dtype=np.float32,
+             name: str | None = None) -> Dataset:
     """Load MNIST / Fashion-MNIST IDX files from a local folder (official split).
 
     Pixels are scaled to [0, 1] and then standardised with training stats.
@@ -490,7 +440,7 @@ def load_idx(folder, *, kind: str = "mnist", dtype=np.float32, name: str | None 
     img_tr, lab_tr, img_te, lab_te = (read_idx(_find_idx(folder, b)) for b in _IDX_FILES)
     parts = []
     for split, images, labels in (("train", img_tr, lab_tr), ("t10k", img_te, lab_te)):
-        if images.ndim < 2 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+        if images.ndim < 2 or labels.ndim != 1 or not 0 < images.shape[0] == labels.shape[0]:
             raise ValueError(f"{split}: images {images.shape} and labels {labels.shape} do "
                              "not match: need (m, rows, cols) images and (m,) labels.")
         if labels.min() < 0 or labels.max() > 9:

@@ -1,0 +1,50 @@
+"""Shared test configuration (CONVENTIONS §5).
+
+* ``jax_numpy_rank_promotion="raise"``: a bias of shape (n_l,) instead of
+  (n_l, 1) would otherwise broadcast silently along the batch.
+* ``x64``: float64 switched on for one test only (float32 stays the default).
+* ``jit``: runs a test's function both eagerly and compiled.
+"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The grids of activation x loss pairings every gradient test sweeps.
+HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
+OUTPUT_PAIRINGS = (
+    ("sigmoid", "bce"),
+    ("softmax", "cross_entropy"),
+    ("identity", "mse"),
+    ("sigmoid", "mse"),
+    ("tanh", "mse"),
+    ("relu", "mse"),
+    ("leaky_relu", "mse"),
+    ("softmax", "mse"),
+)
+
+
+@pytest.fixture
+def x64():
+    """Float64 for the duration of one test."""
+    with jax.enable_x64(True):
+        yield jnp.float64
+
+
+@pytest.fixture(params=[False, True], ids=["eager", "jit"])
+def jit(request):
+    """``jit(f)`` is ``f`` itself or ``jax.jit(f)``: the same test, compiled and not."""
+    return jax.jit if request.param else (lambda f, **kw: f)
+
+
+def make_targets(key, net, m, dtype=jnp.float32):
+    """Valid targets Y (n_L, m) for ``net``'s loss: one-hot, 0/1, or real."""
+    loss = net.loss_fn.name
+    if loss == "cross_entropy":
+        labels = jax.random.randint(key, (m,), 0, net.n_L)
+        return jax.nn.one_hot(labels, net.n_L, dtype=dtype).T
+    if loss == "bce":
+        return jax.random.bernoulli(key, 0.5, (net.n_L, m)).astype(dtype)
+    return jax.random.normal(key, (net.n_L, m), dtype)

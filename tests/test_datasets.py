@@ -1,0 +1,426 @@
+"""Tests of jaxnn.datasets: layout (n_x, m), train-only statistics, splits, files, errors."""
+
+import csv
+import gzip
+
+import numpy as np
+import pytest
+import sklearn.datasets
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from jaxnn import datasets
+
+SIZES = {  # name: (n_x, n_y, m, task)
+    "digits": (64, 10, 1797, "multiclass"),
+    "iris": (4, 3, 150, "multiclass"),
+    "wine": (13, 3, 178, "multiclass"),
+    "breast_cancer": (30, 1, 569, "binary"),
+    "diabetes": (10, 1, 442, "regression"),
+}
+RAW = {
+    "digits": sklearn.datasets.load_digits,
+    "iris": sklearn.datasets.load_iris,
+    "wine": sklearn.datasets.load_wine,
+    "breast_cancer": sklearn.datasets.load_breast_cancer,
+    "diabetes": lambda: sklearn.datasets.load_diabetes(scaled=False),
+}
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return {name: datasets.load(name) for name in datasets.available()}
+
+
+def _raw_rows(ds, X):
+    """Undo the standardisation: X: (n_x, m) -> raw (m, n_x) rows."""
+    return (X.astype(np.float64) * ds.x_std + ds.x_mean).T
+
+
+def _labels(ds, Y):
+    if ds.task == "multiclass":
+        return Y.argmax(axis=0)
+    if ds.task == "binary":
+        return Y[0].astype(int)
+    return Y[0].astype(np.float64) * ds.y_std[0, 0] + ds.y_mean[0, 0]
+
+
+# ------------------------------------------------------------------ built-ins
+def test_available_lists_all():
+    assert datasets.available() == tuple(SIZES)
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_builtin_shapes_layout_pairing(loaded, name):
+    ds = loaded[name]
+    n_x, n_y, m, task = SIZES[name]
+    assert (ds.n_x, ds.n_y, ds.m_train + ds.m_test) == (n_x, n_y, m)
+    assert ds.m_test == round(0.2 * m)
+    assert ds.X_train.shape == (n_x, ds.m_train) and ds.X_test.shape == (n_x, ds.m_test)
+    assert ds.Y_train.shape == (n_y, ds.m_train) and ds.Y_test.shape == (n_y, ds.m_test)
+    assert ds.x_mean.shape == ds.x_std.shape == (n_x, 1)
+    assert len(ds.feature_names) == n_x and ds.name == name and ds.task == task
+    pairing = {"multiclass": ("softmax", "cross_entropy"), "binary": ("sigmoid", "bce"),
+               "regression": ("identity", "mse")}[task]
+    assert (ds.output_activation, ds.loss) == pairing
+    for a in (ds.X_train, ds.Y_train, ds.X_test, ds.Y_test):
+        assert a.dtype == np.float32 and np.all(np.isfinite(a)) and not a.flags.writeable
+    if task == "multiclass":
+        for Y in (ds.Y_train, ds.Y_test):
+            assert set(np.unique(Y)) == {0.0, 1.0}
+            np.testing.assert_array_equal(Y.sum(axis=0), np.ones(Y.shape[1]))
+        assert len(ds.class_names) == n_y and ds.y_mean is None and ds.y_std is None
+    elif task == "binary":
+        assert set(np.unique(ds.Y_train)) == {0.0, 1.0}
+        assert ds.class_names == ("malignant", "benign")
+    else:
+        assert ds.class_names == () and ds.y_mean.shape == ds.y_std.shape == (1, 1)
+        # targets standardised with training stats
+        assert abs(ds.Y_train.mean()) < 1e-5 and abs(ds.Y_train.std() - 1) < 1e-5
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_examples_are_columns_and_stay_with_their_labels(loaded, name):
+    """Rebuild every (row, label) pair of the sklearn table from the columns."""
+    ds, raw = loaded[name], RAW[name]()
+    rows = np.concatenate([_raw_rows(ds, ds.X_train), _raw_rows(ds, ds.X_test)])
+    labels = np.concatenate([_labels(ds, ds.Y_train), _labels(ds, ds.Y_test)])
+    key = np.lexsort(rows.T[::-1])
+    key_raw = np.lexsort(raw.data.T[::-1])
+    np.testing.assert_allclose(rows[key], raw.data[key_raw], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(labels[key], raw.target[key_raw], rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", list(SIZES))
+def test_training_statistics_only(loaded, name):
+    ds, raw = loaded[name], RAW[name]()
+    train_rows = _raw_rows(ds, ds.X_train)
+    np.testing.assert_allclose(ds.x_mean[:, 0], raw.data.mean(axis=0), rtol=0.1, atol=0.5)
+    np.testing.assert_allclose(ds.x_mean[:, 0], train_rows.mean(axis=0), rtol=1e-5, atol=1e-5)
+    varying = np.ptp(train_rows, axis=0) > 0
+    np.testing.assert_allclose(ds.X_train.mean(axis=1), 0, atol=1e-5)
+    np.testing.assert_allclose(ds.X_train.std(axis=1)[varying], 1, atol=1e-4)
+    # the test set is standardised with the training stats, so it is not exactly (0, 1)
+    assert np.abs(ds.X_test.mean(axis=1)).max() > 1e-2
+    assert np.abs(ds.X_test.std(axis=1)[varying] - 1).max() > 1e-2
+    # x_std is the training std, not the whole-set one
+    assert not np.allclose(ds.x_std[varying, 0], raw.data.std(axis=0)[varying], rtol=1e-6)
+
+
+def test_constant_features_get_std_one(loaded):
+    ds = loaded["digits"]
+    constant = np.ptp(_raw_rows(ds, ds.X_train), axis=0) == 0
+    assert constant.sum() >= 2  # digits has all-zero border pixels
+    np.testing.assert_array_equal(ds.x_std[constant, 0], 1.0)
+    np.testing.assert_array_equal(ds.X_train[constant], 0.0)
+
+
+def test_split_deterministic_per_seed():
+    a, b, c = (datasets.load("wine", seed=s) for s in (3, 3, 4))
+    for f in ("X_train", "Y_train", "X_test", "Y_test", "x_mean", "x_std"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    assert a.X_test.shape == c.X_test.shape and not np.array_equal(a.X_test, c.X_test)
+
+
+@pytest.mark.parametrize("name", ["iris", "wine", "digits", "breast_cancer"])
+def test_stratified(loaded, name):
+    ds, raw = loaded[name], RAW[name]()
+    counts = np.bincount(raw.target)
+    test_counts = ds.Y_test.sum(axis=1) if ds.task == "multiclass" else np.array(
+        [ds.m_test - ds.Y_test.sum(), ds.Y_test.sum()])
+    # each class within one example of its exact share of the test split
+    assert np.abs(test_counts - counts * ds.m_test / counts.sum()).max() < 1.0 + 1e-9
+    if name == "iris":
+        np.testing.assert_array_equal(test_counts, [10, 10, 10])
+
+
+def test_test_fraction_changes_sizes():
+    ds = datasets.load("iris", test_fraction=0.5, dtype=np.float64)
+    assert (ds.m_train, ds.m_test) == (75, 75) and ds.X_train.dtype == np.float64
+
+
+def test_dataset_is_immutable(loaded):
+    ds = loaded["iris"]
+    with pytest.raises(AttributeError):
+        ds.X_train = None
+    with pytest.raises(ValueError, match="read-only"):
+        ds.X_train[0, 0] = 1.0
+
+
+# ---------------------------------------------------------------- from_arrays
+def test_from_arrays_auto_tasks_and_binary_coding():
+    rng = np.random.default_rng(0)
+    F = rng.normal(size=(40, 3))
+    reg = datasets.from_arrays(F, rng.normal(size=40), task="auto")
+    assert reg.task == "regression" and reg.n_y == 1 and reg.loss == "mse"
+    labels = np.array(["no", "yes"] * 20)
+    binary = datasets.from_arrays(F, labels, task="auto", feature_names=["a", "b", "c"])
+    assert binary.task == "binary" and binary.class_names == ("no", "yes")
+    assert binary.feature_names == ("a", "b", "c")
+    # Y = 1 exactly for "yes" rows: feature 0 is the row index, so recover it
+    F_idx = np.column_stack([np.arange(40.0), F])
+    coded = datasets.from_arrays(F_idx, labels, task="binary")
+    for X, Y in ((coded.X_train, coded.Y_train), (coded.X_test, coded.Y_test)):
+        rows = np.round(_raw_rows(coded, X)[:, 0]).astype(int)
+        np.testing.assert_array_equal(Y[0], labels[rows] == "yes")
+    multi = datasets.from_arrays(F, np.arange(40) % 4 * 1.0, task="auto")
+    assert multi.task == "multiclass" and multi.class_names == ("0", "1", "2", "3")
+    assert multi.Y_train.shape == (4, 32)
+
+
+def test_from_arrays_multi_target_regression():
+    rng = np.random.default_rng(1)
+    F, T = rng.normal(size=(30, 2)), rng.normal(3.0, 5.0, size=(30, 2))
+    ds = datasets.from_arrays(F, T, task="regression", seed=2)
+    assert ds.Y_train.shape == (2, 24) and ds.y_mean.shape == (2, 1)
+    np.testing.assert_allclose(ds.Y_train.mean(axis=1), 0, atol=1e-6)
+    np.testing.assert_allclose(ds.Y_train.std(axis=1), 1, atol=1e-5)
+
+
+# --------------------------------------------------------------- bad inputs
+def _iris():
+    raw = sklearn.datasets.load_iris()
+    return raw.data.copy(), raw.target.copy()
+
+
+def test_error_nan_inf_features_name_rows_and_columns():
+    F, y = _iris()
+    F[7, 2], F[11, 0] = np.nan, np.inf
+    with pytest.raises(ValueError, match=r"2 NaN/inf.*rows \[7, 11\].*row 7 column 2"):
+        datasets.from_arrays(F, y, task="multiclass")
+
+
+def test_error_mismatched_lengths_and_transposed():
+    F, y = _iris()
+    with pytest.raises(ValueError, match="150 rows.*labels have shape \\(149,\\)"):
+        datasets.from_arrays(F, y[:-1], task="multiclass")
+    with pytest.raises(ValueError, match="transposed.*features.T"):
+        datasets.from_arrays(F.T, y, task="multiclass")
+
+
+def test_error_fewer_than_two_classes():
+    F, _ = _iris()
+    with pytest.raises(ValueError, match="at least 2 classes, found 1"):
+        datasets.from_arrays(F, np.zeros(150, int), task="auto")
+
+
+def test_error_binary_with_three_classes():
+    F, y = _iris()
+    with pytest.raises(ValueError, match="exactly 2 classes, found 3"):
+        datasets.from_arrays(F, y, task="binary")
+
+
+@pytest.mark.parametrize("frac", [0.0, 1.0, -0.1, 1.5])
+def test_error_test_fraction_out_of_range(frac):
+    with pytest.raises(ValueError, match="strictly between 0 and 1"):
+        datasets.load("iris", test_fraction=frac)
+
+
+def test_error_class_without_training_example():
+    F = np.arange(12.0).reshape(6, 2)
+    y = np.array([0, 0, 1, 1, 2, 2])
+    with pytest.raises(ValueError, match="no training example"):
+        datasets.from_arrays(F, y, task="multiclass", test_fraction=0.6)
+    # a smaller fraction keeps every class in training
+    ds = datasets.from_arrays(F, y, task="multiclass", test_fraction=0.5)
+    np.testing.assert_array_equal(ds.Y_train.sum(axis=1), [1, 1, 1])
+
+
+def test_error_unknown_name_and_task():
+    with pytest.raises(ValueError, match="unknown data set 'mnist'.*digits, iris, wine"):
+        datasets.load("mnist")
+    F, y = _iris()
+    with pytest.raises(ValueError, match="task must be one of"):
+        datasets.from_arrays(F, y, task="classification")
+
+
+# ---------------------------------------------------------------- CSV / NPZ
+def _write_iris_csv(path, label_first=False):
+    raw = sklearn.datasets.load_iris()
+    names = [n.replace(" (cm)", "") for n in raw.feature_names]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        header = ["species", *names] if label_first else [*names, "species"]
+        w.writerow(header)
+        for row, t in zip(raw.data, raw.target, strict=True):
+            label = raw.target_names[t]
+            w.writerow([label, *row] if label_first else [*row, label])
+    return raw, names
+
+
+@pytest.mark.parametrize("label_column", ["species", -1, 4])
+def test_csv_round_trip(tmp_path, label_column):
+    raw, names = _write_iris_csv(tmp_path / "iris.csv")
+    ds = datasets.load_csv(tmp_path / "iris.csv", label_column=label_column, seed=5)
+    ref = datasets.from_arrays(raw.data, raw.target_names[raw.target], task="multiclass",
+                               seed=5)
+    assert ds.task == "multiclass" and ds.name == "iris"
+    assert ds.feature_names == tuple(names)
+    assert ds.class_names == ("setosa", "versicolor", "virginica")
+    for f in ("X_train", "Y_train", "X_test", "Y_test", "x_mean", "x_std"):
+        np.testing.assert_array_equal(getattr(ds, f), getattr(ref, f))
+
+
+def test_csv_label_first_no_header_numeric_labels(tmp_path):
+    path = tmp_path / "t.csv"
+    rng = np.random.default_rng(0)
+    F, y = rng.normal(size=(50, 3)), np.arange(50) % 2
+    np.savetxt(path, np.column_stack([y, F]), delimiter=";")
+    ds = datasets.load_csv(path, label_column=0, header=False, delimiter=";")
+    ref = datasets.from_arrays(F, y, task="binary")
+    assert ds.task == "binary" and ds.class_names == ("0", "1")
+    assert ds.feature_names == ("col1", "col2", "col3")
+    np.testing.assert_allclose(ds.X_train, ref.X_train, atol=1e-6)
+    np.testing.assert_array_equal(ds.Y_train, ref.Y_train)
+
+
+def test_csv_errors(tmp_path):
+    path = tmp_path / "iris.csv"
+    _write_iris_csv(path)
+    with pytest.raises(ValueError, match=r"'label' not in iris.csv; columns are \['sepal"):
+        datasets.load_csv(path, label_column="label")
+    with pytest.raises(ValueError, match=r"index 5 out of range for 5 columns.*-5\.\.4"):
+        datasets.load_csv(path, label_column=5)
+    with pytest.raises(ValueError, match="needs header=True"):
+        datasets.load_csv(path, label_column="species", header=False)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,0\n3,oops,1\n4,nan,1\n")
+    with pytest.raises(ValueError, match="data row 1, column 'b': 'oops' is not a number"):
+        datasets.load_csv(bad, label_column="y")
+    bad.write_text("a,b,y\n1,2,0\n3,4,1\n4,nan,1\n5,6,0\n")
+    with pytest.raises(ValueError, match=r"NaN/inf.*rows \[2\]"):
+        datasets.load_csv(bad, label_column="y")
+    bad.write_text("a,b,y\n1,2,0\n3,4\n")
+    with pytest.raises(ValueError, match="row 1 has 2 fields, expected 3"):
+        datasets.load_csv(bad, label_column="y")
+
+
+def test_npz_round_trip_and_keys(tmp_path):
+    raw = sklearn.datasets.load_wine()
+    path = tmp_path / "wine.npz"
+    np.savez(path, X=raw.data, y=raw.target, feature_names=np.array(raw.feature_names))
+    ds = datasets.load_npz(path, seed=1)
+    ref = datasets.from_arrays(raw.data, raw.target, task="multiclass", seed=1)
+    assert ds.feature_names == tuple(raw.feature_names) and ds.name == "wine"
+    for f in ("X_train", "Y_train", "X_test", "Y_test"):
+        np.testing.assert_array_equal(getattr(ds, f), getattr(ref, f))
+    other = tmp_path / "other.npz"
+    np.savez(other, inputs=raw.data, target=raw.target.astype(float) + 0.5)
+    reg = datasets.load_npz(other, features_key="inputs", labels_key="target")
+    assert reg.task == "regression"
+    with pytest.raises(ValueError, match=r"no array 'X'; arrays: \['inputs', 'target'\]"):
+        datasets.load_npz(other)
+
+
+# ----------------------------------------------------------------------- IDX
+_CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C,
+          np.float32: 0x0D, np.float64: 0x0E}
+
+
+def _write_idx(path, array, gz=False):
+    array = np.asarray(array)
+    header = bytes([0, 0, _CODES[array.dtype.type], array.ndim])
+    dims = np.array(array.shape, dtype=">u4").tobytes()
+    data = header + dims + array.astype(array.dtype.newbyteorder(">")).tobytes()
+    if gz:
+        path = path.with_name(path.name + ".gz")
+        data = gzip.compress(data)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("dtype", list(_CODES))
+@pytest.mark.parametrize("gz", [False, True])
+def test_read_idx_round_trip(tmp_path, dtype, gz):
+    rng = np.random.default_rng(0)
+    a = (rng.normal(size=(5, 3, 4)) * 20).astype(dtype)
+    path = _write_idx(tmp_path / "a-idx3", a, gz=gz)
+    out = datasets.read_idx(path)
+    assert out.shape == (5, 3, 4) and out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, a)
+
+
+def _mnist_folder(folder, gz, m_train=20, m_test=8):
+    rng = np.random.default_rng(42)
+    imgs = {s: rng.integers(0, 256, size=(m, 28, 28), dtype=np.uint8)
+            for s, m in (("train", m_train), ("t10k", m_test))}
+    labs = {"train": np.arange(m_train, dtype=np.uint8) % 10,
+            "t10k": np.arange(m_test, dtype=np.uint8) % 10}
+    for s in ("train", "t10k"):
+        _write_idx(folder / f"{s}-images-idx3-ubyte", imgs[s], gz=gz)
+        _write_idx(folder / f"{s}-labels-idx1-ubyte", labs[s], gz=gz)
+    return imgs, labs
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_load_idx(tmp_path, gz):
+    imgs, labs = _mnist_folder(tmp_path, gz)
+    ds = datasets.load_idx(tmp_path, kind="fashion_mnist")
+    assert ds.X_train.shape == (784, 20) and ds.Y_train.shape == (10, 20)
+    assert ds.X_test.shape == (784, 8) and ds.Y_test.shape == (10, 8)
+    assert ds.class_names[0] == "T-shirt/top" and ds.loss == "cross_entropy"
+    # official split kept in order; pixels scaled to [0, 1] then standardised
+    np.testing.assert_array_equal(ds.Y_train.argmax(axis=0), labs["train"])
+    np.testing.assert_array_equal(ds.Y_test.argmax(axis=0), labs["t10k"])
+    pixels = imgs["train"].reshape(20, 784).T / 255.0
+    np.testing.assert_allclose(ds.x_mean[:, 0], pixels.mean(axis=1), atol=1e-6)
+    np.testing.assert_allclose(ds.x_std[:, 0], pixels.std(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(ds.X_train * ds.x_std + ds.x_mean, pixels, atol=1e-5)
+    test_pixels = imgs["t10k"].reshape(8, 784).T / 255.0
+    np.testing.assert_allclose(ds.X_test * ds.x_std + ds.x_mean, test_pixels, atol=1e-5)
+    np.testing.assert_allclose(ds.X_train.mean(axis=1), 0, atol=1e-5)
+
+
+def test_idx_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*never downloads"):
+        datasets.load_idx(tmp_path)
+    bad = tmp_path / "bad-idx"
+    bad.write_bytes(b"<html>not found</html>")
+    with pytest.raises(ValueError, match="bad IDX magic number 3c68746d"):
+        datasets.read_idx(bad)
+    bad.write_bytes(bytes([0, 0, 0x08, 1]) + np.array([10], ">u4").tobytes() + bytes(4))
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        datasets.read_idx(bad)
+    _mnist_folder(tmp_path, gz=False)
+    with pytest.raises(ValueError, match="unknown kind 'emnist'"):
+        datasets.load_idx(tmp_path, kind="emnist")
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.zeros(7, np.uint8))
+    with pytest.raises(ValueError, match=r"t10k: images \(8, 28, 28\) and labels \(7,\)"):
+        datasets.load_idx(tmp_path)
+
+
+def test_idx_header_cut_short(tmp_path):
+    bad = tmp_path / "short-idx"
+    bad.write_bytes(bytes([0, 0, 0x08, 3]) + np.array([2], ">u4").tobytes())
+    with pytest.raises(ValueError, match="truncated or corrupt"):
+        datasets.read_idx(bad)
+
+
+# ------------------------------------------------------- split as a property
+@settings(max_examples=40, deadline=None)
+@given(counts=st.lists(st.integers(1, 12), min_size=2, max_size=5),
+       frac=st.floats(0.1, 0.5), seed=st.integers(0, 2**31 - 1))
+def test_stratified_split_is_a_partition(counts, frac, seed):
+    codes = np.repeat(np.arange(len(counts)), counts)
+    m = codes.size
+    m_test = round(m * frac)
+    assume(1 <= m_test <= m - len(counts))
+    F = np.column_stack([np.arange(m, dtype=float), np.ones(m)])  # feature 0 = row index
+    ds = datasets.from_arrays(F, codes, task="multiclass", test_fraction=frac, seed=seed,
+                              dtype=np.float64)
+    rows = {k: np.round(_raw_rows(ds, getattr(ds, f"X_{k}"))[:, 0]).astype(int)
+            for k in ("train", "test")}
+    np.testing.assert_array_equal(np.sort(np.concatenate([rows["train"], rows["test"]])),
+                                  np.arange(m))
+    assert rows["test"].size == m_test
+    np.testing.assert_array_equal(ds.Y_train.argmax(axis=0), codes[rows["train"]])
+    np.testing.assert_array_equal(ds.Y_test.argmax(axis=0), codes[rows["test"]])
+    train_counts, test_counts = ds.Y_train.sum(axis=1), ds.Y_test.sum(axis=1)
+    assert train_counts.min() >= 1  # every class is seen in training
+    share = np.array(counts) * m_test / m
+    # no class gets less than the floor of its exact share of the test split, and one gets
+    # more than the ceiling only when every class still below its ceiling is down to its
+    # last training example (e.g. counts [1, 1, 1, 6] at 0.5: the 6 must give 4)
+    assert np.all(test_counts >= np.floor(share))
+    if np.any(test_counts > np.ceil(share)):
+        assert not np.any((test_counts < np.ceil(share)) & (train_counts > 1))
