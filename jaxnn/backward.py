@@ -84,21 +84,20 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
     acts = net.layer_activations
     grads: list[dict] = [{}] * net.L
     last = cache[-1]
-    dZ = output_delta(last["Z"], last["A"], Y, net)
-    for l in range(net.L - 1, -1, -1):
-        c = cache[l]
-        if l < net.L - 1:
-            dA = dA_prev
-            if "D" in c:
-                dA = dA * c["D"]  # the same inverted-dropout factor the forward pass applied
-            dZ = acts[l].backward(dA, c["Z"], c["A"])
-        dW, db = linear_backward(dZ, c["A_prev"], m)
+    dZ = output_delta(last["Z"], last["A"], Y, net)  # §4a
+    for l in range(net.L - 1, -1, -1):  # list index l is the seed's layer l + 1
+        dW, db = linear_backward(dZ, cache[l]["A_prev"], m)  # §4c
         W = params[l]["W"]
         if not _l2_is_off(l2):
             dW = dW + (l2 / m) * W
         grads[l] = {"W": dW, "b": db}
-        if l > 0:  # dA^[0] = dX is never needed: skip its (n_x, m) matmul
-            dA_prev = W.T @ dZ
+        if l == 0:
+            break  # dA^[0] = dX is never needed: skip its (n_x, m) matmul
+        prev = cache[l - 1]
+        dA_prev = W.T @ dZ  # §4b
+        if "D" in prev:
+            dA_prev = dA_prev * prev["D"]  # the same inverted-dropout factor the forward pass applied
+        dZ = acts[l - 1].backward(dA_prev, prev["Z"], prev["A"])
     return grads
 
 
@@ -133,5 +132,8 @@ def value_and_autodiff_grad(
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
 ) -> tuple[Array, list[dict]]:
-    """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``: the reference the manual pass is checked against."""
+    """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``.
+
+    The reference the hand-derived pass is checked against. X: (n_x, m); Y: (n_L, m).
+    """
     return jax.value_and_grad(cost)(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)

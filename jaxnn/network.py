@@ -18,6 +18,7 @@ import numbers
 from collections.abc import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.activations import Activation, get_activation
@@ -172,7 +173,9 @@ def check_params(params, net: Network) -> None:
     for l, (p, expected) in enumerate(zip(params, net.param_shapes()), start=1):
         if not isinstance(p, dict) or set(p) != {"W", "b"}:
             keys = sorted(p) if isinstance(p, dict) else type(p).__name__
-            raise ValueError(f"layer {l}: params[{l - 1}] must be a dict with keys 'W' and 'b', got {keys}.")
+            raise ValueError(
+                f"layer {l}: params[{l - 1}] must be a dict with keys 'W' and 'b', got {keys}."
+            )
         for name in ("W", "b"):
             shape = tuple(np.shape(p[name]))
             if shape != expected[name]:
@@ -185,12 +188,11 @@ def check_params(params, net: Network) -> None:
                     f"layer {l}: {name} has shape {shape}, expected {expected[name]} for "
                     f"layer_sizes {net.layer_sizes}.{hint}"
                 )
-            if not np.issubdtype(np.dtype(p[name].dtype), np.floating) and not _is_bf16(p[name]):
-                raise ValueError(f"layer {l}: {name} has dtype {p[name].dtype}; params must be floating point.")
-
-
-def _is_bf16(x) -> bool:
-    return str(getattr(x, "dtype", "")) == "bfloat16"
+            dtype = getattr(p[name], "dtype", None)
+            if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+                raise ValueError(
+                    f"layer {l}: {name} has dtype {dtype}; params must be floating-point arrays."
+                )
 
 
 def check_X(X, net: Network) -> None:
