@@ -1,0 +1,613 @@
+"""Training: ``fit``, ensembles, metrics and history (seed §4-§5, driven over epochs).
+
+The pieces, lowest first:
+
+* ``train_step``: one update on one batch, ``X: (n_x, b)``, ``Y: (n_L, b)``:
+  gradients (hand-derived, seed §4, or ``jax.grad``) then an optimizer update
+  (the seed's §5 gradient descent by default, or any optax transformation).
+  It is small and pure on purpose: a sharding constraint or a dtype cast goes
+  here.
+* an epoch: the m columns shuffled with the state's key, cut into
+  ``floor(m/B)`` full batches that ``jax.lax.scan`` runs, then ONE more step on
+  the ``m mod B`` leftover columns. Every example counts exactly once per
+  epoch, and the last, partial batch's gradient is that of its own real
+  examples (the core's 1/m with m = its size) - no padding, no dropped data.
+  One or several epochs are ONE compiled program (data on device), compiled
+  once per (shapes, settings) and reused across epochs and calls.
+* ``train_epochs(state, net, data, ...)``: runs epochs from a ``TrainState``
+  (so a checkpoint can resume bit for bit); ``fit`` and ``fit_ensemble`` wrap it.
+
+Non-finite cost, gradient or updated parameter stops training with a
+``DivergenceError`` naming the epoch and the parameter; the state (and params)
+of the last finite step ride on the exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import numbers
+import sys
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn.backward import backward
+from jaxnn.forward import cost_from_cache, forward
+from jaxnn.initializers import init_params
+from jaxnn.losses import FUSED
+from jaxnn.network import Network, check_params, check_X, check_Y
+from jaxnn.updates import GRAD_FUNCTIONS
+
+Array = jax.Array
+
+# How many times the epoch program has been traced (i.e. compiled). Diagnostics only:
+# tests read it to check that one compilation serves every epoch.
+TRACE_COUNT = {"epochs": 0}
+
+
+class TrainState(NamedTuple):
+    """Everything a resumed run needs; leaves get a leading (E,) axis in an ensemble.
+
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; opt_state: the optimizer's
+    state (for the named optimizers it holds the learning rate); step: int32 (),
+    updates applied; key: PRNG key, split once per epoch (shuffle, dropout);
+    epoch: int32 (), epochs completed.
+    """
+
+    params: list
+    opt_state: Any
+    step: Array
+    key: Array
+    epoch: Array
+
+
+class GDState(NamedTuple):
+    learning_rate: Array  # α of seed §5, float (); kept in the state so ensembles can vary it
+
+
+def gradient_descent(learning_rate: float = 0.1) -> optax.GradientTransformation:
+    """The seed's §5 update W := W - α dW, b := b - α db as an optax transformation.
+
+    α lives in the state (``GDState``), so it can be a traced per-member value.
+    ``optax.apply_updates`` then computes p + (-α g), bit for bit ``sgd_update``.
+    """
+
+    def init(params):
+        return GDState(jnp.asarray(learning_rate, optax.tree.dtype(params, "highest")))
+
+    def update(grads, state, params=None):
+        del params
+        return jax.tree.map(lambda g: -state.learning_rate.astype(g.dtype) * g, grads), state
+
+    return optax.GradientTransformation(init, update)
+
+
+# Named optimizers: factory of the learning rate, and its default rate.
+OPTIMIZERS: dict[str, tuple[Callable, float]] = {
+    "gd": (gradient_descent, 0.1),
+    "sgd": (lambda learning_rate: optax.sgd(learning_rate), 0.1),
+    "momentum": (lambda learning_rate: optax.sgd(learning_rate, momentum=0.9), 0.05),
+    "adam": (lambda learning_rate: optax.adam(learning_rate), 1e-3),
+    "adamw": (lambda learning_rate: optax.adamw(learning_rate, weight_decay=1e-4), 1e-3),
+    "rmsprop": (lambda learning_rate: optax.rmsprop(learning_rate), 1e-3),
+}
+
+
+def _factory(name: str) -> Callable[[Any], optax.GradientTransformation]:
+    """lr -> transformation whose state carries lr (so it may be traced / differ per member)."""
+    factory = OPTIMIZERS[name][0]
+    return factory if name == "gd" else optax.inject_hyperparams(factory)
+
+
+@functools.cache
+def _named_tx(name: str) -> optax.GradientTransformation:
+    # Its update reads α from the state, so one cached object serves every rate,
+    # and the compiled epoch (keyed on it) is reused across fit calls.
+    return _factory(name)(OPTIMIZERS[name][1])
+
+
+def resolve_optimizer(optimizer) -> optax.GradientTransformation:
+    """None / a name in ``OPTIMIZERS`` / an optax transformation -> the transformation."""
+    if optimizer is None:
+        return _named_tx("gd")
+    if isinstance(optimizer, str):
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer = {optimizer!r}; valid names: {', '.join(OPTIMIZERS)} "
+                             "(or pass an optax.GradientTransformation).")
+        return _named_tx(optimizer)
+    if isinstance(optimizer, optax.GradientTransformation):
+        return optimizer
+    raise ValueError(f"optimizer must be None, a name ({', '.join(OPTIMIZERS)}) or an "
+                     f"optax.GradientTransformation, got {type(optimizer).__name__}.")
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def is_classifier(net: Network) -> bool:
+    """Softmax output, or sigmoid + BCE: scored by accuracy; anything else by R² and RMSE."""
+    out = net.layer_activations[-1].name
+    return out == "softmax" or (out == "sigmoid" and net.loss_fn.name == "bce")
+
+
+def metric_names(net: Network) -> tuple[str, ...]:
+    return ("accuracy",) if is_classifier(net) else ("r2", "rmse")
+
+
+def evaluate(params: list[dict], X: Array, Y: Array, net: Network) -> dict[str, Array]:
+    """Cost and metrics without dropout or L2 (seed §1, §3). X: (n_x, m); Y: (n_L, m).
+
+    Returns ``{"cost", "accuracy"}`` for classifiers (argmax of softmax columns;
+    sigmoid outputs thresholded at 0.5, per unit) or ``{"cost", "r2", "rmse"}``
+    (R² = 1 - SS_res/SS_tot per output unit, averaged; RMSE in Y's units).
+    """
+    AL, cache = forward(params, X, net)
+    out = {"cost": cost_from_cache(params, cache, Y, net)}
+    if is_classifier(net):
+        if net.layer_activations[-1].name == "softmax":
+            hit = jnp.argmax(AL, axis=0) == jnp.argmax(Y, axis=0)
+        else:
+            hit = (AL > 0.5) == (Y > 0.5)
+        out["accuracy"] = jnp.mean(hit.astype(AL.dtype))
+    else:
+        sq = (Y - AL) ** 2
+        ss_tot = jnp.sum((Y - jnp.mean(Y, axis=1, keepdims=True)) ** 2, axis=1)
+        out["r2"] = jnp.mean(1 - jnp.sum(sq, axis=1) / ss_tot)
+        out["rmse"] = jnp.sqrt(jnp.mean(sq))
+    return out
+
+
+# --- the compiled epochs ------------------------------------------------------------------
+
+
+class _Spec(NamedTuple):
+    """The static settings of the epoch program; one compilation per distinct value."""
+
+    net: Network
+    tx: optax.GradientTransformation
+    grad: str
+    batch_size: int  # B, at most m
+    keep_prob: float
+    l2_on: bool
+    n_epochs: int  # epochs per call
+    eval_train: bool
+    ensemble: bool
+
+
+def _per_example_loss(cache, Y, net: Network) -> Array:
+    """Each example's loss (m,), as ``cost_from_cache`` computes it (from Z^[L] when fused)."""
+    fused = FUSED.get((net.layer_activations[-1].name, net.loss_fn.name))
+    last = cache[-1]
+    return fused.from_logits(last["Z"], Y) if fused else net.loss_fn.forward(last["A"], Y)
+
+
+def _masked_value_and_grad(params, X, Y, w, net, grad, **kwargs):
+    """``(J, grads)`` over the real columns of a padded batch: w (b,) is 1 real / 0 padding.
+
+    The cost is that of the r = Σw real examples, (1/r) Σ_real L^(i) + λ/(2r) Σ||W||².
+    Manual path: the padded columns get targets at which dZ^[L] is exactly 0
+    (Y := A^[L], or Y := 0 for softmax + cross-entropy, whose dZ^[L] = A^[L] Σ_k y_k - y),
+    so the delta recursion gives them zero dZ in every layer and they add
+    nothing to any dW, db (seed §4); the core's 1/b is then rescaled to 1/r.
+    """
+    l2 = kwargs.pop("l2")
+    real, r = w[None, :] > 0, jnp.sum(w)
+
+    def masked_cost(params, cache):
+        J = jnp.sum(w * _per_example_loss(cache, Y, net)) / r
+        if _l2_on(l2):
+            J = J + (l2 / (2 * r)) * sum(jnp.sum(p["W"] ** 2) for p in params)
+        return J
+
+    if grad == "autodiff":
+        return jax.value_and_grad(lambda p: masked_cost(p, forward(p, X, net, **kwargs)[1]))(params)
+    AL, cache = forward(params, X, net, **kwargs)
+    fill = jnp.zeros_like(Y) if net.loss_fn.name == "cross_entropy" else AL
+    grads = backward(params, cache, jnp.where(real, Y, fill), net, l2=l2)
+    scale = (X.shape[1] / r).astype(X.dtype)
+    return masked_cost(params, cache), jax.tree.map(lambda g: g * scale, grads)
+
+
+def _l2_on(l2) -> bool:
+    return not (isinstance(l2, numbers.Real) and l2 == 0)
+
+
+def train_step(params, opt_state, X, Y, w, key, l2, spec: _Spec):
+    """One update on one batch (seed §4, then §5 or optax). X: (n_x, b); Y: (n_L, b).
+
+    w: None, or (b,) weights 1 (real) / 0 (padding) for the epoch's last batch.
+    Returns ``(params, opt_state, J, bad)``: J is the cost before the update;
+    bad is -1, or the index of the first non-finite quantity in
+    [J, gradient leaves..., updated param leaves...] (see ``_describe_bad``).
+    """
+    kwargs = {"l2": l2 if spec.l2_on else 0.0}
+    if spec.keep_prob < 1.0:
+        kwargs.update(key=key, keep_prob=spec.keep_prob)
+    if w is None:
+        J, grads = GRAD_FUNCTIONS[spec.grad](params, X, Y, spec.net, **kwargs)
+    else:
+        J, grads = _masked_value_and_grad(params, X, Y, w, spec.net, spec.grad, **kwargs)
+    updates, opt_state = spec.tx.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    # x * 0 is 0 for finite x and NaN otherwise: one scalar per leaf, cheap to compile.
+    probe = [J * 0] + [jnp.sum(t * 0) for t in (*jax.tree.leaves(grads), *jax.tree.leaves(params))]
+    flags = ~jnp.isfinite(jnp.stack(probe))
+    bad = jnp.where(jnp.any(flags), jnp.argmax(flags), -1).astype(jnp.int32)
+    return params, opt_state, J, bad
+
+
+def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
+    """One pass over the m columns of X: (n_x, m). bad >= 0 freezes the state.
+
+    m = n_full B + rest. With rest > 0 the scan runs n_full + 1 batches of B;
+    the last holds the rest real columns padded with B - rest copies of others,
+    which weigh 0 (``_masked_value_and_grad``): every example counts once.
+    """
+    m, B = X.shape[1], spec.batch_size
+    n_full, rest = divmod(m, B)
+    key, k_perm, k_drop = jax.random.split(state.key, 3)
+
+    def body(carry, xs):
+        params, opt_state, step, bad, total = carry
+        i, cols, w = xs
+        Xb, Yb = (X, Y) if cols is None else (jnp.take(X, cols, axis=1), jnp.take(Y, cols, axis=1))
+        new_p, new_o, J, code = train_step(params, opt_state, Xb, Yb, w,
+                                           jax.random.fold_in(k_drop, i), l2, spec)
+        ok = (bad < 0) & (code < 0)
+        # Freeze at the last finite step: the failing update is never applied.
+        keep = functools.partial(jax.tree.map, lambda n, o: jnp.where(ok, n, o))
+        real = Xb.shape[1] if w is None else jnp.sum(w)
+        return (keep(new_p, params), keep(new_o, opt_state), step + ok.astype(step.dtype),
+                jnp.where(bad < 0, code, bad), total + J * real), None
+
+    carry = (state.params, state.opt_state, state.step, bad, jnp.zeros((), X.dtype))
+    if B == m:  # full batch, the seed's GD: the order is irrelevant, skip the shuffle
+        carry, _ = body(carry, (0, None, None))
+    else:
+        perm = jax.random.permutation(k_perm, m)
+        n = n_full + (rest > 0)
+        cols = jnp.concatenate([perm, perm[: n * B - m]]).reshape(n, B)
+        w = None if rest == 0 else (jnp.arange(n * B) < m).astype(X.dtype).reshape(n, B)
+        carry, _ = jax.lax.scan(body, carry, (jnp.arange(n), cols, w))
+    params, opt_state, step, bad, total = carry
+    fine = bad < 0
+    # The key always advances: a frozen (diverged) state is for inspection, not for resuming.
+    state = TrainState(params, opt_state, step, key, state.epoch + fine.astype(state.epoch.dtype))
+    out = {"cost": jnp.where(fine, total / m, jnp.nan)}
+    if spec.eval_train:
+        out.update({f"train_{k}": v for k, v in evaluate(params, X, Y, spec.net).items()})
+    if val is not None:
+        out.update({f"val_{k}": v for k, v in evaluate(params, *val, spec.net).items()})
+    return state, bad, out
+
+
+def _epochs_one(state, bad, X, Y, l2, val, spec):
+    def body(carry, _):
+        state, bad, out = _one_epoch(*carry, X, Y, l2, val, spec)
+        return (state, bad), out
+
+    (state, bad), outs = jax.lax.scan(body, (state, bad), None, length=spec.n_epochs)
+    return state, bad, outs
+
+
+@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
+def _run_epochs(state, bad, X, Y, l2, val, spec: _Spec):
+    TRACE_COUNT["epochs"] += 1  # runs only while tracing
+    if spec.ensemble:  # members on a leading axis; the data are shared
+        return jax.vmap(_epochs_one, in_axes=(0, 0, None, None, 0, None, None))(
+            state, bad, X, Y, l2, val, spec)
+    return _epochs_one(state, bad, X, Y, l2, val, spec)
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class DivergenceError(FloatingPointError):
+    """The cost, a gradient or an updated parameter became NaN/inf.
+
+    Attributes: ``epoch`` (1-based, the failing one), ``step`` (the failing
+    update, 1-based), ``where`` (e.g. "the gradient of layer 2 W"), ``state``
+    (the ``TrainState`` after the last finite update), ``params`` (its
+    params) and ``history`` (the epochs completed before).
+    """
+
+    def __init__(self, message, *, epoch, step, where, state, history):
+        super().__init__(message)
+        self.epoch, self.step, self.where = epoch, step, where
+        self.state, self.params, self.history = state, state.params, history
+
+
+def _leaf_names(params) -> list[str]:
+    names = []
+    for path, _ in jax.tree_util.tree_leaves_with_path(params):
+        if len(path) == 2 and hasattr(path[0], "idx") and hasattr(path[1], "key"):
+            names.append(f"layer {path[0].idx + 1} {path[1].key}")
+        else:
+            names.append(jax.tree_util.keystr(path))
+    return names
+
+
+def _describe_bad(code: int, params) -> str:
+    """Decode ``train_step``'s bad index: 0 is J, then gradient leaves, then updated params."""
+    names = _leaf_names(params)
+    if code == 0:
+        return "the cost J"
+    if code <= len(names):
+        return f"the gradient of {names[code - 1]}"
+    return f"{names[code - 1 - len(names)]} after the update"
+
+
+# --- running epochs from a state ------------------------------------------------------------
+
+
+def _xy(data, dtype, net, what="data"):
+    """(X, Y) or a datasets.Dataset (its training split) -> device arrays, shapes checked."""
+    if hasattr(data, "X_train") and hasattr(data, "Y_train"):
+        data = (data.X_train, data.Y_train)
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"{what} must be a pair (X, Y) with X: (n_x, m) and Y: (n_L, m), or a "
+                         f"jaxnn.datasets.Dataset; got {type(data).__name__}.")
+    X, Y = data
+    check_X(X, net)
+    check_Y(Y, X, net)
+    return jnp.asarray(X, dtype), jnp.asarray(Y, dtype)
+
+
+def _as_key(key):
+    """A typed PRNG key (legacy uint32 (2,) keys are wrapped)."""
+    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    if key.dtype == jnp.uint32 and key.shape[-1:] == (2,):
+        return jax.random.wrap_key_data(key)
+    raise ValueError(f"key must be a jax.random.key(seed), got dtype {key.dtype} shape {key.shape}.")
+
+
+def _check_positive(value, name, *, integer=False):
+    ok = isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real)
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value <= 0:
+        kind = "an integer" if integer else "a finite number"
+        raise ValueError(f"{name} = {value!r} must be {kind} > 0.")
+
+
+def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=False) -> TrainState:
+    """A fresh ``TrainState`` (step 0, epoch 0). The params are copied, never donated.
+
+    optimizer: None or "gd" (seed §5), a name in ``OPTIMIZERS`` (learning_rate
+    defaults to its rate), or an optax transformation (its own rate; then
+    learning_rate must be None). With ``ensemble=True`` every leaf of params
+    has a leading (E,) axis, key is (E,) keys or one key (split), and
+    learning_rate may be an (E,) array.
+    """
+    tx = resolve_optimizer(optimizer)
+    named = optimizer is None or isinstance(optimizer, str)
+    if not named and learning_rate is not None:
+        raise ValueError("learning_rate is set inside an optax optimizer: pass learning_rate=None "
+                         "(or a name such as optimizer='adam' with learning_rate=...).")
+    key = _as_key(key)
+    dtype = optax.tree.dtype(params, "highest")  # α in the params' precision
+    if named:
+        name = optimizer or "gd"
+        lr = np.asarray(OPTIMIZERS[name][1] if learning_rate is None else learning_rate, float)
+        if lr.ndim > int(ensemble) or not np.all(np.isfinite(lr) & (lr > 0)):
+            raise ValueError(f"learning_rate = {learning_rate!r} must be a finite number > 0"
+                             + (" or an (E,) array of them." if ensemble else "."))
+        init = lambda p, rate: _factory(name)(rate).init(p)  # noqa: E731
+    else:
+        lr, init = np.zeros(()), lambda p, rate: tx.init(p)  # noqa: E731
+    if not ensemble:
+        state = TrainState(params, jax.jit(init)(params, jnp.asarray(lr, dtype)), 0, key, 0)
+        return _own_buffers(state)
+    E = {int(np.shape(x)[0]) for x in jax.tree.leaves(params)}
+    if len(E) != 1:
+        raise ValueError(f"ensemble params must share one leading (E,) axis, got sizes {E}.")
+    (E,) = E
+    keys = jax.random.split(key, E) if key.ndim == 0 else key
+    if keys.shape != (E,) or lr.shape not in ((), (E,)):
+        raise ValueError(f"ensemble of E = {E}: key must be one key or (E,) keys (got "
+                         f"{keys.shape}), learning_rate a scalar or (E,) (got {lr.shape}).")
+    opt_state = jax.jit(jax.vmap(init))(params, jnp.broadcast_to(jnp.asarray(lr, dtype), (E,)))
+    return _own_buffers(TrainState(params, opt_state, np.zeros(E, np.int32), keys,
+                                   np.zeros(E, np.int32)))
+
+
+def _own_buffers(state: TrainState) -> TrainState:
+    # The state is donated to the epoch program, so each leaf needs a buffer of its own
+    # (never the caller's params or key, never one shared by two leaves).
+    return jax.tree.map(lambda x: jnp.array(x, dtype=jnp.int32 if isinstance(x, int) else None),
+                        state)
+
+
+def _show_progress(progress) -> bool:
+    if progress is not None:
+        return bool(progress)
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell" or sys.stderr.isatty()
+
+
+def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimizer=None,
+                 batch_size: int | None = None, grad: str = "manual", l2=0.0,
+                 keep_prob: float = 1.0, validation=None, progress: bool | None = None,
+                 eval_train: bool = True, epochs_per_call: int | None = None,
+                 callback: Callable[[TrainState, dict], None] | None = None):
+    """Run ``epochs`` more epochs from ``state``; returns ``(state, history)``.
+
+    The same arguments as ``fit`` (``optimizer`` must be the one the state was
+    made with). Restarting from a saved state reproduces uninterrupted training
+    bit for bit: the data order and dropout masks come from ``state.key``.
+    ``callback(state, history)`` runs after each compiled call (e.g. to save a
+    checkpoint); it must not keep ``state``, whose buffers the next call reuses.
+    """
+    check_params(jax.tree.map(lambda x: x[0], state.params) if jnp.ndim(state.step)
+                 else state.params, net)
+    ensemble = jnp.ndim(state.step) == 1
+    _check_positive(epochs, "epochs", integer=True)
+    if grad not in GRAD_FUNCTIONS:
+        raise ValueError(f"grad = {grad!r}; valid: {', '.join(GRAD_FUNCTIONS)}.")
+    if not (isinstance(keep_prob, numbers.Real) and 0 < keep_prob <= 1):
+        raise ValueError(f"keep_prob = {keep_prob!r} must be in (0, 1] (1 turns dropout off).")
+    l2 = np.asarray(l2, float)
+    if l2.ndim > int(ensemble) or not np.all(np.isfinite(l2) & (l2 >= 0)):
+        raise ValueError(f"l2 = {l2.tolist()!r} must be finite and >= 0 (scalar, or (E,) for "
+                         "an ensemble).")
+    tx = resolve_optimizer(optimizer)
+    expected = jax.eval_shape(lambda p: jax.vmap(tx.init)(p) if ensemble else tx.init(p),
+                              state.params)
+    if jax.tree.structure(expected) != jax.tree.structure(state.opt_state):
+        raise ValueError("state.opt_state does not match the optimizer: build the state with "
+                         "init_state(..., optimizer=<the same optimizer>).")
+    dtype = jax.tree.leaves(state.params)[0].dtype
+    X, Y = _xy(data, dtype, net)
+    val = None if validation is None else _xy(
+        (validation.X_test, validation.Y_test) if hasattr(validation, "X_test") else validation,
+        dtype, net, "validation")
+    m = X.shape[1]
+    if batch_size is not None:
+        _check_positive(batch_size, "batch_size", integer=True)
+    show = _show_progress(progress)
+    per_call = epochs_per_call or (1 if show or callback else epochs)
+    _check_positive(per_call, "epochs_per_call", integer=True)
+    E = np.shape(state.step)
+    l2 = jnp.asarray(np.broadcast_to(l2, E), dtype)
+    bad = jnp.full(E, -1, jnp.int32)
+    spec = _Spec(net, tx, grad, min(batch_size or m, m), float(keep_prob), bool(np.any(l2 > 0)),
+                 0, eval_train, ensemble)
+    history: dict[str, np.ndarray] = {}
+    bar = None
+    if show:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, desc="epochs", unit="epoch", leave=True)
+    first = int(np.max(jax.device_get(state.epoch))) + 1  # history numbers epochs 1, 2, ...
+    done = 0
+    try:
+        while done < epochs:
+            n = min(per_call, epochs - done)
+            state, bad, outs = _run_epochs(state, bad, X, Y, l2, val, spec._replace(n_epochs=n))
+            outs, bad_host = jax.device_get((outs, bad))
+            outs = {"epoch": first + done + np.arange(n)} | outs
+            for k, v in outs.items():  # (n,) or (E, n): epochs on the last axis
+                history[k] = v if k not in history else np.concatenate([history[k], v], -1)
+            done += n
+            if np.any(bad_host >= 0) and not ensemble:
+                _raise_diverged(int(bad_host), state, history, net)
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(_postfix(history), refresh=False)
+            if callback is not None:
+                callback(state, history)
+    finally:
+        if bar is not None:
+            bar.close()
+    if ensemble:
+        history["diverged"] = np.asarray(bad_host) >= 0
+    return state, history
+
+
+def _postfix(history) -> dict[str, str]:
+    shown = {}
+    for k in ("cost", "train_accuracy", "val_cost", "val_accuracy", "val_r2"):
+        if k in history:
+            v = history[k][..., -1]
+            shown[k] = f"{float(np.mean(v)):.4g}"
+    return shown
+
+
+def _raise_diverged(code, state, history, net):
+    last = int(jax.device_get(state.epoch))  # epochs completed before the failure
+    keep = {k: v[..., history["epoch"] <= last] for k, v in history.items()}
+    where = _describe_bad(code, state.params)
+    step = int(jax.device_get(state.step)) + 1
+    raise DivergenceError(
+        f"training diverged in epoch {last + 1} (update {step}): {where} is NaN or inf. "
+        "The last finite params are on this exception (.params, .state); try a smaller "
+        "learning rate, gradient clipping, or standardised inputs.",
+        epoch=last + 1, step=step, where=where, state=state, history=keep)
+
+
+# --- the front doors ----------------------------------------------------------------------
+
+
+def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learning_rate=None,
+        batch_size: int | None = None, grad: str = "manual", l2=0.0, keep_prob: float = 1.0,
+        validation=None, progress: bool | None = None, **kwargs):
+    """Train ``params`` on data = (X: (n_x, m), Y: (n_L, m)) or a ``datasets.Dataset``.
+
+    Args:
+      optimizer: None / "gd": the seed's §5 gradient descent with
+        ``learning_rate`` (default 0.1); a name in ``OPTIMIZERS`` ("adam", ...);
+        or any ``optax.GradientTransformation`` (hand-derived grads go straight
+        into its ``update``).
+      batch_size: None for full batch (the seed's GD), else shuffled batches of
+        B columns drawn with ``key``; the last partial batch is one more step
+        on its own m mod B examples, so every example counts once per epoch.
+      grad: "manual" (the hand-derived backward pass, seed §4) or "autodiff".
+      l2: weight decay λ (λ/(2m) Σ ||W||² in J); keep_prob: inverted dropout
+        on hidden layers (off at evaluation).
+      validation: (X_val, Y_val) or a Dataset (its test split), scored each epoch.
+      progress: tqdm bar over epochs; default on only in a terminal or notebook.
+      **kwargs: ``eval_train``, ``epochs_per_call``, ``callback`` of ``train_epochs``.
+
+    Returns:
+      ``(params, history)``; history maps "epoch", "cost" (mean minibatch cost
+      during the epoch, the objective incl. L2), "train_cost" and "train_<metric>"
+      (full training set after the epoch, no dropout), "val_..." to (epochs,) arrays.
+
+    Raises:
+      DivergenceError: a NaN/inf cost, gradient or parameter (see its ``.params``).
+    """
+    state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate)
+    state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer,
+                                  batch_size=batch_size, grad=grad, l2=l2, keep_prob=keep_prob,
+                                  validation=validation, progress=progress, **kwargs)
+    return state.params, history
+
+
+def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32):
+    """n independent ``init_params`` stacked on a leading axis: W: (n, n_l, n_{l-1})."""
+    _check_positive(n, "n", integer=True)
+    return jax.vmap(lambda k: init_params(k, net, init, dtype))(jax.random.split(_as_key(key), n))
+
+
+def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None,
+                 learning_rate=None, l2=0.0, **kwargs):
+    """``fit`` for E models at once, vmapped in ONE compiled program.
+
+    params: leaves with a leading (E,) axis (``init_ensemble``); key: one key
+    (split into E: each member its own data order and dropout) or (E,) keys;
+    learning_rate (named optimizers) and l2: scalars or (E,) arrays. A member
+    whose cost goes NaN/inf is frozen at its last finite params instead of
+    stopping the others: ``history["diverged"]`` (E,) says which. History
+    arrays are (E, epochs).
+    """
+    state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
+                       ensemble=True)
+    state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer, l2=l2,
+                                  **kwargs)
+    return state.params, history
+
+
+def save_history(history: dict, path) -> None:
+    """Write history as strict JSON (lists; NaN/inf become null)."""
+    def clean(v):
+        a = np.asarray(v)
+        if a.dtype.kind == "f":
+            return np.where(np.isfinite(a), a, None).tolist()
+        return a.tolist()
+
+    with open(path, "w") as f:
+        json.dump({k: clean(v) for k, v in history.items()}, f, indent=1)
+
+
+def load_history(path) -> dict[str, np.ndarray]:
+    """Read ``save_history``'s JSON back into arrays (null -> NaN)."""
+    with open(path) as f:
+        raw = json.load(f)
+    return {k: np.array(v, dtype=float if k not in ("epoch", "diverged") else None)
+            for k, v in raw.items()}

@@ -1,0 +1,284 @@
+"""Tests of jaxnn.training: regularised gradients vs jax.grad, fit, partial batches,
+compilation reuse, divergence, ensembles, history and the progress bar."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import make_targets
+
+from jaxnn import (
+    Network,
+    forward,
+    init_params,
+    predict,
+    sgd_update,
+    training,
+    value_and_autodiff_grad,
+    value_and_manual_grad,
+)
+from jaxnn._tree import relative_error
+from jaxnn.training import _masked_value_and_grad
+
+PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"), ("tanh", "mse")]
+
+
+def _net(out, loss, hidden=("relu", "tanh"), sizes=(5, 7, 6, 3)):
+    n_L = 1 if out == "sigmoid" else sizes[-1]
+    return Network((*sizes[:-1], n_L), (*hidden, out), loss)
+
+
+def _problem(net, m, dtype=jnp.float32, seed=0):
+    k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
+    params = init_params(k1, net, dtype=dtype)
+    X = jax.random.normal(k2, (net.n_x, m), dtype)
+    return params, X, make_targets(k3, net, m, dtype)
+
+
+def _both(params, X, Y, net, **kw):
+    """Manual and autodiff (J, grads) in one compiled program (faster than op-by-op)."""
+    return jax.jit(lambda p, X, Y: (value_and_manual_grad(p, X, Y, net, **kw),
+                                    value_and_autodiff_grad(p, X, Y, net, **kw)))(params, X, Y)
+
+
+# --- L2 and dropout: hand-derived gradients vs jax.grad (CONVENTIONS §3) ---------------------
+
+
+@pytest.mark.parametrize("out,loss", PAIRINGS)
+@pytest.mark.parametrize("l2,keep_prob", [(0.7, 1.0), (0.0, 0.6), (0.3, 0.8)])
+def test_regularised_manual_grads_match_autodiff_float64(x64, out, loss, l2, keep_prob):
+    net = _net(out, loss)
+    params, X, Y = _problem(net, 9, x64)
+    kw = {"l2": l2, "keep_prob": keep_prob, "key": jax.random.key(3)}
+    (J1, g1), (J2, g2) = _both(params, X, Y, net, **kw)
+    assert float(relative_error(g1, g2)) <= 1e-10
+    assert abs(float(J1 - J2)) <= 1e-12 * max(1.0, abs(float(J2)))
+
+
+def test_l2_adds_exactly_lambda_over_m_W_to_dW_only(x64):
+    net = _net("softmax", "cross_entropy")
+    params, X, Y = _problem(net, 8, x64)
+    (_, g0), _ = _both(params, X, Y, net)
+    (_, g1), _ = _both(params, X, Y, net, l2=0.5)
+    for p, a, b in zip(params, g0, g1):
+        np.testing.assert_allclose(b["W"] - a["W"], 0.5 / 8 * p["W"], rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(b["b"], a["b"])  # biases are not decayed
+
+
+def test_traced_l2_strengths_under_vmap_match_autodiff(x64):
+    net = _net("identity", "mse")
+    params, X, Y = _problem(net, 6, x64)
+    l2s = jnp.array([0.0, 0.1, 2.0])
+    f = lambda l2, fn: fn(params, X, Y, net, l2=l2)[1]  # noqa: E731
+    g1 = jax.jit(jax.vmap(lambda l2: f(l2, value_and_manual_grad)))(l2s)
+    g2 = jax.jit(jax.vmap(lambda l2: f(l2, value_and_autodiff_grad)))(l2s)
+    assert float(relative_error(g1, g2)) <= 1e-10
+    g0 = jax.jit(lambda: f(0.0, value_and_manual_grad))()
+    assert float(relative_error(jax.tree.map(lambda g: g[0], g1), g0)) <= 1e-14
+
+
+def test_dropout_mask_is_in_cache_and_off_at_evaluation():
+    net = _net("softmax", "cross_entropy", sizes=(5, 200, 100, 3))
+    params, X, _ = _problem(net, 100)
+    _, cache = jax.jit(lambda p, X: forward(p, X, net, key=jax.random.key(1), keep_prob=0.75))(
+        params, X)
+    D = cache[0]["D"]
+    assert np.allclose(np.unique(np.asarray(D)), [0.0, 1 / 0.75])
+    assert abs(float(jnp.mean(D > 0)) - 0.75) < 0.01  # keep_prob is the KEEP probability
+    assert "D" not in cache[-1]  # the output layer is never dropped
+    ev = jax.jit(lambda p, X: (forward(p, X, net)[0], predict(p, X, net),
+                               forward(p, X, net, key=jax.random.key(1), keep_prob=1.0)[0]))
+    a, b, c = ev(params, X)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+
+
+# --- the last partial batch ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("out,loss", PAIRINGS)
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_padded_batch_gives_the_cost_and_gradient_of_its_real_examples(x64, out, loss, grad):
+    net = _net(out, loss)
+    params, X, Y = _problem(net, 8, x64)
+    r = 5  # 5 real columns, 3 padding copies of other columns
+    w = (jnp.arange(8) < r).astype(x64)
+    Xp, Yp = X.at[:, r:].set(X[:, :3]), Y.at[:, r:].set(Y[:, :3])
+    J1, g1 = jax.jit(lambda p: _masked_value_and_grad(p, Xp, Yp, w, net, grad, l2=0.4))(params)
+    J2, g2 = jax.jit(lambda p: value_and_autodiff_grad(p, X[:, :r], Y[:, :r], net, l2=0.4))(params)
+    assert float(relative_error(g1, g2)) <= 1e-12
+    assert abs(float(J1 - J2)) <= 1e-12
+
+
+def test_every_example_counts_once_per_epoch(x64):
+    """m = 10, B = 4: batches of 4, 4 and the last 2; same as a hand-written loop."""
+    net = Network((3, 4, 2), ("tanh", "identity"), "mse")
+    params, X, Y = _problem(net, 10, x64)
+    key, lr = jax.random.key(7), 0.05
+    new, hist = training.fit(params, net, (X, Y), epochs=1, key=key, learning_rate=lr,
+                             batch_size=4, progress=False)
+    _, k_perm, _ = jax.random.split(key, 3)  # the epoch's keys, as in training._one_epoch
+    perm = np.asarray(jax.random.permutation(k_perm, 10))
+    p, total = params, 0.0
+    step = jax.jit(lambda p, X, Y: value_and_manual_grad(p, X, Y, net))
+    for cols in (perm[:4], perm[4:8], perm[8:]):
+        J, g = step(p, X[:, cols], Y[:, cols])
+        p, total = sgd_update(p, g, lr), total + float(J) * len(cols)
+    assert float(relative_error(new, p)) <= 1e-13
+    np.testing.assert_allclose(hist["cost"], [total / 10], rtol=1e-12)
+
+
+def test_full_batch_default_is_the_seeds_gradient_descent():
+    net = _net("sigmoid", "bce")
+    params, X, Y = _problem(net, 12)
+    new, hist = training.fit(params, net, (X, Y), epochs=1, key=jax.random.key(0),
+                             learning_rate=0.3, progress=False)
+    J, g = jax.jit(lambda p: value_and_manual_grad(p, X, Y, net))(params)
+    assert float(relative_error(new, sgd_update(params, g, 0.3))) <= 1e-6
+    np.testing.assert_allclose(hist["cost"][0], J, rtol=1e-6)
+
+
+# --- compilation, optimizers, history -----------------------------------------------------
+
+
+def test_one_compilation_serves_every_epoch_and_every_call():
+    net = _net("softmax", "cross_entropy")
+    params, X, Y = _problem(net, 30)
+    before = training.TRACE_COUNT["epochs"]
+    kw = dict(epochs=4, key=jax.random.key(0), optimizer="adam", learning_rate=1e-2, batch_size=8,
+              progress=False, epochs_per_call=1, validation=(X, Y))
+    _, h = training.fit(params, net, (X, Y), **kw)
+    assert training.TRACE_COUNT["epochs"] == before + 1
+    # another rate and seed: the rate lives in the optimizer state, so nothing recompiles
+    training.fit(params, net, (X, Y), **{**kw, "learning_rate": 3e-3, "key": jax.random.key(5)})
+    assert training.TRACE_COUNT["epochs"] == before + 1
+    assert h["cost"].shape == h["val_accuracy"].shape == (4,)
+    np.testing.assert_array_equal(h["epoch"], [1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("optimizer", ["momentum",
+                                       optax.chain(optax.clip_by_global_norm(1.0),
+                                                   optax.adam(optax.cosine_decay_schedule(1e-2, 50)))])
+def test_optimizers_reduce_the_cost_and_manual_matches_autodiff(optimizer):
+    net = _net("softmax", "cross_entropy")
+    params, X, Y = _problem(net, 40)
+    kw = dict(epochs=15, key=jax.random.key(0), optimizer=optimizer, batch_size=16, progress=False,
+              learning_rate=None if isinstance(optimizer, optax.GradientTransformation) else 0.1)
+    p1, h = training.fit(params, net, (X, Y), **kw)
+    p2, _ = training.fit(params, net, (X, Y), grad="autodiff", **kw)
+    assert h["train_cost"][-1] < 0.8 * h["train_cost"][0]
+    assert float(relative_error(p1, p2)) <= 1e-4
+
+
+def test_regression_metrics_and_history_json(tmp_path):
+    net = Network((5, 8, 1), ("tanh", "identity"), "mse")
+    params, X, _ = _problem(net, 64)
+    Y = jnp.sum(X[:2], axis=0, keepdims=True)
+    _, h = training.fit(params, net, (X, Y), epochs=30, key=jax.random.key(0), optimizer="adam",
+                        learning_rate=0.03, batch_size=16, validation=(X, Y), progress=False)
+    assert h["val_r2"][-1] > 0.9 and h["val_rmse"][-1] < 0.5
+    m = training.evaluate(params, X, Y, net)
+    AL = forward(params, X, net)[0]
+    r2 = 1 - np.sum((Y - AL) ** 2) / np.sum((Y - np.mean(Y)) ** 2)
+    np.testing.assert_allclose(m["r2"], r2, rtol=1e-5)
+    np.testing.assert_allclose(m["rmse"], np.sqrt(np.mean((Y - AL) ** 2)), rtol=1e-5)
+    h["cost"] = h["cost"].copy()
+    h["cost"][1] = np.nan
+    training.save_history(h, tmp_path / "h.json")
+    json.loads((tmp_path / "h.json").read_text())  # strict JSON
+    back = training.load_history(tmp_path / "h.json")
+    assert set(back) == set(h) and np.isnan(back["cost"][1])
+    np.testing.assert_allclose(back["val_r2"], h["val_r2"])
+
+
+def test_progress_bar_only_when_asked(capsys):
+    net = _net("sigmoid", "bce")
+    params, X, Y = _problem(net, 16)
+    training.fit(params, net, (X, Y), epochs=2, key=jax.random.key(0), progress=None)
+    assert capsys.readouterr().err == ""  # not a terminal under pytest
+    training.fit(params, net, (X, Y), epochs=2, key=jax.random.key(0), progress=True)
+    err = capsys.readouterr().err
+    assert "2/2" in err and "cost=" in err
+
+
+# --- divergence ---------------------------------------------------------------------------
+
+
+def test_divergence_names_epoch_and_parameter_and_keeps_finite_params():
+    net = Network((3, 4, 1), ("relu", "identity"), "mse")
+    params, X, Y = _problem(net, 20)
+    with pytest.raises(training.DivergenceError, match=r"epoch \d+ .*(layer \d [Wb]|cost)") as e:
+        training.fit(params, net, (X, 1e3 * Y), epochs=50, key=jax.random.key(0),
+                     learning_rate=5.0, progress=False, epochs_per_call=7)
+    err = e.value
+    assert isinstance(err, FloatingPointError) and err.epoch >= 1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(err.params))
+    assert len(err.history["cost"]) == err.epoch - 1 and np.isfinite(err.history["cost"]).all()
+
+
+def test_nan_gradient_is_named():
+    net = Network((3, 4, 1), ("relu", "identity"), "mse")
+    params, X, Y = _problem(net, 8)
+    params[1]["b"] = params[1]["b"].at[0, 0].set(jnp.inf)  # the cost is inf from the start
+    with pytest.raises(training.DivergenceError, match="epoch 1 .*cost J") as e:
+        training.fit(params, net, (X, Y), epochs=2, key=jax.random.key(0), progress=False)
+    assert e.value.step == 1 and e.value.where == "the cost J"
+
+
+# --- ensembles ----------------------------------------------------------------------------
+
+
+def test_ensemble_members_equal_single_fits_in_one_program(x64):
+    net = Network((4, 6, 3), ("tanh", "softmax"), "cross_entropy")
+    _, X, Y = _problem(net, 25, x64)
+    P = training.init_ensemble(jax.random.key(1), net, 3, dtype=x64)
+    keys = jax.random.split(jax.random.key(2), 3)
+    lrs, l2s = np.array([0.05, 0.1, 0.2]), np.array([0.0, 0.1, 1.0])
+    before = training.TRACE_COUNT["epochs"]
+    PE, h = training.fit_ensemble(P, net, (X, Y), epochs=5, key=keys, learning_rate=lrs, l2=l2s,
+                                  batch_size=10, keep_prob=0.9, validation=(X, Y), progress=False)
+    assert training.TRACE_COUNT["epochs"] == before + 1
+    assert h["val_accuracy"].shape == (3, 5) and not h["diverged"].any()
+    for i in (1, 2):  # (members with l2 > 0 share one compiled single-model program)
+        p_i, h_i = training.fit(jax.tree.map(lambda x, i=i: x[i], P), net, (X, Y), epochs=5,
+                                key=keys[i], learning_rate=lrs[i], l2=l2s[i], batch_size=10,
+                                keep_prob=0.9, progress=False)
+        assert float(relative_error(jax.tree.map(lambda x, i=i: x[i], PE), p_i)) <= 1e-12
+        np.testing.assert_allclose(h["cost"][i], h_i["cost"], rtol=1e-12)
+
+
+def test_ensemble_freezes_a_diverging_member_only():
+    net = Network((3, 4, 1), ("relu", "identity"), "mse")
+    _, X, Y = _problem(net, 20)
+    P = training.init_ensemble(jax.random.key(0), net, 3)
+    PE, h = training.fit_ensemble(P, net, (X, 1e3 * Y), epochs=20, key=jax.random.key(0),
+                                  learning_rate=np.array([1e-4, 5.0, 1e-3]), progress=False)
+    np.testing.assert_array_equal(h["diverged"], [False, True, False])
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(PE))
+    assert np.isnan(h["cost"][1, -1]) and np.isfinite(h["cost"][[0, 2]]).all()
+
+
+# --- argument checks ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"batch_size": 0}, "batch_size"),
+    ({"keep_prob": 0.0}, "keep_prob"),
+    ({"optimizer": "adagrad"}, "valid names"),
+    ({"optimizer": optax.adam(1e-3), "learning_rate": 1e-3}, "inside an optax"),
+    ({"learning_rate": -1.0}, "learning_rate"),
+    ({"l2": -0.1}, "l2"),
+    ({"grad": "numeric"}, "grad"),
+    ({"epochs": 0}, "epochs"),
+    ({"data": "rows"}, "looks like"),
+])
+def test_bad_arguments_raise_value_error(kwargs, match):
+    net = _net("softmax", "cross_entropy")
+    params, X, Y = _problem(net, 6)
+    data = (X.T, Y) if kwargs.pop("data", None) else (X, Y)
+    kw = {"epochs": 1, "key": jax.random.key(0), "progress": False} | kwargs
+    with pytest.raises(ValueError, match=match):
+        training.fit(params, net, data, **kw)
