@@ -5,6 +5,9 @@ cross-checked against ``jax.grad``, and gradient descent, in the notation of
 the seed formulas (X is (n_x, m), one column per example).
 """
 
+# Built on the core above: verification toolkit, training engine, scaling.
+from jaxnn import checkpoint
+from jaxnn._tree import relative_error, tree_norm
 from jaxnn.activations import ACTIVATIONS, Activation, get_activation, make_activation
 from jaxnn.backward import (
     backward,
@@ -13,41 +16,120 @@ from jaxnn.backward import (
     value_and_autodiff_grad,
     value_and_manual_grad,
 )
+from jaxnn.check import (
+    ActivationReport,
+    GradientCheckError,
+    GradientReport,
+    LossReport,
+    check_activation,
+    check_gradients,
+    check_loss,
+    run_sweep,
+)
+from jaxnn.custom_vjp import cost_with_manual_vjp
 from jaxnn.forward import cost, cost_from_cache, forward, layer_forward, linear_forward, predict
 from jaxnn.initializers import INITIALIZERS, init_params
 from jaxnn.losses import FUSED, LOSSES, Loss, get_loss, make_loss
 from jaxnn.network import Network
-from jaxnn._tree import relative_error, tree_norm
+from jaxnn.parallel import (
+    batch_sharding,
+    make_mesh,
+    make_sharded_train_step,
+    pad_batch,
+    replicate,
+    shard_batch,
+    value_and_masked_grad,
+)
+from jaxnn.per_example import per_example_grad_norms, per_example_grads
+from jaxnn.precision import (
+    make_mixed_precision_train_step,
+    value_and_autodiff_grad_bf16,
+    value_and_manual_grad_bf16,
+    with_compute_dtype,
+)
+from jaxnn.training import (
+    OPTIMIZERS,
+    DivergenceError,
+    TrainState,
+    evaluate,
+    fit,
+    fit_ensemble,
+    gradient_descent,
+    init_ensemble,
+    init_state,
+    load_history,
+    metric_names,
+    save_history,
+    train_epochs,
+    train_step,
+)
 from jaxnn.updates import make_train_step, sgd_update
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "per_example_grads",
+    "per_example_grad_norms",
+    "cost_with_manual_vjp",
     "ACTIVATIONS",
     "FUSED",
     "INITIALIZERS",
     "LOSSES",
+    "OPTIMIZERS",
     "Activation",
+    "ActivationReport",
+    "DivergenceError",
+    "GradientCheckError",
+    "GradientReport",
     "Loss",
+    "LossReport",
     "Network",
+    "TrainState",
     "backward",
+    "batch_sharding",
+    "check_activation",
+    "check_gradients",
+    "check_loss",
+    "checkpoint",
     "cost",
     "cost_from_cache",
+    "evaluate",
+    "fit",
+    "fit_ensemble",
     "forward",
     "get_activation",
     "get_loss",
+    "gradient_descent",
+    "init_ensemble",
     "init_params",
+    "init_state",
     "layer_forward",
     "linear_backward",
     "linear_forward",
+    "load_history",
     "make_activation",
     "make_loss",
+    "make_mesh",
+    "make_mixed_precision_train_step",
+    "make_sharded_train_step",
     "make_train_step",
+    "metric_names",
     "output_delta",
+    "pad_batch",
     "predict",
     "relative_error",
+    "replicate",
+    "run_sweep",
+    "save_history",
     "sgd_update",
+    "shard_batch",
+    "train_epochs",
+    "train_step",
     "tree_norm",
     "value_and_autodiff_grad",
+    "value_and_autodiff_grad_bf16",
     "value_and_manual_grad",
+    "value_and_manual_grad_bf16",
+    "value_and_masked_grad",
+    "with_compute_dtype",
 ]

@@ -1,0 +1,146 @@
+"""Mixed precision: forward and backward in bfloat16, params and optimizer state in float32.
+
+The usual TPU recipe. Inside a step the float32 params, X and Y are cast to
+the compute dtype (bfloat16), the seed's forward pass (§1), cost (§3) and
+backward pass (§4) run entirely in it (matmuls on a TPU's MXU accumulate in
+float32 and round their output to bfloat16), and the cost and gradients are
+cast back to the params' dtype before the update (§5 or optax), so the
+running params and the optimizer's moments never lose precision:
+
+    params (f32) --cast--> bf16 --forward/backward--> grads (bf16) --cast--> f32 --update--> params (f32)
+
+Accuracy. bfloat16 keeps 8 significant bits: unit roundoff u = 2^-8 ≈ 3.9e-3
+(float32: 2^-24 ≈ 6e-8). A gradient computed in bfloat16 is therefore only
+good to a few u, and the manual and autodiff gradients, which round in
+different orders, disagree by a few u too. ``BF16_GRAD_TOL`` = 16 u = 0.0625
+is the normwise relative error allowed between them (CONVENTIONS §3's
+formula); the derivation of the bound and the measured errors are in
+``tests/test_precision.py``. The correctness of the derivation itself is
+established in float32/float64 (≤ 1e-5 / 1e-10); the bfloat16 check verifies
+that the same code runs in bfloat16 without upcasts, NaNs or lost gradients.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnn.backward import value_and_autodiff_grad, value_and_manual_grad
+from jaxnn.network import Network
+from jaxnn.updates import GRAD_FUNCTIONS, check_learning_rate, sgd_update
+
+Array = jax.Array
+
+BF16_UNIT_ROUNDOFF = 2.0**-8
+BF16_GRAD_TOL = 16 * BF16_UNIT_ROUNDOFF
+
+
+def cast_floating(tree, dtype):
+    """Cast every floating-point leaf of ``tree`` to ``dtype`` (integer leaves unchanged).
+
+    >>> cast_floating([{"W": jnp.ones((2, 2)), "b": jnp.zeros((2, 1))}], jnp.bfloat16)[0]["W"].dtype
+    dtype(bfloat16)
+    """
+    def cast(x):
+        x = jnp.asarray(x)
+        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+
+    return jax.tree.map(cast, tree)
+
+
+def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Callable:
+    """Wrap a ``(params, X, Y, net, **kw) -> (J, grads)`` function to compute in ``dtype``.
+
+    params, X: (n_x, m) and Y: (n_L, m) are cast to ``dtype`` on the way in;
+    J and every gradient leaf are cast back to the dtype of the matching
+    params leaf (J to the first leaf's) on the way out, so the update and the
+    optimizer state stay in the params' precision.
+
+    >>> vg = with_compute_dtype(jaxnn.value_and_manual_grad, jnp.bfloat16)
+    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> J, grads = vg(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    >>> J.dtype, grads[0]["W"].dtype
+    (dtype('float32'), dtype('float32'))
+    """
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(f"with_compute_dtype: dtype must be floating point, got {dtype}.")
+
+    def wrapped(params, X, Y, net: Network, **kwargs):
+        J, grads = value_and_grad_fn(cast_floating(params, dtype), jnp.asarray(X, dtype),
+                                     jnp.asarray(Y, dtype), net, **kwargs)
+        out_dtype = jax.tree.leaves(params)[0].dtype
+        grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
+        return J.astype(out_dtype), grads
+
+    wrapped.__name__ = f"{getattr(value_and_grad_fn, '__name__', 'value_and_grad')}_{dtype.name}"
+    wrapped.__doc__ = f"{wrapped.__name__}: ``{getattr(value_and_grad_fn, '__name__', '')}`` " \
+        f"computed in {dtype.name}, returned in the params' dtype."
+    return wrapped
+
+
+value_and_manual_grad_bf16 = with_compute_dtype(value_and_manual_grad, jnp.bfloat16)
+value_and_autodiff_grad_bf16 = with_compute_dtype(value_and_autodiff_grad, jnp.bfloat16)
+
+
+def make_mixed_precision_train_step(
+    net: Network,
+    optimizer: float | optax.GradientTransformation,
+    *,
+    compute_dtype=jnp.bfloat16,
+    grad: str = "manual",
+    l2: float = 0.0,
+) -> Callable:
+    """A jitted step ``(params, opt_state, X, Y) -> (params, opt_state, J)`` computing in bf16.
+
+    Args:
+      net: the ``Network``.
+      optimizer: a learning rate α (the seed's §5 GD; pass ``opt_state=()``)
+        or an ``optax.GradientTransformation`` (``opt_state = optimizer.init(params)``,
+        float32 like the params).
+      compute_dtype: the dtype of the forward and backward pass (bfloat16).
+      grad: ``"manual"`` (seed §4) or ``"autodiff"``.
+      l2: weight decay λ.
+
+    Returns:
+      The compiled step; X: (n_x, m), Y: (n_L, m); params stay float32, J is
+      float32 (computed in bf16).
+
+    >>> net = jaxnn.Network((2, 4, 1), ("tanh", "sigmoid"), "bce")
+    >>> step = make_mixed_precision_train_step(net, 0.5)
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> params, _, J = step(params, (), jnp.ones((2, 8)), jnp.ones((1, 8)))
+    >>> params[0]["W"].dtype
+    dtype('float32')
+    """
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
+    if grad not in GRAD_FUNCTIONS:
+        raise ValueError(f"grad = {grad!r}; valid: {', '.join(GRAD_FUNCTIONS)}.")
+    if not isinstance(optimizer, optax.GradientTransformation):
+        check_learning_rate(optimizer)
+    value_and_grad = with_compute_dtype(GRAD_FUNCTIONS[grad], compute_dtype)
+
+    def step(params, opt_state, X, Y):
+        J, grads = value_and_grad(params, X, Y, net, l2=l2)
+        if not isinstance(optimizer, optax.GradientTransformation):
+            return sgd_update(params, grads, optimizer), opt_state, J
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, J
+
+    return jax.jit(step)
+
+
+__all__ = [
+    "BF16_GRAD_TOL",
+    "BF16_UNIT_ROUNDOFF",
+    "cast_floating",
+    "make_mixed_precision_train_step",
+    "value_and_autodiff_grad_bf16",
+    "value_and_manual_grad_bf16",
+    "with_compute_dtype",
+]
