@@ -42,6 +42,8 @@ from jaxnn.forward import cost_from_cache, forward
 from jaxnn.initializers import init_params
 from jaxnn.losses import FUSED
 from jaxnn.network import Network, check_params, check_X, check_Y
+from jaxnn.parallel import _axis, n_devices
+from jaxnn.precision import cast_floating
 from jaxnn.updates import GRAD_FUNCTIONS
 
 Array = jax.Array
@@ -178,6 +180,9 @@ class _Spec(NamedTuple):
     n_epochs: int  # epochs per call
     eval_train: bool
     ensemble: bool
+    mesh: Any = None  # a 1-D jax.sharding.Mesh, or None for one device
+    shard: str = "batch"  # with a mesh: split the "batch" columns or the "ensemble" axis
+    compute_dtype: str | None = None  # e.g. "bfloat16": forward/backward dtype (params stay)
 
 
 def _per_example_loss(cache, Y, net: Network) -> Array:
@@ -226,13 +231,20 @@ def train_step(params, opt_state, X, Y, w, key, l2, spec: _Spec):
     bad is -1, or the index of the first non-finite quantity in
     [J, gradient leaves..., updated param leaves...] (see ``_describe_bad``).
     """
+    p = params
+    if spec.compute_dtype is not None:  # mixed precision: compute in bf16, keep params in f32
+        dt = jnp.dtype(spec.compute_dtype)
+        p, X, Y, w, l2 = cast_floating((params, X, Y, w, l2), dt)
     kwargs = {"l2": l2 if spec.l2_on else 0.0}
     if spec.keep_prob < 1.0:
         kwargs.update(key=key, keep_prob=spec.keep_prob)
     if w is None:
-        J, grads = GRAD_FUNCTIONS[spec.grad](params, X, Y, spec.net, **kwargs)
+        J, grads = GRAD_FUNCTIONS[spec.grad](p, X, Y, spec.net, **kwargs)
     else:
-        J, grads = _masked_value_and_grad(params, X, Y, w, spec.net, spec.grad, **kwargs)
+        J, grads = _masked_value_and_grad(p, X, Y, w, spec.net, spec.grad, **kwargs)
+    if spec.compute_dtype is not None:
+        J = J.astype(jax.tree.leaves(params)[0].dtype)
+        grads = jax.tree.map(lambda g, q: g.astype(q.dtype), grads, params)
     updates, opt_state = spec.tx.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     # x * 0 is 0 for finite x and NaN otherwise: one scalar per leaf, cheap to compile.
@@ -257,6 +269,11 @@ def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
         params, opt_state, step, bad, total = carry
         i, cols, w = xs
         Xb, Yb = (X, Y) if cols is None else (jnp.take(X, cols, axis=1), jnp.take(Y, cols, axis=1))
+        if spec.mesh is not None and spec.shard == "batch":
+            # Data parallel: each device takes B/D of the batch's columns; the params are
+            # replicated, so XLA all-reduces the partial sums of dW, db (seed §4c).
+            Xb, Yb = _split_columns((Xb, Yb), spec.mesh)
+            w = None if w is None else _split_columns(w, spec.mesh, vector=True)
         new_p, new_o, J, code = train_step(params, opt_state, Xb, Yb, w,
                                            jax.random.fold_in(k_drop, i), l2, spec)
         ok = (bad < 0) & (code < 0)
@@ -272,7 +289,7 @@ def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
     else:
         perm = jax.random.permutation(k_perm, m)
         n = n_full + (rest > 0)
-        cols = jnp.concatenate([perm, perm[: n * B - m]]).reshape(n, B)
+        cols = jnp.resize(perm, n * B).reshape(n, B)  # pads by repeating (weight 0)
         w = None if rest == 0 else (jnp.arange(n * B) < m).astype(X.dtype).reshape(n, B)
         carry, _ = jax.lax.scan(body, carry, (jnp.arange(n), cols, w))
     params, opt_state, step, bad, total = carry
@@ -303,6 +320,13 @@ def _run_epochs(state, bad, X, Y, l2, val, spec: _Spec):
         return jax.vmap(_epochs_one, in_axes=(0, 0, None, None, 0, None, None))(
             state, bad, X, Y, l2, val, spec)
     return _epochs_one(state, bad, X, Y, l2, val, spec)
+
+
+def _split_columns(tree, mesh, vector=False):
+    spec = jax.sharding.PartitionSpec(_axis(mesh)) if vector else \
+        jax.sharding.PartitionSpec(None, _axis(mesh))
+    sharding = jax.sharding.NamedSharding(mesh, spec)
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, sharding), tree)
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -402,7 +426,8 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     else:
         lr, init = np.zeros(()), lambda p, rate: tx.init(p)  # noqa: E731
     if not ensemble:
-        state = TrainState(params, jax.jit(init)(params, jnp.asarray(lr, dtype)), 0, key, 0)
+        # Eager on purpose: a jit of this per-call closure would recompile on every fit.
+        state = TrainState(params, init(params, jnp.asarray(lr, dtype)), 0, key, 0)
         return _own_buffers(state)
     E = {int(np.shape(x)[0]) for x in jax.tree.leaves(params)}
     if len(E) != 1:
@@ -412,7 +437,7 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     if keys.shape != (E,) or lr.shape not in ((), (E,)):
         raise ValueError(f"ensemble of E = {E}: key must be one key or (E,) keys (got "
                          f"{keys.shape}), learning_rate a scalar or (E,) (got {lr.shape}).")
-    opt_state = jax.jit(jax.vmap(init))(params, jnp.broadcast_to(jnp.asarray(lr, dtype), (E,)))
+    opt_state = jax.vmap(init)(params, jnp.broadcast_to(jnp.asarray(lr, dtype), (E,)))
     return _own_buffers(TrainState(params, opt_state, np.zeros(E, np.int32), keys,
                                    np.zeros(E, np.int32)))
 
@@ -435,7 +460,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                  batch_size: int | None = None, grad: str = "manual", l2=0.0,
                  keep_prob: float = 1.0, validation=None, progress: bool | None = None,
                  eval_train: bool = True, epochs_per_call: int | None = None,
-                 callback: Callable[[TrainState, dict], None] | None = None):
+                 callback: Callable[[TrainState, dict], None] | None = None,
+                 mesh=None, shard: str | None = None, compute_dtype=None):
     """Run ``epochs`` more epochs from ``state``; returns ``(state, history)``.
 
     The same arguments as ``fit`` (``optimizer`` must be the one the state was
@@ -443,6 +469,19 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     bit for bit: the data order and dropout masks come from ``state.key``.
     ``callback(state, history)`` runs after each compiled call (e.g. to save a
     checkpoint); it must not keep ``state``, whose buffers the next call reuses.
+
+    Data parallel (``mesh``, a 1-D ``jax.sharding.Mesh`` from ``make_mesh``):
+    ``shard="batch"`` (the default for one model) splits each batch's B
+    columns over the D devices and replicates the params and optimizer state;
+    ``shard="ensemble"`` (the default for an ensemble) gives each device E/D
+    whole models. The data set itself is replicated on every device (a batch is
+    gathered from it by the shuffle). B must be divisible by D; full-batch
+    training pads m up to a multiple of D with columns of weight 0, which do not
+    change the gradient.
+
+    Mixed precision (``compute_dtype``, e.g. ``jnp.bfloat16``): the forward and
+    backward passes run in that dtype; params, optimizer state, the update and
+    the evaluation stay in the params' dtype.
     """
     check_params(jax.tree.map(lambda x: x[0], state.params) if jnp.ndim(state.step)
                  else state.params, net)
@@ -476,8 +515,19 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     E = np.shape(state.step)
     l2 = jnp.asarray(np.broadcast_to(l2, E), dtype)
     bad = jnp.full(E, -1, jnp.int32)
-    spec = _Spec(net, tx, grad, min(batch_size or m, m), float(keep_prob), bool(np.any(l2 > 0)),
-                 0, eval_train, ensemble)
+    B = min(batch_size or m, m)
+    if compute_dtype is not None:
+        compute_dtype = jnp.dtype(compute_dtype)
+        if not jnp.issubdtype(compute_dtype, jnp.floating):
+            raise ValueError(f"compute_dtype = {compute_dtype} must be a floating dtype such as "
+                             "jnp.bfloat16 (or None: compute in the params' dtype).")
+        compute_dtype = None if compute_dtype == dtype else compute_dtype.name
+    shard = shard or ("ensemble" if ensemble else "batch")
+    if mesh is not None:
+        B, (state, bad, X, Y, val) = _place_on_mesh(mesh, shard, B, m, batch_size, ensemble,
+                                                    (state, bad, X, Y, val))
+    spec = _Spec(net, tx, grad, B, float(keep_prob), bool(np.any(l2 > 0)), 0, eval_train,
+                 ensemble, mesh, shard, compute_dtype)
     history: dict[str, np.ndarray] = {}
     bar = None
     if show:
@@ -510,6 +560,39 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     return state, history
 
 
+def _place_on_mesh(mesh, shard, B, m, batch_size, ensemble, arrays):
+    """Check the mesh settings; put the state and data where ``shard`` says. Returns (B, arrays)."""
+    D = n_devices(mesh)  # also checks that mesh is a 1-D Mesh
+    state, bad, X, Y, val = arrays
+    rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    if shard == "ensemble":
+        if not ensemble:
+            raise ValueError("shard='ensemble' splits the models of an ensemble over the devices: "
+                             "use fit_ensemble, or shard='batch' for one model.")
+        E = int(np.shape(state.step)[0])
+        if E % D:
+            raise ValueError(f"shard='ensemble': E = {E} models cannot be split evenly over the "
+                             f"{D} devices of the mesh; use a multiple of {D} models, or "
+                             "shard='batch'.")
+        split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec(_axis(mesh)))
+        state, bad = jax.device_put((state, bad), split)
+    elif shard == "batch":
+        if B % D:
+            if batch_size is not None and batch_size < m:
+                lo, hi = B // D * D, -(-B // D) * D
+                raise ValueError(
+                    f"batch_size = {B} is not divisible by the {D} devices of the mesh: use a "
+                    f"multiple of {D} (e.g. {lo or hi} or {hi}), so each device gets the same "
+                    "number of columns. (Full-batch training pads and masks by itself.)")
+            B = -(-m // D) * D  # full batch: pad with weight-0 columns (see _one_epoch)
+        state, bad = jax.device_put((state, bad), rep)
+    else:
+        raise ValueError(f"shard = {shard!r}; valid: 'batch' (split the columns of each batch) "
+                         "or 'ensemble' (split the models of an ensemble).")
+    X, Y, val = jax.device_put((X, Y, val), rep)
+    return B, (state, bad, X, Y, val)
+
+
 def _postfix(history) -> dict[str, str]:
     shown = {}
     for k in ("cost", "train_accuracy", "val_cost", "val_accuracy", "val_r2"):
@@ -536,7 +619,8 @@ def _raise_diverged(code, state, history, net):
 
 def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learning_rate=None,
         batch_size: int | None = None, grad: str = "manual", l2=0.0, keep_prob: float = 1.0,
-        validation=None, progress: bool | None = None, **kwargs):
+        validation=None, progress: bool | None = None, mesh=None, compute_dtype=None,
+        **kwargs):
     """Train ``params`` on data = (X: (n_x, m), Y: (n_L, m)) or a ``datasets.Dataset``.
 
     Args:
@@ -552,7 +636,13 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
         on hidden layers (off at evaluation).
       validation: (X_val, Y_val) or a Dataset (its test split), scored each epoch.
       progress: tqdm bar over epochs; default on only in a terminal or notebook.
-      **kwargs: ``eval_train``, ``epochs_per_call``, ``callback`` of ``train_epochs``.
+      mesh: a 1-D device mesh (``jaxnn.make_mesh()``): data-parallel training,
+        each batch's columns split over the devices, params replicated; B must
+        be a multiple of the device count (see ``train_epochs``).
+      compute_dtype: e.g. ``jnp.bfloat16``: forward and backward in bf16,
+        params and optimizer state in float32 (the usual TPU recipe).
+      **kwargs: ``eval_train``, ``epochs_per_call``, ``callback``, ``shard`` of
+        ``train_epochs``.
 
     Returns:
       ``(params, history)``; history maps "epoch", "cost" (mean minibatch cost
@@ -565,7 +655,8 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
     state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate)
     state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer,
                                   batch_size=batch_size, grad=grad, l2=l2, keep_prob=keep_prob,
-                                  validation=validation, progress=progress, **kwargs)
+                                  validation=validation, progress=progress, mesh=mesh,
+                                  compute_dtype=compute_dtype, **kwargs)
     return state.params, history
 
 
@@ -584,7 +675,9 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
     learning_rate (named optimizers) and l2: scalars or (E,) arrays. A member
     whose cost goes NaN/inf is frozen at its last finite params instead of
     stopping the others: ``history["diverged"]`` (E,) says which. History
-    arrays are (E, epochs).
+    arrays are (E, epochs). With ``mesh=``, each device trains E/D whole
+    models (``shard="ensemble"``, E a multiple of D), or ``shard="batch"``
+    splits every model's batch columns instead.
     """
     state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
                        ensemble=True)

@@ -161,6 +161,47 @@ CHILD = textwrap.dedent(
     out["host_batch_equal"] = bool(np.array_equal(np.asarray(Xh), np.asarray(X))) and \
         Xh.sharding == par.batch_sharding(mesh)
 
+    # jaxnn.fit(mesh=...): whole compiled epochs, data parallel, against fit on one device
+    from jaxnn import training
+    net = nets["softmax"]
+    p0 = jaxnn.init_params(jax.random.key(0), net, init="xavier")
+    X50, Y50 = X[:, :50], Ys["softmax"][:, :50]  # 50 columns: batches of 16 leave a rest of 2
+    fit_err = {}
+    for grad, opt, B in [("manual", None, None), ("autodiff", None, None),
+                         ("manual", "adam", 16), ("autodiff", "adam", 16)]:
+        kw = dict(epochs=3, key=jax.random.key(5), optimizer=opt, batch_size=B, grad=grad,
+                  progress=False)
+        ref, h_ref = jaxnn.fit(p0, net, (X50, Y50), **kw)
+        got, h_got = jaxnn.fit(p0, net, (X50, Y50), mesh=mesh, **kw)
+        fit_err[f"{grad}/{opt}/{B}"] = float(jaxnn.relative_error(host(ref), host(got)))
+    out["fit_errors"] = fit_err
+    out["fit_moved"] = float(jaxnn.relative_error(host(got), host(p0)))
+    out["fit_params_replicated"] = all(x.sharding.is_fully_replicated for x in jax.tree.leaves(got))
+    try:
+        jaxnn.fit(p0, net, (X50, Y50), epochs=1, key=jax.random.key(5), batch_size=10,
+                  progress=False, mesh=mesh)
+        out["fit_batch_error"] = None
+    except ValueError as e:
+        out["fit_batch_error"] = str(e)
+    # the compiled epoch splits the batch: XLA inserted an all-reduce of the gradient
+    state = training.init_state(p0, jax.random.key(5), optimizer="adam")
+    spec = training._Spec(net, training.resolve_optimizer("adam"), "manual", 16, 1.0, False, 1,
+                          True, False, mesh, "batch", None)
+    Xr50, Yr50 = par.replicate((X50, Y50), mesh)
+    hlo = training._run_epochs.lower(par.replicate(state, mesh), jnp.int32(-1), Xr50, Yr50,
+                                     jnp.float32(0), None, spec).compile().as_text()
+    out["fit_all_reduce"] = hlo.count("all-reduce")
+    ens = {}
+    P8 = jaxnn.init_ensemble(jax.random.key(6), net, 8)
+    kw = dict(epochs=2, key=jax.random.key(7), optimizer="adam", batch_size=16, progress=False)
+    ref, _ = jaxnn.fit_ensemble(P8, net, (X50, Y50), **kw)
+    for shard in ("ensemble", "batch"):
+        got, _ = jaxnn.fit_ensemble(P8, net, (X50, Y50), mesh=mesh, shard=shard, **kw)
+        ens[shard] = float(jaxnn.relative_error(host(ref), host(got)))
+        if shard == "ensemble":
+            out["fit_ensemble_shards"] = sorted(s_.data.shape for s_ in got[0]["W"].addressable_shards)
+    out["fit_ensemble_errors"] = ens
+
     print("RESULT " + json.dumps(out))
     '''
 )
@@ -217,6 +258,26 @@ def test_sharded_ensemble_axis(four_devices):
     assert four_devices["ensemble_spec"] == ["batch"]
     assert four_devices["ensemble_shards"] == [[1, 32, 4]] * 4
     assert four_devices["J_shape"] == [4]
+
+
+def test_fit_with_mesh_matches_single_device(four_devices):
+    errors = four_devices["fit_errors"]
+    assert set(errors) == {"manual/None/None", "autodiff/None/None", "manual/adam/16",
+                           "autodiff/adam/16"}
+    for name, err in errors.items():  # full batch of 50 is padded to 52: still the same training
+        assert err <= REDUCTION_ORDER_TOL, (name, err)
+    assert four_devices["fit_moved"] > 1e3 * REDUCTION_ORDER_TOL
+    assert four_devices["fit_params_replicated"]
+    assert four_devices["fit_all_reduce"] >= 1
+    msg = four_devices["fit_batch_error"]
+    assert msg is not None and "batch_size = 10" in msg and "multiple of 4" in msg
+
+
+def test_fit_ensemble_with_mesh(four_devices):
+    for shard, err in four_devices["fit_ensemble_errors"].items():
+        assert err <= REDUCTION_ORDER_TOL, (shard, err)
+    # shard="ensemble": each of the 4 devices holds 2 of the 8 models
+    assert four_devices["fit_ensemble_shards"] == [[2, 16, 4]] * 4
 
 
 def test_host_batch_single_host(four_devices):

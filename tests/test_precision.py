@@ -138,29 +138,45 @@ def test_optimizer_state_stays_float32():
         precision.make_mixed_precision_train_step(net, 0.1, grad="fd")
 
 
-def _train(net, data, compute_dtype, grad, steps=300, learning_rate=0.5):
-    """Full-batch GD (seed §5) for ``steps`` steps; returns the test accuracy."""
+def _train(net, data, compute_dtype, grad, epochs=300, learning_rate=0.5):
+    """Full-batch GD (seed §5) with ``jaxnn.fit``; returns the test accuracy."""
     params = jaxnn.init_params(jax.random.key(0), net, init="xavier")
-    if compute_dtype is None:
-        step = jaxnn.make_train_step(net, learning_rate, grad=grad)
-        run = lambda p, X, Y: step(p, X, Y)[0]  # noqa: E731
-    else:
-        step = precision.make_mixed_precision_train_step(net, learning_rate, grad=grad,
-                                                         compute_dtype=compute_dtype)
-        run = lambda p, X, Y: step(p, (), X, Y)[0]  # noqa: E731
-    X, Y = jnp.asarray(data.X_train), jnp.asarray(data.Y_train)
-    for _ in range(steps):
-        params = run(params, X, Y)
+    params, _ = jaxnn.fit(params, net, data, epochs=epochs, key=jax.random.key(1),
+                          learning_rate=learning_rate, grad=grad, compute_dtype=compute_dtype,
+                          progress=False, eval_train=False)
     assert {p.dtype for p in jax.tree.leaves(params)} == {jnp.dtype("float32")}
     AL = jaxnn.predict(params, jnp.asarray(data.X_test), net)
     return float(jnp.mean((AL > 0.5) == (jnp.asarray(data.Y_test) > 0.5)))
 
 
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_fit_compute_dtype_is_the_mixed_precision_step(grad):
+    """fit(compute_dtype=bf16) takes the same step as make_mixed_precision_train_step."""
+    net = jaxnn.Network((3, 8, 2), ("tanh", "softmax"), "cross_entropy")
+    p0 = jaxnn.init_params(jax.random.key(0), net)
+    X = jax.random.normal(jax.random.key(1), (3, 16))
+    Y = make_targets(jax.random.key(2), net, 16)
+    kw = dict(epochs=1, key=jax.random.key(3), learning_rate=0.5, grad=grad, progress=False)
+    p16, h16 = jaxnn.fit(p0, net, (X, Y), compute_dtype=BF16, **kw)
+    p32, _ = jaxnn.fit(p0, net, (X, Y), **kw)
+    step = precision.make_mixed_precision_train_step(net, 0.5, grad=grad)
+    ref, _, J = step(p0, (), X, Y)
+    assert h16["cost"].dtype == np.float32 and h16["cost"][0] == pytest.approx(float(J), rel=1e-6)
+    assert float(jaxnn.relative_error(p16, ref)) <= 1e-6
+    # and it really computed in bf16: the step differs from float32's by bf16 rounding
+    d16 = jax.tree.map(lambda a, b: a - b, p16, p0)
+    d32 = jax.tree.map(lambda a, b: a - b, p32, p0)
+    assert 1e-4 < float(jaxnn.relative_error(d16, d32)) <= BF16_GRAD_TOL
+    with pytest.raises(ValueError, match="compute_dtype"):
+        jaxnn.fit(p0, net, (X, Y), compute_dtype=jnp.int8, **kw)
+
+
 @pytest.fixture(scope="module")
 def breast_cancer():
     pytest.importorskip("sklearn")
-    return jaxnn.datasets.load("breast_cancer") if hasattr(jaxnn, "datasets") else \
-        __import__("jaxnn.datasets", fromlist=["load"]).load("breast_cancer")
+    from jaxnn import datasets
+
+    return datasets.load("breast_cancer")
 
 
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
