@@ -6,7 +6,7 @@ the seed formulas (X is (n_x, m), one column per example).
 """
 
 # Built on the core above: verification toolkit, training engine, scaling.
-from jaxnn import checkpoint
+from jaxnn import checkpoint, datasets
 from jaxnn._tree import relative_error, tree_norm
 from jaxnn.activations import ACTIVATIONS, Activation, get_activation, make_activation
 from jaxnn.backward import (
@@ -91,6 +91,7 @@ __all__ = [
     "check_gradients",
     "check_loss",
     "checkpoint",
+    "datasets",
     "cost",
     "cost_from_cache",
     "evaluate",
