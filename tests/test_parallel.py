@@ -68,8 +68,8 @@ CHILD = textwrap.dedent(
         return p
 
     CONFIGS = {
-        "softmax": [(g, o) for g in ("manual", "autodiff") for o in ("gd", "adam")],
-        "sigmoid": [("manual", "gd"), ("autodiff", "adam")],
+        "softmax": [("manual", "gd"), ("autodiff", "adam")],
+        "sigmoid": [("manual", "adam"), ("autodiff", "gd")],
     }
     OPTS = {"gd": 0.5, "adam": optax.adam(1e-2)}
 
@@ -167,8 +167,7 @@ CHILD = textwrap.dedent(
     p0 = jaxnn.init_params(jax.random.key(0), net, init="xavier")
     X50, Y50 = X[:, :50], Ys["softmax"][:, :50]  # 50 columns: batches of 16 leave a rest of 2
     fit_err = {}
-    for grad, opt, B in [("manual", None, None), ("autodiff", None, None),
-                         ("manual", "adam", 16), ("autodiff", "adam", 16)]:
+    for grad, opt, B in [("manual", None, None), ("manual", "adam", 16), ("autodiff", "adam", 16)]:
         kw = dict(epochs=3, key=jax.random.key(5), optimizer=opt, batch_size=B, grad=grad,
                   progress=False)
         ref, h_ref = jaxnn.fit(p0, net, (X50, Y50), **kw)
@@ -227,8 +226,8 @@ def test_child_sees_four_devices(four_devices):
 
 def test_same_params_as_single_device(four_devices):
     errors = four_devices["errors"]
-    assert set(errors) == {f"softmax/{g}/{o}" for g in ("manual", "autodiff") for o in ("gd", "adam")
-                           } | {"sigmoid/manual/gd", "sigmoid/autodiff/adam"}
+    assert set(errors) == {"softmax/manual/gd", "softmax/autodiff/adam", "sigmoid/manual/adam",
+                           "sigmoid/autodiff/gd"}
     for name, err in errors.items():
         assert err <= REDUCTION_ORDER_TOL, (name, err)
     # the comparison is not vacuous: training moved the params by far more than the bound
@@ -248,7 +247,7 @@ def test_non_divisible_batch_error_and_masked_padding(four_devices):
         assert msg is not None and "m = 30" in msg and "4 devices" in msg
         assert "shard_padded_batch" in msg
     assert four_devices["padded_shape"] == [4, 32] and four_devices["w_sum"] == 30.0
-    assert set(four_devices["padded_errors"]) == {"manual/gd", "autodiff/adam"}
+    assert set(four_devices["padded_errors"]) == {"manual/adam", "autodiff/gd"}
     for name, err in four_devices["padded_errors"].items():
         assert err <= REDUCTION_ORDER_TOL, (name, err)
 
@@ -262,8 +261,7 @@ def test_sharded_ensemble_axis(four_devices):
 
 def test_fit_with_mesh_matches_single_device(four_devices):
     errors = four_devices["fit_errors"]
-    assert set(errors) == {"manual/None/None", "autodiff/None/None", "manual/adam/16",
-                           "autodiff/adam/16"}
+    assert set(errors) == {"manual/None/None", "manual/adam/16", "autodiff/adam/16"}
     for name, err in errors.items():  # full batch of 50 is padded to 52: still the same training
         assert err <= REDUCTION_ORDER_TOL, (name, err)
     assert four_devices["fit_moved"] > 1e3 * REDUCTION_ORDER_TOL
@@ -335,9 +333,14 @@ def test_masked_grad_equals_unpadded_core(acts, loss, grad):
     params = jaxnn.init_params(jax.random.key(0), net, init="xavier")
     X = jax.random.normal(jax.random.key(1), (3, 7))
     Y = make_targets(jax.random.key(2), net, 7)
-    J_ref, g_ref = jaxnn.value_and_autodiff_grad(params, X, Y, net, l2=0.3)
     Xp, Yp, w = parallel.pad_batch(X, Y, 4)
-    J, g = parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad=grad, l2=0.3)
+
+    @jax.jit  # one compilation instead of ~100 eager primitives
+    def both(params):
+        return (jaxnn.value_and_autodiff_grad(params, X, Y, net, l2=0.3),
+                parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad=grad, l2=0.3))
+
+    (J_ref, g_ref), (J, g) = both(params)
     assert float(jaxnn.relative_error(g, g_ref)) <= 1e-5  # CONVENTIONS §3, float32
     np.testing.assert_allclose(J, J_ref, rtol=1e-6)
 
@@ -350,9 +353,15 @@ def test_masked_manual_vs_autodiff_float64(x64):
     X = jax.random.normal(jax.random.key(1), (3, 9), x64)
     Y = make_targets(jax.random.key(2), net, 9, x64)
     Xp, Yp, w = parallel.pad_batch(X, Y, 4)
-    _, manual = parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="manual", l2=0.1)
-    _, auto = parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="autodiff", l2=0.1)
-    _, core = jaxnn.value_and_manual_grad(params, X, Y, net, l2=0.1)
+
+    @jax.jit
+    def grads(params):
+        return [g for _, g in (
+            parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="manual", l2=0.1),
+            parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="autodiff", l2=0.1),
+            jaxnn.value_and_manual_grad(params, X, Y, net, l2=0.1))]
+
+    manual, auto, core = grads(params)
     assert float(jaxnn.relative_error(manual, auto)) <= 1e-10
     assert float(jaxnn.relative_error(manual, core)) <= 1e-10
 
