@@ -61,7 +61,6 @@ from jaxnn.training import (
     metric_names,
     save_history,
     train_epochs,
-    train_step,
 )
 from jaxnn.updates import make_train_step, sgd_update
 
@@ -125,7 +124,6 @@ __all__ = [
     "sgd_update",
     "shard_batch",
     "train_epochs",
-    "train_step",
     "tree_norm",
     "value_and_autodiff_grad",
     "value_and_autodiff_grad_bf16",

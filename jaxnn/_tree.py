@@ -9,7 +9,15 @@ TINY = 1e-30
 
 
 def tree_norm(tree) -> jax.Array:
-    """The 2-norm over all leaves together, accumulated in the widest float available."""
+    """The 2-norm over all leaves together, accumulated in the widest float available.
+
+    tree is any pytree of arrays, e.g. params or grads ``[{"W": (n_l, n_{l-1}),
+    "b": (n_l, 1)}]``; the result is a scalar (): sqrt(Σ over every entry of
+    every leaf of x²), the ||·|| of CONVENTIONS §3.
+
+    >>> tree_norm([{"W": jnp.full((2, 2), 2.0), "b": jnp.zeros((2, 1))}])
+    Array(4., dtype=float32)
+    """
     leaves = jax.tree.leaves(tree)
     return jnp.sqrt(sum(jnp.sum(jnp.square(x.astype(_wide(x)))) for x in leaves))
 

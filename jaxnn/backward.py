@@ -30,6 +30,18 @@ def output_delta(ZL: Array, AL: Array, Y: Array, net: Network, *, fused: bool = 
     ``fused`` (the default). Otherwise: dA^[L] = dL/dA^[L] from the loss, then
     the output activation's backward (its Jacobian product for softmax).
     ``fused=False`` is the seed's general formula, kept for cross-checks.
+
+    Args:
+      ZL: Z^[L], (n_L, m); AL: A^[L] = g(Z^[L]), (n_L, m); Y: (n_L, m).
+      net: the ``Network`` (its output activation and loss).
+
+    Returns:
+      dZ^[L]: (n_L, m), the derivative of each example's loss (no 1/m).
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> ZL, Y = jnp.zeros((1, 4)), jnp.ones((1, 4))
+    >>> output_delta(ZL, jax.nn.sigmoid(ZL), Y, net)  # A^[L] - Y
+    Array([[-0.5, -0.5, -0.5, -0.5]], dtype=float32)
     """
     g, loss = net.layer_activations[-1], net.loss_fn
     pair = FUSED.get((g.name, loss.name))
@@ -47,6 +59,10 @@ def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
 
     Returns:
       ``(dW, db)`` of shapes (n_l, n_{l-1}) and (n_l, 1).
+
+    >>> dW, db = linear_backward(jnp.ones((3, 4)), jnp.ones((2, 4)), 4)
+    >>> dW.shape, db.shape, float(db[0, 0])
+    ((3, 2), (3, 1), 1.0)
     """
     dW = (dZ @ A_prev.T) / m
     db = jnp.sum(dZ, axis=1, keepdims=True) / m
@@ -67,7 +83,7 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
       grads with exactly the structure of params: ``[{"W": dW, "b": db}]``.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> params = init_params(jax.random.key(0), net)
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
     >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
     >>> AL, cache = forward(params, X, net)
     >>> [g["W"].shape for g in backward(params, cache, Y, net)]
@@ -113,8 +129,17 @@ def value_and_manual_grad(
 ) -> tuple[Array, list[dict]]:
     """``(J, grads)`` from one forward pass and the hand-derived ``backward``.
 
-    Same signature and results as ``value_and_autodiff_grad`` (up to rounding).
-    X: (n_x, m); Y: (n_L, m); grads has the structure of params.
+    Same signature and results as ``value_and_autodiff_grad`` (up to rounding):
+    ``forward`` (seed §1), the cost J (§3) and ``backward`` (§4). params:
+    ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m); J is a
+    scalar (); grads has the structure (and shapes) of params. l2, key and
+    keep_prob are as in ``cost``.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> J, grads = value_and_manual_grad(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    >>> J.shape, [g["W"].shape for g in grads]
+    ((), [(3, 2), (1, 3)])
     """
     AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     check_Y(Y, X, net)
@@ -134,6 +159,15 @@ def value_and_autodiff_grad(
 ) -> tuple[Array, list[dict]]:
     """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``.
 
-    The reference the hand-derived pass is checked against. X: (n_x, m); Y: (n_L, m).
+    The reference the hand-derived pass is checked against (CONVENTIONS §3).
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m);
+    J is a scalar (); grads has the structure of params.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+    >>> J, grads = jax.jit(value_and_autodiff_grad, static_argnames="net")(params, X, Y, net)
+    >>> bool(jaxnn.relative_error(grads, value_and_manual_grad(params, X, Y, net)[1]) < 1e-5)
+    True
     """
     return jax.value_and_grad(cost)(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)

@@ -674,9 +674,9 @@ def check_gradients(
         shapes), non-finite inputs, eps <= 0 or not finite, an unknown method, or
         a custom activation/loss whose derivative returns the wrong shape.
 
-    >>> net = Network((3, 4, 2), ("tanh", "softmax"), "cross_entropy")
-    >>> params = init_params(jax.random.key(0), net)
-    >>> X, Y = jnp.ones((3, 5)), jax.nn.one_hot(jnp.arange(5) % 2, 2).T
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
     >>> check_gradients(params, X, Y, net).passed
     True
     """
@@ -1086,7 +1086,7 @@ def check_activation(
     Raises:
       ValueError: unknown name, or a forward/backward returning the wrong shape.
 
-    >>> swish = make_activation("swish", lambda z: z * jax.nn.sigmoid(z),
+    >>> swish = jaxnn.make_activation("swish", lambda z: z * jax.nn.sigmoid(z),
     ...     lambda z: jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z))))
     >>> check_activation(swish).passed
     True
@@ -1339,7 +1339,12 @@ def run_sweep(
       on_row: called with each row as soon as it is done (for streaming output).
 
     Returns:
-      One ``SweepRow`` per case.
+      One ``SweepRow`` per case. Each case's X is (width, m), its Y (width, m)
+      and every W^[l] (width, width) (seed §1 shapes; the check is of seed §4).
+
+    >>> rows = run_sweep(depths=(1,), pairings=[("sigmoid", "bce")], width=2, m=4, methods=("autodiff",))
+    >>> [(row.case, row.passed) for row in rows]
+    [('2-2 sigmoid bce', True)]
     """
     dtype = _float_dtype(dtype)
     methods = _check_methods(methods)

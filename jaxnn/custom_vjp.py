@@ -48,12 +48,12 @@ def cost_with_manual_vjp(params: list[dict], X: Array, Y: Array, net: Network, *
     Returns:
       The scalar cost, equal to ``jaxnn.cost(params, X, Y, net, l2=l2)``.
 
-    >>> net = Network((3, 4, 1), ("tanh", "sigmoid"), "bce")
-    >>> params = init_params(jax.random.key(0), net)
-    >>> X, Y = jnp.ones((3, 5)), jnp.ones((1, 5))
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
     >>> g = jax.grad(cost_with_manual_vjp)(params, X, Y, net)  # runs jaxnn.backward
     >>> [d["W"].shape for d in g]
-    [(4, 3), (1, 4)]
+    [(3, 2), (1, 3)]
     """
     if not isinstance(net, Network):
         raise ValueError(f"cost_with_manual_vjp: net must be a jaxnn.Network, got {type(net).__name__}.")

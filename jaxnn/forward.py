@@ -30,12 +30,24 @@ def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
 
     Returns:
       Z: (n_l, m).
+
+    >>> linear_forward(jnp.ones((3, 2)), jnp.zeros((3, 1)), jnp.ones((2, 4))).shape
+    (3, 4)
     """
     return W @ A_prev + b
 
 
 def layer_forward(W: Array, b: Array, A_prev: Array, activation: Activation) -> tuple[Array, Array]:
-    """One layer: Z = W A_prev + b, A = g(Z) (seed §1a-b). Returns (Z, A), both (n_l, m)."""
+    """One layer: Z = W A_prev + b, A = g(Z) (seed §1a-b). Returns (Z, A), both (n_l, m).
+
+    W: (n_l, n_{l-1}); b: (n_l, 1); A_prev: (n_{l-1}, m); activation: an
+    ``Activation`` (see ``jaxnn.get_activation``).
+
+    >>> relu = jaxnn.get_activation("relu")
+    >>> Z, A = layer_forward(jnp.ones((3, 2)), jnp.zeros((3, 1)), -jnp.ones((2, 4)), relu)
+    >>> float(Z[0, 0]), float(A[0, 0])
+    (-2.0, 0.0)
+    """
     Z = linear_forward(W, b, A_prev)
     return Z, activation.forward(Z)
 
@@ -84,11 +96,11 @@ def forward(
     Raises:
       ValueError: at trace time, if params or X do not match ``net``.
 
-    >>> net = Network((2, 3, 1), ("relu", "sigmoid"), "bce")
-    >>> params = init_params(jax.random.key(0), net)
-    >>> AL, cache = forward(params, jnp.ones((2, 5)), net)
-    >>> AL.shape
-    (1, 5)
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> AL, cache = forward(params, jnp.ones((2, 4)), net)
+    >>> AL.shape, [c["Z"].shape for c in cache]
+    ((1, 4), [(3, 4), (1, 4)])
     """
     check_params(params, net)
     check_X(X, net)
@@ -112,7 +124,15 @@ def forward(
 
 
 def predict(params: list[dict], X: Array, net: Network) -> Array:
-    """A^[L] for X (n_x, m), without dropout: (n_L, m)."""
+    """A^[L] for X (n_x, m), without dropout: (n_L, m) (seed §1).
+
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; the first output of ``forward``.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> predict(params, jnp.ones((2, 4)), net).shape
+    (1, 4)
+    """
     return forward(params, X, net)[0]
 
 
@@ -131,6 +151,21 @@ def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Networ
     Sigmoid+BCE and softmax+cross-entropy are computed from Z^[L] (softplus /
     log-sum-exp), so they are finite for saturated logits. With ``l2`` = λ > 0
     the cost adds λ/(2m) Σ_l ||W^[l]||² (biases are not decayed).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (read only for the L2 term).
+      cache: the second output of ``forward(params, X, net)``.
+      Y: (n_L, m). net: the ``Network``. l2: λ.
+
+    Returns:
+      J: a scalar (), the same value as ``cost(params, X, Y, net, l2=l2)``.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+    >>> AL, cache = forward(params, X, net)
+    >>> bool(cost_from_cache(params, cache, Y, net) == cost(params, X, Y, net))
+    True
     """
     _check_l2(l2)
     last = cache[-1]
@@ -168,6 +203,13 @@ def cost(
 
     Returns:
       J: a scalar, (1/m) Σ_i L^(i) (+ the L2 term).
+
+    With all weights and biases 0, A^[L] = σ(0) = 1/2 and the BCE is log 2:
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jax.tree.map(jnp.zeros_like, jaxnn.init_params(jax.random.key(0), net))
+    >>> round(float(cost(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)), 4)
+    0.6931
     """
     AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     check_Y(Y, X, net)

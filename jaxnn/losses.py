@@ -166,9 +166,12 @@ def make_loss(
         respect to its column of AL (no 1/m).
       activations: output activation names it may be paired with (None: any).
 
+    >>> import optax
     >>> huber = make_loss("huber",
     ...     lambda A, Y: jnp.sum(optax.huber_loss(A, Y), axis=0),
-    ...     lambda A, Y: jnp.clip(A - Y, -1.0, 1.0))  # doctest: +SKIP
+    ...     lambda A, Y: jnp.clip(A - Y, -1.0, 1.0))
+    >>> huber.forward(jnp.full((1, 2), 3.0), jnp.zeros((1, 2)))  # |a - y| - 1/2 beyond 1
+    Array([2.5, 2.5], dtype=float32)
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"make_loss: name must be a non-empty string, got {name!r}.")
@@ -183,10 +186,17 @@ def make_loss(
 
 
 def get_loss(loss: str | Loss) -> Loss:
-    """Look a loss up by name, or pass a ``Loss`` through.
+    """Look a loss up by name, or pass a ``Loss`` through (seed §3).
+
+    The ``Loss`` returned maps AL: (n_L, m) and Y: (n_L, m) to the per-example
+    losses (m,) with ``forward``, and to dAL: (n_L, m) with ``backward``.
 
     Raises:
       ValueError: for an unknown name, listing the valid ones.
+
+    >>> loss = get_loss("mse")
+    >>> loss.forward(jnp.ones((1, 4)), jnp.zeros((1, 4)))  # (y - ŷ)² per example
+    Array([1., 1., 1., 1.], dtype=float32)
     """
     if isinstance(loss, Loss):
         return loss

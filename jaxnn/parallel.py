@@ -111,7 +111,14 @@ def n_devices(mesh: Mesh) -> int:
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
-    """``NamedSharding(mesh, P(None, axis))``: the m columns of (n, m) split over devices."""
+    """``NamedSharding(mesh, P(None, axis))``: the m columns of (n, m) split over devices.
+
+    The placement of X: (n_x, m) and Y: (n_L, m) in data-parallel training
+    (each of the D devices holds m/D columns); ``shard_batch`` applies it.
+
+    >>> tuple(batch_sharding(make_mesh()).spec)
+    (None, 'batch')
+    """
     return NamedSharding(mesh, P(None, _axis(mesh)))
 
 
@@ -364,13 +371,15 @@ def make_sharded_train_step(
       ``ShardedTrainStep(init, step)``. Params and opt_state come out with the
       sharding they went in with; XLA inserts the all-reduce of the gradient.
 
-    >>> net = Network((2, 4, 1), ("tanh", "sigmoid"), "bce")
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> mesh = make_mesh()
     >>> D = len(jax.devices())
     >>> train = make_sharded_train_step(net, 0.5, mesh)
     >>> params, opt_state = train.init(jaxnn.init_params(jax.random.key(0), net))
     >>> X, Y = shard_batch(jnp.ones((2, 4 * D)), jnp.ones((1, 4 * D)), mesh)
     >>> params, opt_state, J = train.step(params, opt_state, X, Y)
+    >>> J.shape, params[0]["W"].sharding.is_fully_replicated
+    ((), True)
     """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")

@@ -59,7 +59,7 @@ def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Calla
     params leaf (J to the first leaf's) on the way out, so the update and the
     optimizer state stay in the params' precision.
 
-    >>> vg = with_compute_dtype(jaxnn.value_and_manual_grad, jnp.bfloat16)
+    >>> vg = jax.jit(with_compute_dtype(jaxnn.value_and_manual_grad, jnp.bfloat16), static_argnames="net")
     >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
     >>> J, grads = vg(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
@@ -85,6 +85,37 @@ def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Calla
 
 value_and_manual_grad_bf16 = with_compute_dtype(value_and_manual_grad, jnp.bfloat16)
 value_and_autodiff_grad_bf16 = with_compute_dtype(value_and_autodiff_grad, jnp.bfloat16)
+value_and_manual_grad_bf16.__doc__ = """The hand-derived ``value_and_manual_grad`` computed in bfloat16.
+
+The seed's forward pass (§1), cost (§3) and hand-derived backward pass (§4)
+run in bfloat16. params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32);
+X: (n_x, m); Y: (n_L, m). Returns ``(J, grads)``: J a scalar () and grads with
+the structure of params, both in the params' dtype, good to about
+``BF16_GRAD_TOL`` relative to the float32 gradient.
+
+>>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+>>> params = jaxnn.init_params(jax.random.key(0), net)
+>>> vg = jax.jit(value_and_manual_grad_bf16, static_argnames="net")  # net is static
+>>> J, grads = vg(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+>>> J.dtype, grads[0]["W"].dtype
+(dtype('float32'), dtype('float32'))
+"""
+value_and_autodiff_grad_bf16.__doc__ = """``value_and_autodiff_grad`` computed in bfloat16.
+
+``jax.grad`` of the seed's cost (§3), taken in bfloat16. params:
+``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32); X: (n_x, m); Y: (n_L, m).
+Returns ``(J, grads)`` in the params' dtype. The reference that
+``value_and_manual_grad_bf16`` is checked against: the two round in different
+orders, so they agree to ``BF16_GRAD_TOL`` (CONVENTIONS §3's relative error).
+
+>>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+>>> params = jaxnn.init_params(jax.random.key(0), net)
+>>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+>>> _, g_auto = jax.jit(value_and_autodiff_grad_bf16, static_argnames="net")(params, X, Y, net)
+>>> _, g_manual = jax.jit(value_and_manual_grad_bf16, static_argnames="net")(params, X, Y, net)
+>>> bool(jaxnn.relative_error(g_auto, g_manual) < BF16_GRAD_TOL)
+True
+"""
 
 
 def make_mixed_precision_train_step(
@@ -110,12 +141,12 @@ def make_mixed_precision_train_step(
       The compiled step; X: (n_x, m), Y: (n_L, m); params stay float32, J is
       float32 (computed in bf16).
 
-    >>> net = jaxnn.Network((2, 4, 1), ("tanh", "sigmoid"), "bce")
+    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> step = make_mixed_precision_train_step(net, 0.5)
     >>> params = jaxnn.init_params(jax.random.key(0), net)
-    >>> params, _, J = step(params, (), jnp.ones((2, 8)), jnp.ones((1, 8)))
-    >>> params[0]["W"].dtype
-    dtype('float32')
+    >>> params, _, J = step(params, (), jnp.ones((2, 4)), jnp.ones((1, 4)))
+    >>> params[0]["W"].dtype, J.dtype
+    (dtype('float32'), dtype('float32'))
     """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")

@@ -2,7 +2,7 @@
 
 The pieces, lowest first:
 
-* ``train_step``: one update on one batch, ``X: (n_x, b)``, ``Y: (n_L, b)``:
+* ``_train_step``: one update on one batch, ``X: (n_x, b)``, ``Y: (n_L, b)``:
   gradients (hand-derived, seed §4, or ``jax.grad``) then an optimizer update
   (the seed's §5 gradient descent by default, or any optax transformation).
   It is small and pure on purpose: a sharding constraint or a dtype cast goes
@@ -78,6 +78,15 @@ def gradient_descent(learning_rate: float = 0.1) -> optax.GradientTransformation
 
     α lives in the state (``GDState``), so it can be a traced per-member value.
     ``optax.apply_updates`` then computes p + (-α g), bit for bit ``sgd_update``.
+    params and grads: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``, same structure.
+
+    >>> tx = gradient_descent(0.5)
+    >>> params = [{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}]
+    >>> grads = [{"W": jnp.ones((3, 2)), "b": jnp.ones((3, 1))}]
+    >>> updates, _ = tx.update(grads, tx.init(params))
+    >>> new = optax.apply_updates(params, updates)
+    >>> float(new[0]["W"][0, 0]), float(new[0]["b"][0, 0])
+    (0.5, -0.5)
     """
 
     def init(params):
@@ -139,6 +148,16 @@ def is_classifier(net: Network) -> bool:
 
 
 def metric_names(net: Network) -> tuple[str, ...]:
+    """The metrics ``evaluate`` reports for ``net`` besides the cost.
+
+    ``("accuracy",)`` for a classifier (softmax output, or sigmoid + BCE, where
+    Y: (n_L, m) holds one-hot or 0/1 columns); ``("r2", "rmse")`` otherwise.
+
+    >>> metric_names(Network((2, 3, 1), ("tanh", "sigmoid"), "bce"))
+    ('accuracy',)
+    >>> metric_names(Network((2, 3, 1), ("tanh", "identity"), "mse"))
+    ('r2', 'rmse')
+    """
     return ("accuracy",) if is_classifier(net) else ("r2", "rmse")
 
 
@@ -148,6 +167,15 @@ def evaluate(params: list[dict], X: Array, Y: Array, net: Network) -> dict[str, 
     Returns ``{"cost", "accuracy"}`` for classifiers (argmax of softmax columns;
     sigmoid outputs thresholded at 0.5, per unit) or ``{"cost", "r2", "rmse"}``
     (R² = 1 - SS_res/SS_tot per output unit, averaged; RMSE in Y's units).
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; every value is a scalar ().
+
+    With all weights and biases 0, A^[L] = σ(0) = 1/2 and the BCE is log 2:
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jax.tree.map(jnp.zeros_like, init_params(jax.random.key(0), net))
+    >>> out = evaluate(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    >>> sorted(out), round(float(out["cost"]), 4)
+    (['accuracy', 'cost'], 0.6931)
     """
     AL, cache = forward(params, X, net)
     out = {"cost": cost_from_cache(params, cache, Y, net)}
@@ -223,13 +251,24 @@ def _l2_on(l2) -> bool:
     return not (isinstance(l2, numbers.Real) and l2 == 0)
 
 
-def train_step(params, opt_state, X, Y, w, key, l2, spec: _Spec):
+def _train_step(params, opt_state, X, Y, w, key, l2, spec: _Spec):
     """One update on one batch (seed §4, then §5 or optax). X: (n_x, b); Y: (n_L, b).
 
     w: None, or (b,) weights 1 (real) / 0 (padding) for the epoch's last batch.
     Returns ``(params, opt_state, J, bad)``: J is the cost before the update;
     bad is -1, or the index of the first non-finite quantity in
     [J, gradient leaves..., updated param leaves...] (see ``_describe_bad``).
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; key: a PRNG key (dropout
+    only); spec: the epoch program's static settings (``_Spec``).
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> spec = _Spec(net, gradient_descent(0.5), "manual", batch_size=4, keep_prob=1.0,
+    ...              l2_on=False, n_epochs=1, eval_train=False, ensemble=False)
+    >>> params = init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+    >>> params, opt_state, J, bad = _train_step(params, spec.tx.init(params), X, Y, None, None, 0.0, spec)
+    >>> J.shape, int(bad)
+    ((), -1)
     """
     p = params
     if spec.compute_dtype is not None:  # mixed precision: compute in bf16, keep params in f32
@@ -274,7 +313,7 @@ def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
             # replicated, so XLA all-reduces the partial sums of dW, db (seed §4c).
             Xb, Yb = _split_columns((Xb, Yb), spec.mesh)
             w = None if w is None else _split_columns(w, spec.mesh, vector=True)
-        new_p, new_o, J, code = train_step(params, opt_state, Xb, Yb, w,
+        new_p, new_o, J, code = _train_step(params, opt_state, Xb, Yb, w,
                                            jax.random.fold_in(k_drop, i), l2, spec)
         ok = (bad < 0) & (code < 0)
         # Freeze at the last finite step: the failing update is never applied.
@@ -358,7 +397,7 @@ def _leaf_names(params) -> list[str]:
 
 
 def _describe_bad(code: int, params) -> str:
-    """Decode ``train_step``'s bad index: 0 is J, then gradient leaves, then updated params."""
+    """Decode ``_train_step``'s bad index: 0 is J, then gradient leaves, then updated params."""
     names = _leaf_names(params)
     if code == 0:
         return "the cost J"
@@ -407,7 +446,13 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     defaults to its rate), or an optax transformation (its own rate; then
     learning_rate must be None). With ``ensemble=True`` every leaf of params
     has a leading (E,) axis, key is (E,) keys or one key (split), and
-    learning_rate may be an (E,) array.
+    learning_rate may be an (E,) array. params: ``[{"W": (n_l, n_{l-1}), "b":
+    (n_l, 1)}]`` (each with a leading (E,) in an ensemble).
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = init_state(init_params(jax.random.key(0), net), jax.random.key(1), learning_rate=0.5)
+    >>> int(state.step), int(state.epoch), state.opt_state
+    (0, 0, GDState(learning_rate=Array(0.5, dtype=float32)))
     """
     tx = resolve_optimizer(optimizer)
     named = optimizer is None or isinstance(optimizer, str)
@@ -462,7 +507,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                  eval_train: bool = True, epochs_per_call: int | None = None,
                  callback: Callable[[TrainState, dict], None] | None = None,
                  mesh=None, shard: str | None = None, compute_dtype=None):
-    """Run ``epochs`` more epochs from ``state``; returns ``(state, history)``.
+    """Run ``epochs`` more epochs (seed §4-§5 on each batch) from ``state``; returns ``(state, history)``.
 
     The same arguments as ``fit`` (``optimizer`` must be the one the state was
     made with). Restarting from a saved state reproduces uninterrupted training
@@ -482,6 +527,16 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     Mixed precision (``compute_dtype``, e.g. ``jnp.bfloat16``): the forward and
     backward passes run in that dtype; params, optimizer state, the update and
     the evaluation stay in the params' dtype.
+
+    data: (X: (n_x, m), Y: (n_L, m)) or a ``datasets.Dataset``; the history's
+    arrays are (epochs,), or (E, epochs) for an ensemble.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = init_state(init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> data = (jnp.ones((2, 4)), jnp.ones((1, 4)))
+    >>> state, history = train_epochs(state, net, data, epochs=3, progress=False)
+    >>> int(state.epoch), history["epoch"].tolist()
+    (3, [1, 2, 3])
     """
     check_params(jax.tree.map(lambda x: x[0], state.params) if jnp.ndim(state.step)
                  else state.params, net)
@@ -651,6 +706,13 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
 
     Raises:
       DivergenceError: a NaN/inf cost, gradient or parameter (see its ``.params``).
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = init_params(jax.random.key(0), net)
+    >>> data = (jnp.ones((2, 4)), jnp.ones((1, 4)))
+    >>> params, history = fit(params, net, data, epochs=3, key=jax.random.key(1), progress=False)
+    >>> sorted(history), bool(history["cost"][-1] < history["cost"][0])
+    (['cost', 'epoch', 'train_accuracy', 'train_cost'], True)
     """
     state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate)
     state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer,
@@ -661,14 +723,21 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
 
 
 def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32):
-    """n independent ``init_params`` stacked on a leading axis: W: (n, n_l, n_{l-1})."""
+    """n independent ``init_params`` stacked on a leading axis: W: (n, n_l, n_{l-1}).
+
+    b: (n, n_l, 1); member i is ``init_params`` with the i-th of n keys split from key.
+
+    >>> params = init_ensemble(jax.random.key(0), Network((2, 3, 1), ("tanh", "sigmoid"), "bce"), 2)
+    >>> [(p["W"].shape, p["b"].shape) for p in params]
+    [((2, 3, 2), (2, 3, 1)), ((2, 1, 3), (2, 1, 1))]
+    """
     _check_positive(n, "n", integer=True)
     return jax.vmap(lambda k: init_params(k, net, init, dtype))(jax.random.split(_as_key(key), n))
 
 
 def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None,
                  learning_rate=None, l2=0.0, **kwargs):
-    """``fit`` for E models at once, vmapped in ONE compiled program.
+    """``fit`` for E models at once (seed §4-§5 per member), vmapped in ONE compiled program.
 
     params: leaves with a leading (E,) axis (``init_ensemble``); key: one key
     (split into E: each member its own data order and dropout) or (E,) keys;
@@ -677,7 +746,16 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
     stopping the others: ``history["diverged"]`` (E,) says which. History
     arrays are (E, epochs). With ``mesh=``, each device trains E/D whole
     models (``shard="ensemble"``, E a multiple of D), or ``shard="batch"``
-    splits every model's batch columns instead.
+    splits every model's batch columns instead. data: (X: (n_x, m), Y: (n_L, m)),
+    shared by all members; W: (E, n_l, n_{l-1}), b: (E, n_l, 1).
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = init_ensemble(jax.random.key(0), net, 2)
+    >>> data = (jnp.ones((2, 4)), jnp.ones((1, 4)))
+    >>> params, history = fit_ensemble(params, net, data, epochs=3, key=jax.random.key(1),
+    ...                                learning_rate=np.array([0.1, 0.5]), progress=False)
+    >>> history["cost"].shape, history["diverged"].tolist()
+    ((2, 3), [False, False])
     """
     state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
                        ensemble=True)
@@ -687,7 +765,16 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
 
 
 def save_history(history: dict, path) -> None:
-    """Write history as strict JSON (lists; NaN/inf become null)."""
+    """Write history as strict JSON (lists; NaN/inf become null).
+
+    history: ``fit``'s, name -> (epochs,) array ((E, epochs) for an ensemble).
+
+    >>> import pathlib, tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_history({"epoch": np.arange(1, 3), "cost": np.array([0.5, np.inf])}, f"{d}/h.json")
+    ...     json.loads(pathlib.Path(d, "h.json").read_text())
+    {'epoch': [1, 2], 'cost': [0.5, None]}
+    """
     def clean(v):
         a = np.asarray(v)
         if a.dtype.kind == "f":
@@ -699,7 +786,16 @@ def save_history(history: dict, path) -> None:
 
 
 def load_history(path) -> dict[str, np.ndarray]:
-    """Read ``save_history``'s JSON back into arrays (null -> NaN)."""
+    """Read ``save_history``'s JSON back into arrays (null -> NaN).
+
+    Each array is (epochs,), or (E, epochs) for an ensemble, as it was saved.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     save_history({"epoch": np.arange(1, 3), "cost": np.array([0.5, np.nan])}, f"{d}/h.json")
+    ...     load_history(f"{d}/h.json")
+    {'epoch': array([1, 2]), 'cost': array([0.5, nan])}
+    """
     with open(path) as f:
         raw = json.load(f)
     return {k: np.array(v, dtype=float if k not in ("epoch", "diverged") else None)

@@ -43,11 +43,18 @@ def sgd_update(params: list[dict], grads: list[dict], learning_rate: float | Arr
     """One gradient-descent step: W := W - α dW, b := b - α db (seed §5).
 
     Args:
-      params, grads: pytrees of the same structure (grads from ``backward``).
+      params, grads: pytrees of the same structure (grads from ``backward``),
+        ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
       learning_rate: α > 0, finite; a scalar (may be a traced array).
 
     Returns:
       The new params (a new pytree; nothing is modified in place).
+
+    >>> params = [{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}]
+    >>> grads = [{"W": jnp.ones((3, 2)), "b": jnp.ones((3, 1))}]
+    >>> new = sgd_update(params, grads, 0.5)
+    >>> float(new[0]["W"][0, 0]), float(new[0]["b"][0, 0])
+    (0.5, -0.5)
     """
     check_learning_rate(learning_rate)
     if jax.tree.structure(params) != jax.tree.structure(grads):
@@ -86,9 +93,11 @@ def make_train_step(
     Returns:
       The compiled step. J is the cost at the params passed in (before the update).
 
-    >>> net = Network((2, 4, 1), ("tanh", "sigmoid"), "bce")
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> step = make_train_step(net, 0.5)
-    >>> params, J = step(init_params(jax.random.key(0), net), jnp.ones((2, 8)), jnp.ones((1, 8)))
+    >>> params, J = step(jaxnn.init_params(jax.random.key(0), net), jnp.ones((2, 4)), jnp.ones((1, 4)))
+    >>> J.shape, params[0]["W"].shape
+    ((), (3, 2))
     """
     if not isinstance(net, Network):
         raise ValueError(f"make_train_step: net must be a jaxnn.Network, got {type(net).__name__}.")
