@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import numbers
 import time
@@ -64,6 +65,22 @@ AUTODIFF_THRESHOLDS = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bflo
 FD_THRESHOLD = 1e-6
 JVP_THRESHOLD = 1e-10
 PARAM_NAMES = ("W", "b")
+
+
+def _full_precision_matmuls(fn):
+    """Run ``fn`` with float32 matmuls in full float32 precision.
+
+    TPUs (bf16 passes) and recent GPUs (TF32) multiply float32 matrices in lower
+    precision by default; that rounding (~1e-3) would fail the 1e-5 autodiff
+    threshold on a correct derivation. A check tests the derivation, not the
+    hardware's matmul mode. On CPU this is already the default.
+    """
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 class GradientCheckError(AssertionError):
@@ -618,6 +635,7 @@ def _kernel(name: str, jit: bool):
 # --- check_gradients -----------------------------------------------------------------------
 
 
+@_full_precision_matmuls
 def check_gradients(
     params: list[dict],
     X: Array,
@@ -1056,6 +1074,7 @@ def _column(x: np.ndarray) -> str:
     return np.array2string(np.asarray(x), precision=10, max_line_width=200)
 
 
+@_full_precision_matmuls
 def check_activation(
     activation: str | Activation,
     *,
@@ -1165,6 +1184,7 @@ def _loss_inputs(loss: Loss, activation, n_L: int, rng) -> tuple[np.ndarray, np.
     return AL, Y, g.name
 
 
+@_full_precision_matmuls
 def check_loss(
     loss: str | Loss,
     *,
