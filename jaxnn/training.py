@@ -515,6 +515,14 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     ``callback(state, history)`` runs after each compiled call (e.g. to save a
     checkpoint); it must not keep ``state``, whose buffers the next call reuses.
 
+    Compilation: one program runs ``epochs_per_call`` epochs (default: all of
+    them in one call, or 1 per call with a progress bar or callback). The
+    number of epochs in a call is part of the program, so ``fit(epochs=20)``
+    then ``fit(epochs=40)`` compile twice; pass ``epochs_per_call=1`` (or any
+    fixed divisor) to reuse one program for every epoch count, at the price of
+    one dispatch per call. A new learning rate (named optimizers), seed, l2 > 0
+    or data of the same shape never recompiles.
+
     Data parallel (``mesh``, a 1-D ``jax.sharding.Mesh`` from ``make_mesh``):
     ``shard="batch"`` (the default for one model) splits each batch's B
     columns over the D devices and replicates the params and optimizer state;
