@@ -4,10 +4,13 @@
   (n_l, 1) would otherwise broadcast silently along the batch.
 * ``x64``: float64 switched on for one test only (float32 stays the default).
 * ``jit``: runs a test's function both eagerly and compiled.
+* ``relative_error_np``: the relative error of CONVENTIONS §3 computed in NumPy
+  (no eager JAX op to compile per shape).
 """
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -48,3 +51,18 @@ def make_targets(key, net, m, dtype=jnp.float32):
     if loss == "bce":
         return jax.random.bernoulli(key, 0.5, (net.n_L, m)).astype(dtype)
     return jax.random.normal(key, (net.n_L, m), dtype)
+
+
+def relative_error_np(g1, g2) -> float:
+    """CONVENTIONS §3's ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) over two pytrees, in NumPy float64.
+
+    The formula of ``jaxnn.relative_error`` with no JAX op: eagerly, every new leaf
+    shape would compile its own reductions, and inside a compiled program their
+    many small kernels slow the compilation down. A test's measuring instrument,
+    not what it tests.
+    """
+    if jax.tree.structure(g1) != jax.tree.structure(g2):
+        raise ValueError(f"relative_error_np: {jax.tree.structure(g1)} vs {jax.tree.structure(g2)}")
+    a, b = ([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(g)] for g in (g1, g2))
+    a, b = np.concatenate(a), np.concatenate(b)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30))

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxnn
@@ -38,16 +39,19 @@ def test_network_passes_through_jit_grad_vmap_as_a_plain_argument():
         traces.append(net)
         return jaxnn.predict(params, X, net)
 
-    params = jaxnn.init_params(jax.random.key(0), NET)
+    params = _params()
     X = jnp.ones((3, 4))
     f(params, X, NET)
     f(params, X, jaxnn.Network((3, 5, 2), ("relu", "softmax"), "cross_entropy"))
     assert len(traces) == 1  # an equal Network reuses the compilation
     f(params, X, jaxnn.Network((3, 5, 2), ("tanh", "softmax"), "cross_entropy"))
     assert len(traces) == 2
-    g = jax.grad(lambda p, net: jaxnn.cost(p, X, jnp.eye(2)[:, [0, 1, 0, 1]], net))(params, NET)
+    # grad and vmap take it as a plain argument too (each compiled once, under jit, where
+    # the Network is also passed as an argument: eager grad/vmap would compile every primitive)
+    Y = jnp.asarray(np.eye(2)[:, [0, 1, 0, 1]], jnp.float32)
+    g = jax.jit(jax.grad(lambda p, net: jaxnn.cost(p, X, Y, net)))(params, NET)
     assert jax.tree.structure(g) == jax.tree.structure(params)
-    out = jax.vmap(jaxnn.predict, in_axes=(None, 1, None), out_axes=1)(params, X[:, None, :], NET)
+    out = jax.jit(jax.vmap(jaxnn.predict, in_axes=(None, 1, None), out_axes=1))(params, X[:, None, :], NET)
     assert out.shape == (2, 1, 4)
 
 
@@ -85,7 +89,12 @@ def test_bad_network_descriptions(kwargs, match):
 
 
 def _params():
-    return jaxnn.init_params(jax.random.key(0), NET)
+    # drawn with NumPy: eager init_params compiles its random kernels for every shape
+    rng = np.random.default_rng(0)
+    return [
+        {"W": jnp.asarray(rng.standard_normal(s["W"]), jnp.float32), "b": jnp.zeros(s["b"], jnp.float32)}
+        for s in NET.param_shapes()
+    ]
 
 
 def test_row_major_X_is_refused_with_a_hint():
