@@ -52,7 +52,7 @@ from jaxnn.activations import ACTIVATIONS, Activation, get_activation
 from jaxnn.backward import value_and_autodiff_grad, value_and_manual_grad
 from jaxnn.forward import cost, cost_from_cache, forward
 from jaxnn.losses import LOSSES, Loss, get_loss
-from jaxnn.network import Network, check_params, check_X, check_Y
+from jaxnn.network import Network, check_problem
 
 Array = jax.Array
 
@@ -344,12 +344,7 @@ def _check_finite(what: str, x) -> None:
 
 def _check_problem(params, X, Y, net) -> None:
     """Clear ValueErrors for inputs that do not fit ``net`` (before any JAX tracing)."""
-    try:
-        check_params(params, net)
-        check_X(X, net)
-        check_Y(Y, X, net)
-    except ValueError as e:
-        raise ValueError(f"check_gradients: {e}") from None
+    check_problem(params, X, Y, net, "check_gradients")
     for l, p in enumerate(params, start=1):
         for name in PARAM_NAMES:
             _check_finite(f"check_gradients: layer {l}: {name}", p[name])

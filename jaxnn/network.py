@@ -231,3 +231,18 @@ def check_Y(Y, X, net: Network) -> None:
         else:
             msg += f" Integer class labels must be one-hot encoded as ({net.n_L}, m) columns."
     raise ValueError(msg)
+
+
+def check_problem(params, X, Y, net: Network, who: str) -> None:
+    """``check_params``, ``check_X`` and ``check_Y`` at once; the ValueError starts with ``who``.
+
+    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``, X: (n_x, m), Y: (n_L, m).
+    For entry points other than ``forward`` that take a whole problem (checks,
+    per-example gradients), so their errors name the function the user called.
+    """
+    try:
+        check_params(params, net)
+        check_X(X, net)
+        check_Y(Y, X, net)
+    except ValueError as e:
+        raise ValueError(f"{who}: {e}") from None

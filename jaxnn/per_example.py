@@ -20,18 +20,9 @@ import jax.numpy as jnp
 
 from jaxnn.backward import backward, value_and_manual_grad
 from jaxnn.forward import forward
-from jaxnn.network import Network, check_params, check_X, check_Y
+from jaxnn.network import Network, check_problem
 
 Array = jax.Array
-
-
-def _check(params, X, Y, net, who: str) -> None:
-    try:
-        check_params(params, net)
-        check_X(X, net)
-        check_Y(Y, X, net)
-    except ValueError as e:
-        raise ValueError(f"{who}: {e}") from None
 
 
 def per_example_grads(params: list[dict], X: Array, Y: Array, net: Network) -> list[dict]:
@@ -55,7 +46,7 @@ def per_example_grads(params: list[dict], X: Array, Y: Array, net: Network) -> l
     >>> per_example_grads(params, X, Y, net)[0]["W"].shape  # (m, n_1, n_x)
     (4, 3, 2)
     """
-    _check(params, X, Y, net, "per_example_grads")
+    check_problem(params, X, Y, net, "per_example_grads")
     return _grads(params, X, Y, net)
 
 
@@ -88,7 +79,7 @@ def per_example_grad_norms(params: list[dict], X: Array, Y: Array, net: Network)
     >>> per_example_grad_norms(params, X, Y, net).shape
     (4,)
     """
-    _check(params, X, Y, net, "per_example_grad_norms")
+    check_problem(params, X, Y, net, "per_example_grad_norms")
     return _grad_norms(params, X, Y, net)
 
 
