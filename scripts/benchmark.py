@@ -12,6 +12,7 @@ Sections (``--sections``, by name or number):
   4 ensemble    32 models in one vmapped program: time per model / one model alone
   5 train       ``python -m jaxnn train`` (defaults) as a subprocess, start to exit
   6 gradcheck   ``python -m jaxnn gradcheck`` (the full sweep) as a subprocess
+  7 parallel    ``jaxnn.fit`` on 1 device vs ``mesh=`` over 4 forced CPU devices (subprocess)
 
 Method: every number is the MEDIAN of repeated timed runs after a warm-up run
 that compiles. A timed run is a whole run of N training steps that blocks
@@ -50,7 +51,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-SECTIONS = ("grad", "throughput", "flops", "ensemble", "train", "gradcheck")
+SECTIONS = ("grad", "throughput", "flops", "ensemble", "train", "gradcheck", "parallel")
 NETS = {
     "small": ((64, 128, 128, 10), 128),
     "large": ((784, 1024, 1024, 10), 512),
@@ -484,6 +485,65 @@ def section_gradcheck(b: Bench) -> str:
                                              status, "< 60 s"]])
 
 
+_PARALLEL_CHILD = r"""
+import json, statistics, sys, time
+import jax, jax.numpy as jnp, jaxnn
+steps, repeats = int(sys.argv[1]), int(sys.argv[2])
+net = jaxnn.Network((64, 128, 128, 10), ("relu", "relu", "softmax"), "cross_entropy")
+B = 128
+X = jax.random.normal(jax.random.key(1), (64, B * steps))
+Y = jax.nn.one_hot(jax.random.randint(jax.random.key(2), (B * steps,), 0, 10), 10).T
+p0 = jaxnn.init_params(jax.random.key(0), net)
+out = {"devices": len(jax.devices())}
+for name, mesh in (("1 device", None), (f"{len(jax.devices())} devices, mesh=", jaxnn.make_mesh())):
+    kw = dict(epochs=1, key=jax.random.key(3), optimizer="adam", batch_size=B, progress=False,
+              eval_train=False, mesh=mesh)
+    jax.block_until_ready(jaxnn.fit(p0, net, (X, Y), **kw)[0])  # compile
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(jaxnn.fit(p0, net, (X, Y), **kw)[0])
+        times.append((time.perf_counter() - t0) / steps)
+    out[name] = statistics.median(times)
+print("RESULT " + json.dumps(out))
+"""
+
+
+def section_parallel(b: Bench) -> str:
+    """7. ``jaxnn.fit`` on one device vs data parallel over 4 forced CPU devices.
+
+    Runs in a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``:
+    on one CPU the 4 "devices" share the same cores, so this measures the overhead of
+    sharding and the all-reduce, not a speed-up. On real multi-chip hardware run
+    notebook 03 or ``jaxnn.fit(..., mesh=jaxnn.make_mesh())`` there.
+    """
+    log("7. data parallel, 4 forced CPU devices (subprocess)")
+    title = "### 7. Data parallel: `jaxnn.fit` on 1 device vs `mesh=` over 4 forced CPU devices"
+    header = ["run", "ms/step", "steps/s", "× 1 device"]
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_PLATFORMS="cpu")
+    steps = 20 if b.s.quick else 100
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PARALLEL_CHILD, str(steps),
+                               str(b.s.repeats)], capture_output=True, text=True, timeout=900,
+                              env=env)
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+        res = json.loads(line[len("RESULT "):])
+    except (subprocess.TimeoutExpired, StopIteration) as e:
+        b.record("parallel", status=f"failed: {type(e).__name__}")
+        return title + "\n\nn/a (the child process failed)"
+    one = res.pop("1 device")
+    res.pop("devices")
+    rows = [["1 device", f"{one * 1e3:.3g}", f"{1 / one:,.0f}", "1.00"]]
+    for name, t in res.items():
+        rows.append([name, f"{t * 1e3:.3g}", f"{1 / t:,.0f}", f"{t / one:.2f}"])
+        b.record("parallel", run=name, s_per_step=t, one_device_s_per_step=one)
+    note = ("small net (64-128-128-10), adam, batch 128 (32 columns per device), "
+            f"{steps} steps per epoch, eval_train=False. The 4 devices are forced on the "
+            "same CPU cores: this shows the cost of sharding and the all-reduce, not a speed-up.")
+    return title + "\n\n" + table(header, rows) + "\n\n" + note
+
+
 # ---------------------------------------------------------------------------------- main
 
 
@@ -515,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     sections = args.sections or [
-        s for s in SECTIONS if not (args.quick and s in ("train", "gradcheck"))]
+        s for s in SECTIONS if not (args.quick and s in ("train", "gradcheck", "parallel"))]
     if args.repeats is not None and args.repeats < 1:
         parser.error("--repeats must be >= 1")
 
@@ -537,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         "ensemble": section_ensemble,
         "train": section_train,
         "gradcheck": section_gradcheck,
+        "parallel": section_parallel,
     }
     for name in sections:
         t0 = time.perf_counter()
