@@ -2,7 +2,7 @@
 
 Forward propagation, activations, losses, a hand-derived backward pass that is
 cross-checked against ``jax.grad``, and gradient descent, in the notation of
-the seed formulas (X is (n_x, m), one column per example).
+the formulas (X is (n_x, m), one column per example).
 """
 
 # Built on the core above: verification toolkit, training engine, scaling.

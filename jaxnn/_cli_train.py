@@ -2,7 +2,7 @@
 
 A thin layer over the library: ``datasets`` loads the data (X: (n_x, m)),
 ``training.train_epochs`` trains, ``checkpoint`` saves and resumes. Before
-training it checks the hand-derived backward pass (seed §4) against
+training it checks the hand-derived backward pass (formulas §4) against
 ``jax.grad`` on the first batch. Writes to ``--out``: checkpoints (``LATEST``
 names the newest), ``history.json`` and ``curves.png``.
 """
@@ -27,7 +27,7 @@ DEFAULTS = {
 # Settings a resumed run must share with the checkpoint (the rest may change).
 FIXED_ON_RESUME = ("dataset", "csv", "label_column", "test_fraction", "layers", "activation",
                    "init", "optimizer", "lr", "batch_size", "l2", "keep_prob", "seed")
-GRADCHECK_THRESHOLD = {"float32": 1e-5, "float64": 1e-10}  # CONVENTIONS §3
+GRADCHECK_THRESHOLD = {"float32": 1e-5, "float64": 1e-10}  # conventions §3
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     net.add_argument("--init", help="weight init: he, xavier, glorot, small_normal (default: he "
                      "for relu/leaky_relu, xavier otherwise)")
     opt = p.add_argument_group("training")
-    opt.add_argument("--optimizer", help=f"gd (the seed's plain gradient descent), sgd, momentum, "
+    opt.add_argument("--optimizer", help=f"gd (the plain gradient descent), sgd, momentum, "
                      f"adam, adamw, rmsprop (default {d['optimizer']})")
     opt.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
     opt.add_argument("--epochs", type=int, help=f"total epochs; with --resume, train on up to "

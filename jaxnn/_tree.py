@@ -1,4 +1,4 @@
-"""Norms and errors over whole pytrees (CONVENTIONS §3)."""
+"""Norms and errors over whole pytrees (conventions §3)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def tree_norm(tree) -> jax.Array:
 
     tree is any pytree of arrays, e.g. params or grads ``[{"W": (n_l, n_{l-1}),
     "b": (n_l, 1)}]``; the result is a scalar (): sqrt(Σ over every entry of
-    every leaf of x²), the ||·|| of CONVENTIONS §3.
+    every leaf of x²), the ||·|| of conventions §3.
 
     >>> tree_norm([{"W": jnp.full((2, 2), 2.0), "b": jnp.zeros((2, 1))}])
     Array(4., dtype=float32)
@@ -23,7 +23,7 @@ def tree_norm(tree) -> jax.Array:
 
 
 def relative_error(g1, g2) -> jax.Array:
-    """Normwise relative error ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) (CONVENTIONS §3).
+    """Normwise relative error ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) (conventions §3).
 
     g1 and g2 are pytrees of the same structure (e.g. manual and autodiff
     grads); the norm is the 2-norm over all leaves together. 0 means identical,

@@ -1,4 +1,4 @@
-"""Activation functions g and their hand-derived backward passes (seed §1b, §2, §4).
+"""Activation functions g and their hand-derived backward passes (formulas §1b, §2, §4).
 
 An activation is a pair of pure functions, like a stax layer or an optax
 transformation:
@@ -9,7 +9,7 @@ transformation:
 ``backward`` maps dA to dZ rather than returning g'(Z), because softmax is not
 elementwise: its derivative is a Jacobian per column, and ``dA * g'(Z)`` is
 wrong for it. For the elementwise activations ``backward`` is exactly the
-seed's ``dA ⊙ g'(Z)`` (§4a-b). ``A = forward(Z)`` is passed in so sigmoid and
+the elementwise ``dA ⊙ g'(Z)`` (§4a-b). ``A = forward(Z)`` is passed in so sigmoid and
 tanh reuse it instead of recomputing exp.
 
 Forward passes call ``jax.nn`` (JAX already does them well and stably); every
@@ -30,7 +30,7 @@ LEAKY_RELU_SLOPE = 0.01
 
 
 class Activation(NamedTuple):
-    """An activation g as two pure functions (seed §2).
+    """An activation g as two pure functions (formulas §2).
 
     Attributes:
       name: the name a ``Network`` refers to it by.
@@ -53,7 +53,7 @@ class Activation(NamedTuple):
 
 
 def sigmoid(Z: Array) -> Array:
-    """σ(Z) = 1 / (1 + exp(-Z)), elementwise; range (0, 1) (seed §2).
+    """σ(Z) = 1 / (1 + exp(-Z)), elementwise; range (0, 1) (formulas §2).
 
     >>> sigmoid(jnp.zeros((1, 1)))
     Array([[0.5]], dtype=float32)
@@ -71,7 +71,7 @@ def sigmoid_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def tanh(Z: Array) -> Array:
-    """tanh(Z), elementwise; range (-1, 1) (seed §2)."""
+    """tanh(Z), elementwise; range (-1, 1) (formulas §2)."""
     return jnp.tanh(Z)
 
 
@@ -89,7 +89,7 @@ def tanh_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def relu(Z: Array) -> Array:
-    """ReLU(Z) = max(0, Z), elementwise; range [0, ∞) (seed §2)."""
+    """ReLU(Z) = max(0, Z), elementwise; range [0, ∞) (formulas §2)."""
     return jax.nn.relu(Z)
 
 
@@ -139,7 +139,7 @@ def identity_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def softmax(Z: Array) -> Array:
-    """softmax over each column: A_k = exp(Z_k) / Σ_j exp(Z_j) (seed §2).
+    """softmax over each column: A_k = exp(Z_k) / Σ_j exp(Z_j) (formulas §2).
 
     Normalised over axis 0 (the n_L output units), since examples are columns.
     Stable for large |Z| (max subtraction inside ``jax.nn.softmax``).
@@ -186,7 +186,7 @@ def make_activation(
       kinks: points where g is not differentiable.
 
     Returns:
-      An ``Activation`` whose backward is ``dA * g'(Z)`` (seed §4a). Use it in a
+      An ``Activation`` whose backward is ``dA * g'(Z)`` (formulas §4a). Use it in a
       ``Network`` in place of a name, and verify it with ``jaxnn.check_activation``.
 
     >>> swish = make_activation("swish", lambda z: z * jax.nn.sigmoid(z),
@@ -212,7 +212,7 @@ def make_activation(
 
 
 def get_activation(activation: str | Activation) -> Activation:
-    """Look an activation up by name, or pass an ``Activation`` through (seed §2).
+    """Look an activation up by name, or pass an ``Activation`` through (formulas §2).
 
     The ``Activation`` returned maps Z: (n_l, m) to A = g(Z): (n_l, m) with
     ``forward``, and dA: (n_l, m) to dZ: (n_l, m) with ``backward(dA, Z, A)``.

@@ -1,13 +1,13 @@
-"""The hand-derived backward pass: the seed's delta recursion (§4a-c).
+"""The hand-derived backward pass: the delta recursion (§4a-c).
 
-In the seed's names, for l = L, ..., 1:
+In the names, for l = L, ..., 1:
 
 * §4a  dZ^[L] = dL/dA^[L] · g'(Z^[L])  (``output_delta``; A^[L] - Y when fused)
 * §4b  dZ^[l] = (W^[l+1])^T dZ^[l+1] · g'(Z^[l])  (``dA_prev`` then ``backward`` of g)
 * §4c  dW^[l] = (1/m) dZ^[l] (A^[l-1])^T,  db^[l] = (1/m) Σ_columns dZ^[l]
 
 dZ is the derivative of each example's loss (no 1/m); the 1/m enters once, in
-dW and db (CONVENTIONS §2). Every function here is cross-checked against
+dW and db (conventions §2). Every function here is cross-checked against
 ``jax.grad`` of ``jaxnn.cost`` in the tests.
 """
 
@@ -24,12 +24,12 @@ Array = jax.Array
 
 
 def output_delta(ZL: Array, AL: Array, Y: Array, net: Network, *, fused: bool = True) -> Array:
-    """dZ^[L] = δ^[L] (seed §4a), shape (n_L, m).
+    """dZ^[L] = δ^[L] (formulas §4a), shape (n_L, m).
 
     Sigmoid+BCE and softmax+cross-entropy use the fused, stable A^[L] - Y when
     ``fused`` (the default). Otherwise: dA^[L] = dL/dA^[L] from the loss, then
     the output activation's backward (its Jacobian product for softmax).
-    ``fused=False`` is the seed's general formula, kept for cross-checks.
+    ``fused=False`` is the general formula, kept for cross-checks.
 
     Args:
       ZL: Z^[L], (n_L, m); AL: A^[L] = g(Z^[L]), (n_L, m); Y: (n_L, m).
@@ -52,7 +52,7 @@ def output_delta(ZL: Array, AL: Array, Y: Array, net: Network, *, fused: bool = 
 
 
 def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
-    """dW = (1/m) dZ A_prev^T and db = (1/m) Σ_columns dZ (seed §4c).
+    """dW = (1/m) dZ A_prev^T and db = (1/m) Σ_columns dZ (formulas §4c).
 
     Args:
       dZ: (n_l, m); A_prev: (n_{l-1}, m); m: batch size.
@@ -70,7 +70,7 @@ def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
 
 
 def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> list[dict]:
-    """Hand-derived gradients of the cost, by the delta recursion (seed §4).
+    """Hand-derived gradients of the cost, by the delta recursion (formulas §4).
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
@@ -101,7 +101,7 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
     grads: list[dict] = [{}] * net.L
     last = cache[-1]
     dZ = output_delta(last["Z"], last["A"], Y, net)  # §4a
-    for l in range(net.L - 1, -1, -1):  # list index l is the seed's layer l + 1
+    for l in range(net.L - 1, -1, -1):  # list index l is the layer l + 1
         dW, db = linear_backward(dZ, cache[l]["A_prev"], m)  # §4c
         W = params[l]["W"]
         if not _l2_is_off(l2):
@@ -130,7 +130,7 @@ def value_and_manual_grad(
     """``(J, grads)`` from one forward pass and the hand-derived ``backward``.
 
     Same signature and results as ``value_and_autodiff_grad`` (up to rounding):
-    ``forward`` (seed §1), the cost J (§3) and ``backward`` (§4). params:
+    ``forward`` (formulas §1), the cost J (§3) and ``backward`` (§4). params:
     ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m); J is a
     scalar (); grads has the structure (and shapes) of params. l2, key and
     keep_prob are as in ``cost``.
@@ -159,7 +159,7 @@ def value_and_autodiff_grad(
 ) -> tuple[Array, list[dict]]:
     """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``.
 
-    The reference the hand-derived pass is checked against (CONVENTIONS §3).
+    The reference the hand-derived pass is checked against (conventions §3).
     params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m);
     J is a scalar (); grads has the structure of params.
 

@@ -1,4 +1,4 @@
-"""Gradient checking: is a hand-derived backward pass right? (seed §4; CONVENTIONS §3).
+"""Gradient checking: is a hand-derived backward pass right? (formulas §4; conventions §3).
 
 ``check_gradients`` compares the hand-derived gradient (``value_and_manual_grad``)
 with up to three references and says where they disagree:
@@ -14,7 +14,7 @@ with up to three references and says where they disagree:
   directions in each leaf, against <g, v>, in float64, threshold 1e-10.
 
 Every error is the normwise relative error ||g1 - g2|| / max(||g1|| + ||g2||,
-1e-30) of CONVENTIONS §3, over the whole gradient, each layer, and each leaf.
+1e-30) of conventions §3, over the whole gradient, each layer, and each leaf.
 
 Kinks (ReLU, leaky ReLU at 0, any ``Activation.kinks``): a finite difference
 across a kink measures neither one-sided derivative. Each perturbed forward
@@ -59,7 +59,7 @@ Array = jax.Array
 TINY = 1e-30
 METHODS = ("autodiff", "finite_difference", "jvp")
 DEFAULT_METHODS = ("autodiff", "finite_difference")
-# CONVENTIONS §3 for float32/float64. Half precision is not covered there:
+# conventions §3 for float32/float64. Half precision is not covered there:
 # about ten units of the format's epsilon.
 AUTODIFF_THRESHOLDS = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bfloat16": 1e-1}
 FD_THRESHOLD = 1e-6
@@ -121,7 +121,7 @@ class MethodResult(NamedTuple):
     Attributes:
       method: ``"autodiff"``, ``"finite_difference"`` or ``"jvp"``.
       dtype: the dtype both sides were computed in.
-      error: normwise relative error over the whole gradient (CONVENTIONS §3);
+      error: normwise relative error over the whole gradient (conventions §3);
         nan when a side is not finite or nothing was compared.
       threshold: the pass/fail threshold used.
       status: ``"pass"``, ``"FAIL"`` or ``"skipped"`` (nothing left to compare).
@@ -290,7 +290,7 @@ def _check_eps(eps) -> float:
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
         raise ValueError(
             f"eps = {eps!r} must be a finite number > 0 (the finite-difference step; "
-            "CONVENTIONS §3 uses 1e-6 in float64)."
+            "conventions §3 uses 1e-6 in float64)."
         )
     return float(eps)
 
@@ -660,8 +660,8 @@ def check_gradients(
       methods: any of ``"autodiff"`` (jax.grad, caller's dtype),
         ``"finite_difference"`` (central differences in float64), ``"jvp"``
         (jax.jvp along random directions, float64).
-      eps: finite-difference step ε > 0 (CONVENTIONS §3: 1e-6).
-      thresholds: per-method overrides of the CONVENTIONS §3 thresholds
+      eps: finite-difference step ε > 0 (conventions §3: 1e-6).
+      thresholds: per-method overrides of the conventions §3 thresholds
         (autodiff 1e-5 float32 / 1e-10 float64, finite_difference 1e-6, jvp 1e-10).
       l2, key, keep_prob: as in ``value_and_manual_grad`` (a fixed dropout key
         makes the cost a deterministic function of params).
@@ -1078,7 +1078,7 @@ def check_activation(
     threshold: float | None = None,
     seed: int = 0,
 ) -> FunctionReport:
-    """Verify an activation's hand-written backward against JAX (seed §2, §4a-b).
+    """Verify an activation's hand-written backward against JAX (formulas §2, §4a-b).
 
     Compares ``activation.backward(dA, Z, A)`` with ``jax.vjp`` of
     ``activation.forward`` for a random dA. The default inputs are a grid of z
@@ -1087,7 +1087,7 @@ def check_activation(
     ones. Inputs where g(Z) or the reference is not finite are skipped
     (outside the domain); a non-finite manual derivative where g is finite is
     a failure, reported with the input. The error is the normwise relative
-    error over all inputs (CONVENTIONS §3), threshold 1e-10 in float64.
+    error over all inputs (conventions §3), threshold 1e-10 in float64.
 
     Args:
       activation: a name or an ``Activation`` (``jaxnn.make_activation(name,
@@ -1191,7 +1191,7 @@ def check_loss(
     threshold: float | None = None,
     seed: int = 0,
 ) -> FunctionReport:
-    """Verify a loss's hand-written dL/dA^[L] against ``jax.grad`` (seed §3, §4a).
+    """Verify a loss's hand-written dL/dA^[L] against ``jax.grad`` (formulas §3, §4a).
 
     ``loss.backward(AL, Y)`` is compared with ``jax.grad`` of
     ``sum(loss.forward(AL, Y))`` with respect to AL (each example's loss
@@ -1355,7 +1355,7 @@ def run_sweep(
 
     Returns:
       One ``SweepRow`` per case. Each case's X is (width, m), its Y (width, m)
-      and every W^[l] (width, width) (seed §1 shapes; the check is of seed §4).
+      and every W^[l] (width, width) (formulas §1 shapes; the check is of formulas §4).
 
     >>> rows = run_sweep(depths=(1,), pairings=[("sigmoid", "bce")], width=2, m=4, methods=("autodiff",))
     >>> [(row.case, row.passed) for row in rows]

@@ -4,7 +4,7 @@ One checkpoint is one ``.npz`` file (``np.savez``; read back with
 ``allow_pickle=False``, so loading a file never runs code):
 
 * ``leaf_00000``, ``leaf_00001``, ...: the flattened ``TrainState`` leaves in
-  tree order: params ``W: (n_l, n_{l-1})``, ``b: (n_l, 1)`` (seed §1), the
+  tree order: params ``W: (n_l, n_{l-1})``, ``b: (n_l, 1)`` (formulas §1), the
   optimizer state, step, the PRNG key as ``jax.random.key_data`` (uint32),
   epoch. Dtypes numpy cannot name (bfloat16) are stored as same-width uints.
 * ``meta``: a 0-d unicode array holding JSON: format and version, the

@@ -2,7 +2,7 @@
 
 ``cost_with_manual_vjp(params, X, Y, net)`` returns the same J as ``jaxnn.cost``,
 but ``jax.grad`` of it with respect to params runs ``jaxnn.backward`` (the
-seed's delta recursion, §4a-c) instead of JAX's reverse mode. So the
+the delta recursion, formulas §4a-c) instead of JAX's reverse mode. So the
 hand-derived gradient composes like any JAX function: ``jax.jit``,
 ``jax.vmap`` (e.g. per-example gradients, ensembles of params), optax
 (``optax.value_and_grad``-style training loops), higher-level wrappers.
@@ -11,7 +11,7 @@ Which cotangents are hand-derived:
 
 * params: ``jaxnn.backward`` (the point of this module);
 * l2: dJ/dλ = Σ_l ||W^[l]||² / (2m), exact;
-* X and Y: the seed's backward pass never computes dA^[0] (or a derivative
+* X and Y: the backward pass never computes dA^[0] (or a derivative
   with respect to the labels), so these come from ``jax.vjp`` of
   ``jaxnn.cost``: correct, just not hand-derived. They are computed only when
   X or Y is actually being differentiated (``symbolic_zeros``), so
@@ -37,7 +37,7 @@ Array = jax.Array
 
 
 def cost_with_manual_vjp(params: list[dict], X: Array, Y: Array, net: Network, *, l2=0.0) -> Array:
-    """J(params) (seed §3) whose ``jax.grad`` with respect to params is ``jaxnn.backward``.
+    """J(params) (formulas §3) whose ``jax.grad`` with respect to params is ``jaxnn.backward``.
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.

@@ -1,7 +1,7 @@
-"""Data sets in the seed's layout: one column per example (NumPy only).
+"""Data sets in the layout: one column per example (NumPy only).
 
 Every loader returns a :class:`Dataset` with ``X: (n_x, m)`` and ``Y: (n_y, m)``
-(seed §1): one-hot columns for multiclass (softmax + cross-entropy), a ``(1, m)``
+(formulas §1): one-hot columns for multiclass (softmax + cross-entropy), a ``(1, m)``
 row of 0/1 for binary (sigmoid + BCE), a ``(1, m)`` row of standardised targets
 for regression (identity + MSE). Files on disk are row-major ``(m, n_x)``
 tables; the transpose happens here, once. Features (and regression targets) are
@@ -25,7 +25,7 @@ _PAIRING = {"multiclass": ("softmax", "cross_entropy"), "binary": ("sigmoid", "b
 
 
 class Dataset(NamedTuple):
-    """A train/test split in the seed's layout; arrays are read-only.
+    """A train/test split in the layout; arrays are read-only.
 
     Fields: ``X_train: (n_x, m_train)``, ``Y_train: (n_y, m_train)``,
     ``X_test: (n_x, m_test)``, ``Y_test: (n_y, m_test)``; ``task`` and the
@@ -182,7 +182,7 @@ def _frozen(a: np.ndarray | None, dtype) -> np.ndarray | None:
 
 def _assemble(F_train, F_test, y_train, y_test, *, task, classes, feature_names,
               class_names, dtype, name) -> Dataset:
-    """Row-major pieces -> Dataset in the seed layout.
+    """Row-major pieces -> Dataset in the (n_x, m) layout.
 
     F_*: (m_*, n_x) float; y_*: (m_*,) class codes or (m_*, n_y) float targets.
     """
@@ -215,7 +215,7 @@ def _assemble(F_train, F_test, y_train, y_test, *, task, classes, feature_names,
 def from_arrays(features, labels, *, task: str = "auto", test_fraction: float = 0.2,
                 seed: int = 0, dtype=np.float32, feature_names=None, class_names=None,
                 name: str = "arrays") -> Dataset:
-    """Split, standardise and transpose a row-major table into the seed layout.
+    """Split, standardise and transpose a row-major table into the (n_x, m) layout.
 
     Args:
       features: (m, n_x) table, one ROW per example (as stored on disk).

@@ -1,4 +1,4 @@
-"""Forward propagation and the cost (seed §1, §3).
+"""Forward propagation and the cost (formulas §1, §3).
 
 ``forward`` returns A^[L] and a cache: a list with one dict per layer,
 ``{"A_prev": A^[l-1], "Z": Z^[l], "A": g(Z^[l])}`` (plus ``"D"``, the scaled
@@ -22,7 +22,7 @@ Array = jax.Array
 
 
 def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
-    """Z^[l] = W^[l] A^[l-1] + b^[l] (seed §1a).
+    """Z^[l] = W^[l] A^[l-1] + b^[l] (formulas §1a).
 
     Args:
       W: (n_l, n_{l-1}); b: (n_l, 1), broadcast over the m columns;
@@ -38,7 +38,7 @@ def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
 
 
 def layer_forward(W: Array, b: Array, A_prev: Array, activation: Activation) -> tuple[Array, Array]:
-    """One layer: Z = W A_prev + b, A = g(Z) (seed §1a-b). Returns (Z, A), both (n_l, m).
+    """One layer: Z = W A_prev + b, A = g(Z) (formulas §1a-b). Returns (Z, A), both (n_l, m).
 
     W: (n_l, n_{l-1}); b: (n_l, 1); A_prev: (n_{l-1}, m); activation: an
     ``Activation`` (see ``jaxnn.get_activation``).
@@ -78,7 +78,7 @@ def forward(
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
 ) -> tuple[Array, list[dict]]:
-    """Forward propagation through all L layers (seed §1).
+    """Forward propagation through all L layers (formulas §1).
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` for l = 1..L.
@@ -124,7 +124,7 @@ def forward(
 
 
 def predict(params: list[dict], X: Array, net: Network) -> Array:
-    """A^[L] for X (n_x, m), without dropout: (n_L, m) (seed §1).
+    """A^[L] for X (n_x, m), without dropout: (n_L, m) (formulas §1).
 
     params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; the first output of ``forward``.
 
@@ -146,7 +146,7 @@ def _l2_is_off(l2) -> bool:
 
 
 def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> Array:
-    """J from a forward pass's cache (seed §3): mean over the m examples.
+    """J from a forward pass's cache (formulas §3): mean over the m examples.
 
     Sigmoid+BCE and softmax+cross-entropy are computed from Z^[L] (softplus /
     log-sum-exp), so they are finite for saturated logits. With ``l2`` = λ > 0
@@ -192,7 +192,7 @@ def cost(
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
 ) -> Array:
-    """The scalar cost J(params) (seed §3): what ``jax.grad`` differentiates.
+    """The scalar cost J(params) (formulas §3): what ``jax.grad`` differentiates.
 
     Args:
       params: the params pytree.

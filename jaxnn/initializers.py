@@ -1,7 +1,7 @@
-"""Parameter initialisation: the params pytree ``[{"W", "b"}, ...]`` (seed §1).
+"""Parameter initialisation: the params pytree ``[{"W", "b"}, ...]`` (formulas §1).
 
 Weights use ``jax.nn.initializers`` with ``in_axis=-1, out_axis=-2``: the
-seed's W^[l] is (n_l, n_{l-1}), i.e. (fan_out, fan_in), the transpose of the
+W^[l] is (n_l, n_{l-1}), i.e. (fan_out, fan_in), the transpose of the
 (in, out) layout those initialisers assume by default (without the axes the
 scale would be computed from the wrong fan). Biases start at zero.
 """

@@ -1,11 +1,11 @@
-"""Losses L(A^[L], Y) and their hand-derived dL/dA^[L] (seed §3, §4a).
+"""Losses L(A^[L], Y) and their hand-derived dL/dA^[L] (formulas §3, §4a).
 
 A loss is a pair of pure functions over a batch of columns:
 
 * ``forward(AL, Y) -> (m,)``: the loss of each example, summed over the n_L
-  output units. The cost is its mean over the m examples (CONVENTIONS §2).
+  output units. The cost is its mean over the m examples (conventions §2).
 * ``backward(AL, Y) -> dAL (n_L, m)``: the derivative of each example's loss
-  with respect to its own column of A^[L]. It carries no 1/m: the seed's 1/m
+  with respect to its own column of A^[L]. It carries no 1/m: the 1/m
   enters once, in dW and db (§4c).
 
 The fused, numerically stable output layers (sigmoid + BCE, softmax +
@@ -26,7 +26,7 @@ Array = jax.Array
 
 
 class Loss(NamedTuple):
-    """A loss as two pure functions (seed §3).
+    """A loss as two pure functions (formulas §3).
 
     Attributes:
       name: the name a ``Network`` refers to it by.
@@ -42,13 +42,13 @@ class Loss(NamedTuple):
     activations: tuple[str, ...] | None = None
 
 
-# --- binary cross-entropy (seed §3a) -------------------------------------------------
+# --- binary cross-entropy (formulas §3a) -------------------------------------------------
 
 
 def bce(AL: Array, Y: Array) -> Array:
     """Per-example BCE: -Σ_k [y log ŷ + (1 - y) log(1 - ŷ)]. AL, Y: (n_L, m) -> (m,).
 
-    The direct formula of seed §3a, meaningful for AL in (0, 1). For a sigmoid
+    The direct formula of formulas §3a, meaningful for AL in (0, 1). For a sigmoid
     output jaxnn uses ``bce_from_logits`` instead, which never takes log(0).
     """
     return -jnp.sum(Y * jnp.log(AL) + (1 - Y) * jnp.log1p(-AL), axis=0)
@@ -69,18 +69,18 @@ def bce_from_logits(ZL: Array, Y: Array) -> Array:
 
 
 def sigmoid_bce_dZ(ZL: Array, AL: Array, Y: Array) -> Array:
-    """dZ^[L] = A^[L] - Y for a sigmoid output with BCE (seed §4a fused)."""
+    """dZ^[L] = A^[L] - Y for a sigmoid output with BCE (formulas §4a fused)."""
     del ZL
     return AL - Y
 
 
-# --- mean squared error (seed §3b) ------------------------------------------------------
+# --- mean squared error (formulas §3b) ------------------------------------------------------
 
 
 def mse(AL: Array, Y: Array) -> Array:
     """Per-example squared error Σ_k (y - ŷ)². AL, Y: (n_L, m) -> (m,).
 
-    The cost is its mean over examples, exactly the seed's §3b (no 1/2).
+    The cost is its mean over examples, exactly formulas §3b (no 1/2).
     """
     return jnp.sum((Y - AL) ** 2, axis=0)
 
@@ -133,7 +133,7 @@ LOSSES: dict[str, Loss] = {loss.name: loss for loss in (BCE, MSE, CROSS_ENTROPY)
 
 
 class FusedOutput(NamedTuple):
-    """A stable output layer computed from Z^[L] (CONVENTIONS §2).
+    """A stable output layer computed from Z^[L] (conventions §2).
 
     from_logits: ``(ZL, Y) -> (m,)`` per-example losses.
     dZ: ``(ZL, AL, Y) -> dZ^[L] (n_L, m)``.
@@ -186,7 +186,7 @@ def make_loss(
 
 
 def get_loss(loss: str | Loss) -> Loss:
-    """Look a loss up by name, or pass a ``Loss`` through (seed §3).
+    """Look a loss up by name, or pass a ``Loss`` through (formulas §3).
 
     The ``Loss`` returned maps AL: (n_L, m) and Y: (n_L, m) to the per-example
     losses (m,) with ``forward``, and to dAL: (n_L, m) with ``backward``.

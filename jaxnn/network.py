@@ -1,4 +1,4 @@
-"""``Network``: the immutable description of a fully connected network (seed §1).
+"""``Network``: the immutable description of a fully connected network (formulas §1).
 
 A ``Network`` holds no arrays. It is registered as a pytree with no leaves, so
 it passes straight through ``jax.jit``, ``jax.grad`` and ``jax.vmap`` as an
@@ -27,7 +27,7 @@ from jaxnn.losses import FUSED, Loss, get_loss
 
 @dataclasses.dataclass(frozen=True)
 class Network:
-    """A fully connected network: sizes, activations and loss (seed §1-§3).
+    """A fully connected network: sizes, activations and loss (formulas §1-§3).
 
     Args:
       layer_sizes: ``(n_x, n_1, ..., n_L)``: input size then the size of each
@@ -93,7 +93,7 @@ class Network:
 
     @property
     def L(self) -> int:
-        """Number of layers (weight matrices), as in the seed."""
+        """Number of layers (weight matrices), as in formulas §3b."""
         return len(self.layer_sizes) - 1
 
     @property
@@ -183,7 +183,7 @@ def check_params(params, net: Network) -> None:
                 if name == "b" and shape == (expected["b"][0],):
                     hint = " A bias must be a column (n_l, 1) so it broadcasts over the m columns."
                 elif name == "W" and shape == expected["W"][::-1]:
-                    hint = " W looks transposed: the seed's W^[l] is (n_l, n_{l-1})."
+                    hint = " W looks transposed: the W^[l] is (n_l, n_{l-1})."
                 raise ValueError(
                     f"layer {l}: {name} has shape {shape}, expected {expected[name]} for "
                     f"layer_sizes {net.layer_sizes}.{hint}"
@@ -196,7 +196,7 @@ def check_params(params, net: Network) -> None:
 
 
 def check_X(X, net: Network) -> None:
-    """Raise ``ValueError`` unless X is (n_x, m), one column per example (seed §1)."""
+    """Raise ``ValueError`` unless X is (n_x, m), one column per example (formulas §1)."""
     shape = tuple(np.shape(X))
     if len(shape) != 2:
         raise ValueError(
@@ -208,7 +208,7 @@ def check_X(X, net: Network) -> None:
         if shape[1] == net.n_x:
             msg += (
                 " It looks like (m, n_x), one ROW per example (the row-major habit): jaxnn "
-                "uses the seed's layout, one COLUMN per example; pass X.T."
+                "uses the layout, one COLUMN per example; pass X.T."
             )
         raise ValueError(msg)
     if shape[1] == 0:
@@ -216,7 +216,7 @@ def check_X(X, net: Network) -> None:
 
 
 def check_Y(Y, X, net: Network) -> None:
-    """Raise ``ValueError`` unless Y is (n_L, m) with the m of X (seed §3)."""
+    """Raise ``ValueError`` unless Y is (n_L, m) with the m of X (formulas §3)."""
     m = np.shape(X)[1]
     shape = tuple(np.shape(Y))
     expected = (net.n_L, m)

@@ -1,9 +1,9 @@
-"""Data-parallel training across devices with ``jax.sharding`` (seed §4-§5 on many chips).
+"""Data-parallel training across devices with ``jax.sharding`` (formulas §4-§5 on many chips).
 
 JAX is the distributed engine: jaxnn only says WHERE arrays live, and XLA's
 SPMD partitioner splits the computation and inserts the collectives. With the
 batch axis (axis 1, the m columns of X: (n_x, m)) sharded over a 1-D mesh of
-D devices and the params replicated, each device runs the seed's forward and
+D devices and the params replicated, each device runs the forward and
 backward pass on its m/D columns; the sums over columns in §4c,
 dW = (1/m) dZ A_prev^T and db = (1/m) Σ dZ, become a local partial sum plus
 an all-reduce that XLA adds by itself. No ``psum`` is written here.
@@ -24,7 +24,7 @@ The pieces:
   optimizer state).
 * ``make_sharded_train_step(net, optimizer, mesh, grad=...)``: the jitted
   step ``(params, opt_state, X, Y[, w]) -> (params, opt_state, J)`` with
-  those in/out shardings, for the seed's gradient descent (a float learning
+  those in/out shardings, for the gradient descent (a float learning
   rate) or any optax transformation, manual or autodiff gradients.
   ``ensemble=True`` shards a leading (E,) axis of stacked params (one model
   per device group) instead of the batch.
@@ -272,7 +272,7 @@ def masked_cost(params, X, Y, w, net: Network, *, l2=0.0) -> Array:
     """J = Σ_i w_i L^(i) / Σ_i w_i (+ λ/(2 m_w) Σ ||W||², m_w = Σ_i w_i).
 
     X: (n_x, m), Y: (n_L, m), w: (m,) with 0/1 entries. With w all ones it is
-    ``jaxnn.cost`` (seed §3); padded columns (w = 0) contribute nothing.
+    ``jaxnn.cost`` (formulas §3); padded columns (w = 0) contribute nothing.
     """
     _check_l2(l2)
     AL, cache = forward(params, X, net)
@@ -289,7 +289,7 @@ def masked_cost(params, X, Y, w, net: Network, *, l2=0.0) -> Array:
 
 
 def value_and_masked_grad(params, X, Y, w, net: Network, *, grad: str = "manual", l2=0.0):
-    """``(J, grads)`` of ``masked_cost``: the seed's §4 with an example mask w: (m,).
+    """``(J, grads)`` of ``masked_cost``: formulas §4 with an example mask w: (m,).
 
     ``grad="manual"`` runs the delta recursion with dZ^[L] multiplied by w,
     column by column: every dZ^[l] column of a padded example is then 0, and
@@ -352,14 +352,14 @@ def make_sharded_train_step(
     ensemble: bool = False,
     compute_dtype=None,
 ) -> ShardedTrainStep:
-    """The jitted data-parallel step: seed §4 gradients then §5 / optax, on a mesh.
+    """The jitted data-parallel step: formulas §4 gradients then §5 / optax, on a mesh.
 
     Args:
       net: the ``Network``.
-      optimizer: a learning rate α (the seed's GD, ``sgd_update``; opt_state
+      optimizer: a learning rate α (the GD, ``sgd_update``; opt_state
         is ``()``) or an ``optax.GradientTransformation``.
       mesh: a 1-D mesh (``make_mesh``).
-      grad: ``"manual"`` (hand-derived, seed §4) or ``"autodiff"`` (``jax.grad``).
+      grad: ``"manual"`` (hand-derived, formulas §4) or ``"autodiff"`` (``jax.grad``).
       l2: weight decay λ.
       ensemble: params (and opt_state) carry a leading (E,) axis of stacked
         models (``jax.vmap``), split over the devices (E divisible by D); X and

@@ -1,8 +1,8 @@
-"""Per-example gradients from the hand-derived backward pass (seed §4).
+"""Per-example gradients from the hand-derived backward pass (formulas §4).
 
 ``per_example_grads`` vmaps ``jaxnn.backward`` over the m columns of X: each
 example is a batch of one, so its gradient is that example's loss gradient
-(with m = 1 the seed's 1/m is 1). The result has the params' structure with a
+(with m = 1 the 1/m is 1). The result has the params' structure with a
 leading axis of size m: ``W`` leaves are (m, n_l, n_{l-1}), ``b`` leaves
 (m, n_l, 1). Their mean over the leading axis is the batch gradient.
 
@@ -71,7 +71,7 @@ def per_example_grad_norms(params: list[dict], X: Array, Y: Array, net: Network)
       params, X (n_x, m), Y (n_L, m), net: as in ``per_example_grads``.
 
     Returns:
-      (m,) norms, in the params' dtype (seed §4c per example).
+      (m,) norms, in the params' dtype (formulas §4c per example).
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)

@@ -1,7 +1,7 @@
 """Mixed precision: forward and backward in bfloat16, params and optimizer state in float32.
 
 The usual TPU recipe. Inside a step the float32 params, X and Y are cast to
-the compute dtype (bfloat16), the seed's forward pass (§1), cost (§3) and
+the compute dtype (bfloat16), the forward pass (§1), cost (§3) and
 backward pass (§4) run entirely in it (matmuls on a TPU's MXU accumulate in
 float32 and round their output to bfloat16), and the cost and gradients are
 cast back to the params' dtype before the update (§5 or optax), so the
@@ -13,7 +13,7 @@ Accuracy. bfloat16 keeps 8 significant bits: unit roundoff u = 2^-8 ≈ 3.9e-3
 (float32: 2^-24 ≈ 6e-8). A gradient computed in bfloat16 is therefore only
 good to a few u, and the manual and autodiff gradients, which round in
 different orders, disagree by a few u too. ``BF16_GRAD_TOL`` = 16 u = 0.0625
-is the normwise relative error allowed between them (CONVENTIONS §3's
+is the normwise relative error allowed between them (conventions §3's
 formula); the derivation of the bound and the measured errors are in
 ``tests/test_precision.py``. The correctness of the derivation itself is
 established in float32/float64 (≤ 1e-5 / 1e-10); the bfloat16 check verifies
@@ -87,7 +87,7 @@ value_and_manual_grad_bf16 = with_compute_dtype(value_and_manual_grad, jnp.bfloa
 value_and_autodiff_grad_bf16 = with_compute_dtype(value_and_autodiff_grad, jnp.bfloat16)
 value_and_manual_grad_bf16.__doc__ = """The hand-derived ``value_and_manual_grad`` computed in bfloat16.
 
-The seed's forward pass (§1), cost (§3) and hand-derived backward pass (§4)
+The forward pass (formulas §1), cost (§3) and hand-derived backward pass (§4)
 run in bfloat16. params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32);
 X: (n_x, m); Y: (n_L, m). Returns ``(J, grads)``: J a scalar () and grads with
 the structure of params, both in the params' dtype, good to about
@@ -102,11 +102,11 @@ the structure of params, both in the params' dtype, good to about
 """
 value_and_autodiff_grad_bf16.__doc__ = """``value_and_autodiff_grad`` computed in bfloat16.
 
-``jax.grad`` of the seed's cost (§3), taken in bfloat16. params:
+``jax.grad`` of the cost (§3), taken in bfloat16. params:
 ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32); X: (n_x, m); Y: (n_L, m).
 Returns ``(J, grads)`` in the params' dtype. The reference that
 ``value_and_manual_grad_bf16`` is checked against: the two round in different
-orders, so they agree to ``BF16_GRAD_TOL`` (CONVENTIONS §3's relative error).
+orders, so they agree to ``BF16_GRAD_TOL`` (conventions §3's relative error).
 
 >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
 >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -130,11 +130,11 @@ def make_mixed_precision_train_step(
 
     Args:
       net: the ``Network``.
-      optimizer: a learning rate α (the seed's §5 GD; pass ``opt_state=()``)
+      optimizer: a learning rate α (formulas §5 GD; pass ``opt_state=()``)
         or an ``optax.GradientTransformation`` (``opt_state = optimizer.init(params)``,
         float32 like the params).
       compute_dtype: the dtype of the forward and backward pass (bfloat16).
-      grad: ``"manual"`` (seed §4) or ``"autodiff"``.
+      grad: ``"manual"`` (formulas §4) or ``"autodiff"``.
       l2: weight decay λ.
 
     Returns:

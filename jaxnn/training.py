@@ -1,10 +1,10 @@
-"""Training: ``fit``, ensembles, metrics and history (seed §4-§5, driven over epochs).
+"""Training: ``fit``, ensembles, metrics and history (formulas §4-§5, driven over epochs).
 
 The pieces, lowest first:
 
 * ``_train_step``: one update on one batch, ``X: (n_x, b)``, ``Y: (n_L, b)``:
-  gradients (hand-derived, seed §4, or ``jax.grad``) then an optimizer update
-  (the seed's §5 gradient descent by default, or any optax transformation).
+  gradients (hand-derived, formulas §4, or ``jax.grad``) then an optimizer update
+  (formulas §5 gradient descent by default, or any optax transformation).
   It is small and pure on purpose: a sharding constraint or a dtype cast goes
   here.
 * an epoch: the m columns shuffled with the state's key, cut into
@@ -70,11 +70,11 @@ class TrainState(NamedTuple):
 
 
 class GDState(NamedTuple):
-    learning_rate: Array  # α of seed §5, float (); kept in the state so ensembles can vary it
+    learning_rate: Array  # α of formulas §5, float (); kept in the state so ensembles can vary it
 
 
 def gradient_descent(learning_rate: float = 0.1) -> optax.GradientTransformation:
-    """The seed's §5 update W := W - α dW, b := b - α db as an optax transformation.
+    """The formulas §5 update W := W - α dW, b := b - α db as an optax transformation.
 
     α lives in the state (``GDState``), so it can be a traced per-member value.
     ``optax.apply_updates`` then computes p + (-α g), bit for bit ``sgd_update``.
@@ -162,7 +162,7 @@ def metric_names(net: Network) -> tuple[str, ...]:
 
 
 def evaluate(params: list[dict], X: Array, Y: Array, net: Network) -> dict[str, Array]:
-    """Cost and metrics without dropout or L2 (seed §1, §3). X: (n_x, m); Y: (n_L, m).
+    """Cost and metrics without dropout or L2 (formulas §1, §3). X: (n_x, m); Y: (n_L, m).
 
     Returns ``{"cost", "accuracy"}`` for classifiers (argmax of softmax columns;
     sigmoid outputs thresholded at 0.5, per unit) or ``{"cost", "r2", "rmse"}``
@@ -227,7 +227,7 @@ def _masked_value_and_grad(params, X, Y, w, net, grad, **kwargs):
     Manual path: the padded columns get targets at which dZ^[L] is exactly 0
     (Y := A^[L], or Y := 0 for softmax + cross-entropy, whose dZ^[L] = A^[L] Σ_k y_k - y),
     so the delta recursion gives them zero dZ in every layer and they add
-    nothing to any dW, db (seed §4); the core's 1/b is then rescaled to 1/r.
+    nothing to any dW, db (formulas §4); the core's 1/b is then rescaled to 1/r.
     """
     l2 = kwargs.pop("l2")
     real, r = w[None, :] > 0, jnp.sum(w)
@@ -252,7 +252,7 @@ def _l2_on(l2) -> bool:
 
 
 def _train_step(params, opt_state, X, Y, w, key, l2, spec: _Spec):
-    """One update on one batch (seed §4, then §5 or optax). X: (n_x, b); Y: (n_L, b).
+    """One update on one batch (formulas §4, then §5 or optax). X: (n_x, b); Y: (n_L, b).
 
     w: None, or (b,) weights 1 (real) / 0 (padding) for the epoch's last batch.
     Returns ``(params, opt_state, J, bad)``: J is the cost before the update;
@@ -310,7 +310,7 @@ def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
         Xb, Yb = (X, Y) if cols is None else (jnp.take(X, cols, axis=1), jnp.take(Y, cols, axis=1))
         if spec.mesh is not None and spec.shard == "batch":
             # Data parallel: each device takes B/D of the batch's columns; the params are
-            # replicated, so XLA all-reduces the partial sums of dW, db (seed §4c).
+            # replicated, so XLA all-reduces the partial sums of dW, db (formulas §4c).
             Xb, Yb = _split_columns((Xb, Yb), spec.mesh)
             w = None if w is None else _split_columns(w, spec.mesh, vector=True)
         new_p, new_o, J, code = _train_step(params, opt_state, Xb, Yb, w,
@@ -323,7 +323,7 @@ def _one_epoch(state: TrainState, bad, X, Y, l2, val, spec: _Spec):
                 jnp.where(bad < 0, code, bad), total + J * real), None
 
     carry = (state.params, state.opt_state, state.step, bad, jnp.zeros((), X.dtype))
-    if B == m:  # full batch, the seed's GD: the order is irrelevant, skip the shuffle
+    if B == m:  # full batch, the GD: the order is irrelevant, skip the shuffle
         carry, _ = body(carry, (0, None, None))
     else:
         perm = jax.random.permutation(k_perm, m)
@@ -442,7 +442,7 @@ def _check_positive(value, name, *, integer=False):
 def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=False) -> TrainState:
     """A fresh ``TrainState`` (step 0, epoch 0). The params are copied, never donated.
 
-    optimizer: None or "gd" (seed §5), a name in ``OPTIMIZERS`` (learning_rate
+    optimizer: None or "gd" (formulas §5), a name in ``OPTIMIZERS`` (learning_rate
     defaults to its rate), or an optax transformation (its own rate; then
     learning_rate must be None). With ``ensemble=True`` every leaf of params
     has a leading (E,) axis, key is (E,) keys or one key (split), and
@@ -507,7 +507,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                  eval_train: bool = True, epochs_per_call: int | None = None,
                  callback: Callable[[TrainState, dict], None] | None = None,
                  mesh=None, shard: str | None = None, compute_dtype=None):
-    """Run ``epochs`` more epochs (seed §4-§5 on each batch) from ``state``; returns ``(state, history)``.
+    """Run ``epochs`` more epochs (formulas §4-§5 on each batch) from ``state``; returns ``(state, history)``.
 
     The same arguments as ``fit`` (``optimizer`` must be the one the state was
     made with). Restarting from a saved state reproduces uninterrupted training
@@ -687,14 +687,14 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
     """Train ``params`` on data = (X: (n_x, m), Y: (n_L, m)) or a ``datasets.Dataset``.
 
     Args:
-      optimizer: None / "gd": the seed's §5 gradient descent with
+      optimizer: None / "gd": formulas §5 gradient descent with
         ``learning_rate`` (default 0.1); a name in ``OPTIMIZERS`` ("adam", ...);
         or any ``optax.GradientTransformation`` (hand-derived grads go straight
         into its ``update``).
-      batch_size: None for full batch (the seed's GD), else shuffled batches of
+      batch_size: None for full batch (the GD), else shuffled batches of
         B columns drawn with ``key``; the last partial batch is one more step
         on its own m mod B examples, so every example counts once per epoch.
-      grad: "manual" (the hand-derived backward pass, seed §4) or "autodiff".
+      grad: "manual" (the hand-derived backward pass, formulas §4) or "autodiff".
       l2: weight decay λ (λ/(2m) Σ ||W||² in J); keep_prob: inverted dropout
         on hidden layers (off at evaluation).
       validation: (X_val, Y_val) or a Dataset (its test split), scored each epoch.
@@ -745,7 +745,7 @@ def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32
 
 def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None,
                  learning_rate=None, l2=0.0, **kwargs):
-    """``fit`` for E models at once (seed §4-§5 per member), vmapped in ONE compiled program.
+    """``fit`` for E models at once (formulas §4-§5 per member), vmapped in ONE compiled program.
 
     params: leaves with a leading (E,) axis (``init_ensemble``); key: one key
     (split into E: each member its own data order and dropout) or (E,) keys;

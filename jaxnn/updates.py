@@ -1,6 +1,6 @@
-"""Gradient descent (seed §5) and a compiled training step.
+"""Gradient descent (formulas §5) and a compiled training step.
 
-For anything beyond the seed's plain update (momentum, Adam, schedules,
+For anything beyond the plain update (momentum, Adam, schedules,
 clipping) use optax: jaxnn's grads have the params' structure, so
 ``optimizer.update(grads, state, params)`` takes them unchanged.
 """
@@ -40,7 +40,7 @@ def check_learning_rate(learning_rate) -> None:
 
 
 def sgd_update(params: list[dict], grads: list[dict], learning_rate: float | Array) -> list[dict]:
-    """One gradient-descent step: W := W - α dW, b := b - α db (seed §5).
+    """One gradient-descent step: W := W - α dW, b := b - α db (formulas §5).
 
     Args:
       params, grads: pytrees of the same structure (grads from ``backward``),
@@ -79,7 +79,7 @@ def make_train_step(
     l2: float = 0.0,
     donate: bool = False,
 ) -> Callable[[list[dict], Array, Array], tuple[list[dict], Array]]:
-    """A jit-compiled step ``(params, X, Y) -> (new_params, J)`` (seed §4 then §5).
+    """A jit-compiled step ``(params, X, Y) -> (new_params, J)`` (formulas §4 then §5).
 
     Args:
       net: the ``Network``.

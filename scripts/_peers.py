@@ -11,7 +11,7 @@ here blocks on each step, as none of these frameworks' idiomatic loops do.
 Peers (Flax NNX, Equinox, PyTorch) are imported inside their ``make_*`` only,
 so a missing one raises ``ImportError`` there and the benchmark prints
 "not installed". Peers use their own idiomatic row-major layout, x: (B, n_x)
-and integer labels; jaxnn uses the seed's X: (n_x, m) and one-hot Y: (n_L, m).
+and integer labels; jaxnn uses the X: (n_x, m) and one-hot Y: (n_L, m).
 The FLOPs are the same.
 """
 
@@ -39,7 +39,7 @@ class Batches(NamedTuple):
         return self.x.shape[0]
 
     def onehot_columns(self, n_out: int) -> np.ndarray:
-        """Y in the seed's layout for every batch: (nb, n_L, B)."""
+        """Y in the layout for every batch: (nb, n_L, B)."""
         return np.eye(n_out, dtype=np.float32)[self.y].transpose(0, 2, 1)
 
 
@@ -393,7 +393,7 @@ def peer_versions() -> dict[str, str]:
 
 def make_jaxnn_train_step(sizes, data: Batches, seed: int = 0, grad: str = "manual",
                           learning_rate: float = 0.01):
-    """``jaxnn.make_train_step(..., donate=True)`` (seed §5 SGD) called once per step."""
+    """``jaxnn.make_train_step(..., donate=True)`` (formulas §5 SGD) called once per step."""
     import jaxnn
 
     net = jaxnn_network(sizes)

@@ -1,4 +1,4 @@
-"""jaxnn benchmark: prints Markdown tables of speed RATIOS measured in one run (CONVENTIONS §6).
+"""jaxnn benchmark: prints Markdown tables of speed RATIOS measured in one run (conventions §6).
 
 Usage:
   python scripts/benchmark.py                  # everything (~3 min on 2 CPU cores)

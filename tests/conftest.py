@@ -1,10 +1,10 @@
-"""Shared test configuration (CONVENTIONS §5).
+"""Shared test configuration (conventions §5).
 
 * ``jax_numpy_rank_promotion="raise"``: a bias of shape (n_l,) instead of
   (n_l, 1) would otherwise broadcast silently along the batch.
 * ``x64``: float64 switched on for one test only (float32 stays the default).
 * ``jit``: runs a test's function both eagerly and compiled.
-* ``relative_error_np``: the relative error of CONVENTIONS §3 computed in NumPy
+* ``relative_error_np``: the relative error of conventions §3 computed in NumPy
   (no eager JAX op to compile per shape).
 """
 
@@ -54,7 +54,7 @@ def make_targets(key, net, m, dtype=jnp.float32):
 
 
 def relative_error_np(g1, g2) -> float:
-    """CONVENTIONS §3's ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) over two pytrees, in NumPy float64.
+    """conventions §3's ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) over two pytrees, in NumPy float64.
 
     The formula of ``jaxnn.relative_error`` with no JAX op: eagerly, every new leaf
     shape would compile its own reductions, and inside a compiled program their

@@ -1,4 +1,4 @@
-"""Every hand-written activation derivative against jax.vjp of its forward (seed §2, §4)."""
+"""Every hand-written activation derivative against jax.vjp of its forward (formulas §2, §4)."""
 
 import functools
 
@@ -60,7 +60,7 @@ def test_kink_convention_matches_jax(name):
 
 
 def test_elementwise_derivative_values(x64):
-    """Closed forms of seed §2 at a few points, checked against exact numbers."""
+    """Closed forms of formulas §2 at a few points, checked against exact numbers."""
     Z = jnp.array([[-2.0, 0.0, 3.0]], x64)
     one = jnp.ones_like(Z)
     s = 1 / (1 + np.exp(-np.array([-2.0, 0.0, 3.0])))

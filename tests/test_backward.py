@@ -1,4 +1,4 @@
-"""The hand-derived backward pass against jax.grad (seed §4; CONVENTIONS §3).
+"""The hand-derived backward pass against jax.grad (formulas §4; conventions §3).
 
 The grid: every hidden activation x every output activation/loss pairing, depths
 1 to 4, batch sizes 1 and 37, float32 (<= 1e-5) and float64 (<= 1e-10). One test

@@ -1,4 +1,4 @@
-"""jaxnn.check: check_gradients, check_activation, check_loss, the sweep (CONVENTIONS §3).
+"""jaxnn.check: check_gradients, check_activation, check_loss, the sweep (conventions §3).
 
 Most networks here have the sweep's shapes (width 4, m = 8) and run with
 ``jit=False``, so the eagerly compiled primitives are shared between tests.
@@ -30,7 +30,7 @@ from jaxnn.custom_vjp import cost_with_manual_vjp
 jax.config.update("jax_numpy_rank_promotion", "raise")  # also in conftest; harmless twice
 
 ALL = ("autodiff", "finite_difference", "jvp")
-AUTODIFF_TOL = {"float32": 1e-5, "float64": 1e-10}  # CONVENTIONS §3
+AUTODIFF_TOL = {"float32": 1e-5, "float64": 1e-10}  # conventions §3
 
 
 def scaled_tanh(scale, name):

@@ -1,4 +1,4 @@
-"""Property test: manual == autodiff in float64 within 1e-10 on random networks (CONVENTIONS §3).
+"""Property test: manual == autodiff in float64 within 1e-10 on random networks (conventions §3).
 
 Random layer sizes (1..16), depths (1..4), batch sizes (1..32), hidden
 activations, valid output pairings and seeds. Each example is a new network,

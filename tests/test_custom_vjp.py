@@ -1,4 +1,4 @@
-"""cost_with_manual_vjp: jax.grad of it IS the hand-derived backward pass (seed §4)."""
+"""cost_with_manual_vjp: jax.grad of it IS the hand-derived backward pass (formulas §4)."""
 
 import chex
 import jax

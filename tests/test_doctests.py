@@ -35,7 +35,7 @@ def test_every_public_function_has_an_example():
     public = {name: getattr(jaxnn, name) for name in jaxnn.__all__}
     missing = sorted(name for name, obj in public.items()
                      if callable(obj) and not inspect.isclass(obj) and ">>>" not in (obj.__doc__ or ""))
-    assert not missing, f"add a short >>> example (shapes in the seed's notation) to: {missing}"
+    assert not missing, f"add a short >>> example (shapes in the notation) to: {missing}"
 
 
 @pytest.mark.parametrize("name", MODULES)

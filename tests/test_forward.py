@@ -1,4 +1,4 @@
-"""Forward pass and cost against an independent NumPy implementation of seed §1-§3."""
+"""Forward pass and cost against an independent NumPy implementation of formulas §1-§3."""
 
 import functools
 
@@ -92,7 +92,7 @@ def test_forward_and_cost_match_numpy(hidden, output, loss):
         np.testing.assert_allclose(AL, expected, rtol=2e-5, atol=1e-6)
         assert J.shape == ()
         np.testing.assert_allclose(J, J_expected, rtol=2e-5)
-        # the cache holds the seed's quantities layer by layer
+        # the cache holds the quantities layer by layer
         assert [set(c) for c in cache] == [{"A_prev", "Z", "A"}] * 3
         np.testing.assert_array_equal(cache[0]["A_prev"], X)
         np.testing.assert_allclose(cache[1]["A_prev"], cache[0]["A"])

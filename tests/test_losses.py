@@ -1,4 +1,4 @@
-"""Every loss's hand-written dL/dA against jax.grad; fused outputs against the general path (seed §3)."""
+"""Every loss's hand-written dL/dA against jax.grad; fused outputs against the general path (formulas §3)."""
 
 import functools
 

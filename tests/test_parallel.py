@@ -341,7 +341,7 @@ def test_masked_grad_equals_unpadded_core(acts, loss, grad):
                 parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad=grad, l2=0.3))
 
     (J_ref, g_ref), (J, g) = both(params)
-    assert float(jaxnn.relative_error(g, g_ref)) <= 1e-5  # CONVENTIONS §3, float32
+    assert float(jaxnn.relative_error(g, g_ref)) <= 1e-5  # conventions §3, float32
     np.testing.assert_allclose(J, J_ref, rtol=1e-6)
 
 

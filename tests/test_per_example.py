@@ -1,4 +1,4 @@
-"""per_example_grads / per_example_grad_norms against jax.vmap(jax.grad(...)) (seed §4)."""
+"""per_example_grads / per_example_grad_norms against jax.vmap(jax.grad(...)) (formulas §4)."""
 
 import chex
 import jax

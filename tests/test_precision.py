@@ -139,7 +139,7 @@ def test_optimizer_state_stays_float32():
 
 
 def _train(net, data, compute_dtype, grad, epochs=300, learning_rate=0.5):
-    """Full-batch GD (seed §5) with ``jaxnn.fit``; returns the test accuracy."""
+    """Full-batch GD (formulas §5) with ``jaxnn.fit``; returns the test accuracy."""
     params = jaxnn.init_params(jax.random.key(0), net, init="xavier")
     params, _ = jaxnn.fit(params, net, data, epochs=epochs, key=jax.random.key(1),
                           learning_rate=learning_rate, grad=grad, compute_dtype=compute_dtype,

@@ -44,7 +44,7 @@ def _both(params, X, Y, net, **kw):
                                     value_and_autodiff_grad(p, X, Y, net, **kw)))(params, X, Y)
 
 
-# --- L2 and dropout: hand-derived gradients vs jax.grad (CONVENTIONS §3) ---------------------
+# --- L2 and dropout: hand-derived gradients vs jax.grad (conventions §3) ---------------------
 
 
 @pytest.mark.parametrize("out,loss", PAIRINGS)

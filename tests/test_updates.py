@@ -1,4 +1,4 @@
-"""Gradient descent (seed §5) and the compiled training step."""
+"""Gradient descent (formulas §5) and the compiled training step."""
 
 import math
 
