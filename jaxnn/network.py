@@ -225,11 +225,11 @@ def check_Y(Y, X, net: Network) -> None:
     msg = f"Y has shape {shape}, expected (n_L, m) = {expected}."
     if shape == (m, net.n_L):
         msg += " It looks like (m, n_L), one row per example: pass Y.T."
-    elif shape == (m,):
-        if net.n_L == 1:
-            msg += " Pass Y[None, :] (labels as a row)."
-        else:
-            msg += f" Integer class labels must be one-hot encoded as ({net.n_L}, m) columns."
+    elif shape == (m,) and net.n_L == 1:
+        msg += " Pass Y[None, :] (labels as a row)."
+    elif shape in ((m,), (1, m)) and net.n_L > 1:
+        msg += (f" Integer class labels must be one-hot columns: Y = jax.nn.one_hot(y, {net.n_L}).T"
+                f" for labels y of shape (m,) with values 0..{net.n_L - 1}.")
     raise ValueError(msg)
 
 
