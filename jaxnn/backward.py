@@ -7,8 +7,10 @@ In the names, for l = L, ..., 1:
 * §4c  dW^[l] = (1/m) dZ^[l] (A^[l-1])^T,  db^[l] = (1/m) Σ_columns dZ^[l]
 
 dZ is the derivative of each example's loss (no 1/m); the 1/m enters once, in
-dW and db (conventions §2). Every function here is cross-checked against
-``jax.grad`` of ``jaxnn.cost`` in the tests.
+dW and db (conventions §2). With per-example weights w: (m,) (a padded batch,
+w = 0 on padding) dZ^[L] is multiplied by w column by column and m becomes Σw:
+the gradient of ``cost(..., w=w)`` for ANY loss, with dropout and L2. Every
+function here is cross-checked against ``jax.grad`` of ``jaxnn.cost`` in the tests.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnn.forward import _check_l2, _l2_is_off, cost, cost_from_cache, forward
+from jaxnn.forward import cost, cost_from_cache, forward
 from jaxnn.losses import FUSED
 from jaxnn.network import Network, check_params, check_Y
+from jaxnn.validation import check_l2, check_weights, l2_is_off
 
 Array = jax.Array
 
@@ -32,8 +35,11 @@ def output_delta(ZL: Array, AL: Array, Y: Array, net: Network, *, fused: bool = 
     ``fused=False`` is the general formula, kept for cross-checks.
 
     Args:
-      ZL: Z^[L], (n_L, m); AL: A^[L] = g(Z^[L]), (n_L, m); Y: (n_L, m).
+      ZL: Z^[L], (n_L, m).
+      AL: A^[L] = g(Z^[L]), (n_L, m).
+      Y: (n_L, m).
       net: the ``Network`` (its output activation and loss).
+      fused: use A^[L] - Y for the fused pairings (default True).
 
     Returns:
       dZ^[L]: (n_L, m), the derivative of each example's loss (no 1/m).
@@ -55,7 +61,9 @@ def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
     """dW = (1/m) dZ A_prev^T and db = (1/m) Σ_columns dZ (formulas §4c).
 
     Args:
-      dZ: (n_l, m); A_prev: (n_{l-1}, m); m: batch size.
+      dZ: (n_l, m).
+      A_prev: (n_{l-1}, m).
+      m: the batch size (or Σw for a weighted batch).
 
     Returns:
       ``(dW, db)`` of shapes (n_l, n_{l-1}) and (n_l, 1).
@@ -69,7 +77,8 @@ def linear_backward(dZ: Array, A_prev: Array, m: int) -> tuple[Array, Array]:
     return dW, db
 
 
-def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> list[dict]:
+def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0,
+             w: Array | None = None) -> list[dict]:
     """Hand-derived gradients of the cost, by the delta recursion (formulas §4).
 
     Args:
@@ -78,6 +87,9 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
       Y: (n_L, m).
       net: the ``Network``.
       l2: weight-decay strength λ; adds (λ/m) W^[l] to dW^[l] (not to db).
+      w: None, or (m,) per-example weights >= 0: dZ^[L] is scaled by w column
+        by column and the 1/m of formulas §4c becomes 1/Σw, so the result is the
+        gradient of ``cost(..., w=w)`` (columns of weight 0 contribute nothing).
 
     Returns:
       grads with exactly the structure of params: ``[{"W": dW, "b": db}]``.
@@ -95,16 +107,23 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
             f"cache must be the list of {net.L} per-layer dicts returned by forward(params, X, net)."
         )
     check_Y(Y, cache[0]["A_prev"], net)
-    _check_l2(l2)
-    m = Y.shape[1]
+    check_l2(l2)
     acts = net.layer_activations
     grads: list[dict] = [{}] * net.L
     last = cache[-1]
     dZ = output_delta(last["Z"], last["A"], Y, net)  # §4a
+    if w is None:
+        m = Y.shape[1]
+    else:
+        check_weights(w, Y.shape[1])
+        w = jnp.asarray(w, dZ.dtype)
+        m = jnp.sum(w)
+        # where(): a padded column's dZ may be inf/NaN; 0 * inf would leak it into dW
+        dZ = jnp.where(w > 0, dZ * w, 0)
     for l in range(net.L - 1, -1, -1):  # list index l is the layer l + 1
         dW, db = linear_backward(dZ, cache[l]["A_prev"], m)  # §4c
         W = params[l]["W"]
-        if not _l2_is_off(l2):
+        if not l2_is_off(l2):
             dW = dW + (l2 / m) * W
         grads[l] = {"W": dW, "b": db}
         if l == 0:
@@ -126,14 +145,25 @@ def value_and_manual_grad(
     l2=0.0,
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
+    w: Array | None = None,
 ) -> tuple[Array, list[dict]]:
     """``(J, grads)`` from one forward pass and the hand-derived ``backward``.
 
     Same signature and results as ``value_and_autodiff_grad`` (up to rounding):
-    ``forward`` (formulas §1), the cost J (§3) and ``backward`` (§4). params:
-    ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m); J is a
-    scalar (); grads has the structure (and shapes) of params. l2, key and
-    keep_prob are as in ``cost``.
+    ``forward`` (formulas §1), the cost J (§3) and ``backward`` (§4).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m), one column per example.
+      Y: (n_L, m).
+      net: the ``Network``.
+      l2: weight-decay strength λ >= 0 (as in ``cost``).
+      key: PRNG key for inverted dropout (as in ``forward``).
+      keep_prob: the probability of keeping a hidden unit (as in ``forward``).
+      w: None, or (m,) per-example weights (as in ``backward``).
+
+    Returns:
+      ``(J, grads)``: J a scalar (), grads with the structure (and shapes) of params.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -143,8 +173,8 @@ def value_and_manual_grad(
     """
     AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     check_Y(Y, X, net)
-    J = cost_from_cache(params, cache, Y, net, l2=l2)
-    return J, backward(params, cache, Y, net, l2=l2)
+    J = cost_from_cache(params, cache, Y, net, l2=l2, w=w)
+    return J, backward(params, cache, Y, net, l2=l2, w=w)
 
 
 def value_and_autodiff_grad(
@@ -156,12 +186,24 @@ def value_and_autodiff_grad(
     l2=0.0,
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
+    w: Array | None = None,
 ) -> tuple[Array, list[dict]]:
     """``(J, grads)`` by ``jax.value_and_grad(jaxnn.cost)``.
 
     The reference the hand-derived pass is checked against (conventions §3).
-    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; X: (n_x, m); Y: (n_L, m);
-    J is a scalar (); grads has the structure of params.
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m), one column per example.
+      Y: (n_L, m).
+      net: the ``Network``.
+      l2: weight-decay strength λ >= 0 (as in ``cost``).
+      key: PRNG key for inverted dropout (as in ``forward``).
+      keep_prob: the probability of keeping a hidden unit (as in ``forward``).
+      w: None, or (m,) per-example weights (as in ``backward``).
+
+    Returns:
+      ``(J, grads)``: J a scalar (), grads with the structure (and shapes) of params.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -170,4 +212,4 @@ def value_and_autodiff_grad(
     >>> bool(jaxnn.relative_error(grads, value_and_manual_grad(params, X, Y, net)[1]) < 1e-5)
     True
     """
-    return jax.value_and_grad(cost)(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)
+    return jax.value_and_grad(cost)(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob, w=w)

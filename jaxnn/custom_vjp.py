@@ -30,7 +30,8 @@ import jax.numpy as jnp
 from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxnn.backward import backward
-from jaxnn.forward import _check_l2, cost, cost_from_cache, forward
+from jaxnn.forward import cost, cost_from_cache, forward
+from jaxnn.validation import check_l2
 from jaxnn.network import Network, check_Y
 
 Array = jax.Array
@@ -57,7 +58,7 @@ def cost_with_manual_vjp(params: list[dict], X: Array, Y: Array, net: Network, *
     """
     if not isinstance(net, Network):
         raise ValueError(f"cost_with_manual_vjp: net must be a jaxnn.Network, got {type(net).__name__}.")
-    _check_l2(l2)
+    check_l2(l2)
     return _cost(params, X, Y, l2, net)
 
 

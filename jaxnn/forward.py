@@ -4,12 +4,13 @@
 ``{"A_prev": A^[l-1], "Z": Z^[l], "A": g(Z^[l])}`` (plus ``"D"``, the scaled
 dropout mask, on hidden layers when dropout is on). The cache is returned,
 never stored: ``backward`` takes it as an argument.
+
+These functions check shapes (at trace time) but not values: like ``jax.numpy``
+they propagate NaN and inf. The entry points that own a run (``fit``,
+``check_gradients``, the CLI) reject non-finite data before computing.
 """
 
 from __future__ import annotations
-
-import math
-import numbers
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 from jaxnn.activations import Activation
 from jaxnn.losses import FUSED
 from jaxnn.network import Network, check_params, check_X, check_Y
+from jaxnn.validation import check_keep_prob, check_l2, check_weights, l2_is_off
 
 Array = jax.Array
 
@@ -50,24 +52,6 @@ def layer_forward(W: Array, b: Array, A_prev: Array, activation: Activation) -> 
     """
     Z = linear_forward(W, b, A_prev)
     return Z, activation.forward(Z)
-
-
-def _check_keep_prob(keep_prob, key) -> bool:
-    """Validate dropout arguments; return True when dropout is on."""
-    if isinstance(keep_prob, numbers.Real):
-        if not (0.0 < float(keep_prob) <= 1.0):
-            raise ValueError(
-                f"keep_prob = {keep_prob!r} must be in (0, 1]: it is the probability of KEEPING a "
-                "hidden unit (1.0 turns dropout off)."
-            )
-        if keep_prob == 1.0:
-            return False
-    if key is None:
-        raise ValueError(
-            f"keep_prob = {keep_prob!r} asks for dropout, which needs a PRNG key: pass key=... "
-            "(or keep_prob=1.0 to evaluate without dropout)."
-        )
-    return True
 
 
 def forward(
@@ -104,7 +88,7 @@ def forward(
     """
     check_params(params, net)
     check_X(X, net)
-    dropout = _check_keep_prob(keep_prob, key)
+    dropout = check_keep_prob(keep_prob, key)
     keys = jax.random.split(key, net.L) if dropout else [None] * net.L
     A = X
     cache = []
@@ -136,29 +120,51 @@ def predict(params: list[dict], X: Array, net: Network) -> Array:
     return forward(params, X, net)[0]
 
 
-def _check_l2(l2) -> None:
-    if isinstance(l2, numbers.Real) and not (math.isfinite(l2) and l2 >= 0):
-        raise ValueError(f"l2 = {l2!r} must be a finite number >= 0 (the weight-decay strength λ).")
-
-
-def _l2_is_off(l2) -> bool:
-    return isinstance(l2, numbers.Real) and l2 == 0
-
-
-def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0) -> Array:
-    """J from a forward pass's cache (formulas §3): mean over the m examples.
+def per_example_loss(cache: list[dict], Y: Array, net: Network) -> Array:
+    """Each example's loss L^(i), shape (m,), from a forward pass's cache (formulas §3).
 
     Sigmoid+BCE and softmax+cross-entropy are computed from Z^[L] (softplus /
-    log-sum-exp), so they are finite for saturated logits. With ``l2`` = λ > 0
-    the cost adds λ/(2m) Σ_l ||W^[l]||² (biases are not decayed).
+    log-sum-exp), so they are finite for saturated logits; other losses from A^[L].
+
+    Args:
+      cache: the second output of ``forward(params, X, net)``.
+      Y: (n_L, m).
+      net: the ``Network``.
+
+    Returns:
+      (m,): the loss of each column.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jax.tree.map(jnp.zeros_like, jaxnn.init_params(jax.random.key(0), net))
+    >>> per_example_loss(forward(params, jnp.ones((2, 4)), net)[1], jnp.ones((1, 4)), net).shape
+    (4,)
+    """
+    last = cache[-1]
+    fused = FUSED.get((net.layer_activations[-1].name, net.loss_fn.name))
+    if fused is not None:
+        return fused.from_logits(last["Z"], Y)
+    return net.loss_fn.forward(last["A"], Y)
+
+
+def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l2=0.0,
+                    w: Array | None = None) -> Array:
+    """J from a forward pass's cache (formulas §3): the mean of the examples' losses.
+
+    With ``l2`` = λ > 0 the cost adds λ/(2m) Σ_l ||W^[l]||² (biases are not
+    decayed). With per-example weights ``w`` the mean is weighted and m becomes
+    Σw everywhere: J = Σ_i w_i L^(i) / Σw + λ/(2Σw) Σ_l ||W^[l]||² (formulas §3, §4c);
+    w = 1 real / 0 padding gives the cost of the real columns alone.
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (read only for the L2 term).
       cache: the second output of ``forward(params, X, net)``.
-      Y: (n_L, m). net: the ``Network``. l2: λ.
+      Y: (n_L, m).
+      net: the ``Network``.
+      l2: the weight-decay strength λ >= 0 (may be traced).
+      w: None, or (m,) weights >= 0 with Σw > 0.
 
     Returns:
-      J: a scalar (), the same value as ``cost(params, X, Y, net, l2=l2)``.
+      J: a scalar (), the same value as ``cost(params, X, Y, net, l2=l2, w=w)``.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -167,17 +173,18 @@ def cost_from_cache(params: list[dict], cache: list[dict], Y: Array, net: Networ
     >>> bool(cost_from_cache(params, cache, Y, net) == cost(params, X, Y, net))
     True
     """
-    _check_l2(l2)
-    last = cache[-1]
-    g, loss = net.layer_activations[-1], net.loss_fn
-    fused = FUSED.get((g.name, loss.name))
-    if fused is not None:
-        per_example = fused.from_logits(last["Z"], Y)
+    check_l2(l2)
+    losses = per_example_loss(cache, Y, net)
+    if w is None:
+        m = Y.shape[1]
+        J = jnp.mean(losses)
     else:
-        per_example = loss.forward(last["A"], Y)
-    m = Y.shape[1]
-    J = jnp.mean(per_example)
-    if not _l2_is_off(l2):
+        check_weights(w, Y.shape[1])
+        w = jnp.asarray(w, losses.dtype)
+        m = jnp.sum(w)
+        # where(): a padded column's loss may be inf/NaN (e.g. log 0); 0 * inf would leak it
+        J = jnp.sum(jnp.where(w > 0, w * losses, 0)) / m
+    if not l2_is_off(l2):
         J = J + (l2 / (2 * m)) * sum(jnp.sum(p["W"] ** 2) for p in params)
     return J
 
@@ -191,15 +198,19 @@ def cost(
     l2: float | Array = 0.0,
     key: jax.Array | None = None,
     keep_prob: float = 1.0,
+    w: Array | None = None,
 ) -> Array:
     """The scalar cost J(params) (formulas §3): what ``jax.grad`` differentiates.
 
     Args:
-      params: the params pytree.
-      X: (n_x, m). Y: (n_L, m), one-hot columns for softmax.
+      params: the params pytree ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m).
+      Y: (n_L, m), one-hot columns for softmax.
       net: the ``Network``.
       l2: weight-decay strength λ (adds λ/(2m) Σ ||W||²); may be a traced array.
-      key, keep_prob: dropout, as in ``forward``.
+      key: PRNG key for dropout, as in ``forward``.
+      keep_prob: the probability of keeping a hidden unit, as in ``forward``.
+      w: None, or (m,) per-example weights (``cost_from_cache``).
 
     Returns:
       J: a scalar, (1/m) Σ_i L^(i) (+ the L2 term).
@@ -213,4 +224,4 @@ def cost(
     """
     AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     check_Y(Y, X, net)
-    return cost_from_cache(params, cache, Y, net, l2=l2)
+    return cost_from_cache(params, cache, Y, net, l2=l2, w=w)

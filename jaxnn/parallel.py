@@ -66,7 +66,8 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn.backward import linear_backward, output_delta
-from jaxnn.forward import _check_l2, _l2_is_off, forward
+from jaxnn.forward import forward
+from jaxnn.validation import check_l2 as _check_l2, l2_is_off as _l2_is_off
 from jaxnn.losses import FUSED
 from jaxnn.network import Network, check_Y
 from jaxnn.precision import with_compute_dtype

@@ -140,6 +140,30 @@ def check_learning_rate(learning_rate, *, ensemble: bool = False) -> None:
                          + (" (or an (E,) array of them)." if ensemble else "."))
 
 
+def check_weights(w, m: int) -> None:
+    """Check per-example weights w: (m,) >= 0 with Σw > 0 (values only when concrete).
+
+    Args:
+      w: (m,) weights, e.g. 1 for a real column and 0 for padding.
+      m: the number of columns of the batch.
+
+    >>> check_weights(jnp.array([1.0, 1.0, 0.0]), 3)
+    """
+    shape = tuple(np.shape(w))
+    if shape != (m,):
+        raise ValueError(f"w has shape {shape}; per-example weights must be (m,) = ({m},), one "
+                         "per column of X.")
+    if isinstance(w, jax.core.Tracer):
+        return
+    a = np.asarray(w)
+    if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer) \
+            and a.dtype != np.bool_:
+        raise ValueError(f"w must hold numbers, got dtype {a.dtype}.")
+    if not (np.all(np.isfinite(a)) and np.all(a >= 0) and np.sum(a) > 0):
+        raise ValueError("w must be finite and >= 0 with a positive sum (the weighted cost divides "
+                         f"by Σw); got {a.tolist()[:8]}{' ...' if m > 8 else ''}.")
+
+
 def check_positive_int(value, name: str) -> int:
     """Return ``value`` if it is an integer >= 1 (bools refused), else raise naming ``name``.
 
