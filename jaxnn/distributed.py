@@ -40,8 +40,13 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 # The environment that scripts/launch_local.py sets and initialize() reads.
 ENV_COORDINATOR = "JAXNN_COORDINATOR"
@@ -199,6 +204,22 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
         raise
 
 
+def requested_by_environment() -> bool:
+    """Whether the environment names a coordinator: ``JAXNN_COORDINATOR`` or ``JAX_COORDINATOR_ADDRESS``.
+
+    Programs (``jaxnn train``, scripts) call ``initialize()`` when this is
+    True, so one command runs alone or, started by
+    ``scripts/launch_local.py``, as one of several processes. Cluster
+    auto-detection (Cloud TPU, SLURM, Open MPI) is not covered: there, call
+    ``initialize()`` unconditionally.
+
+    >>> import os
+    >>> requested_by_environment() == any(k in os.environ for k in ("JAXNN_COORDINATOR", "JAX_COORDINATOR_ADDRESS"))
+    True
+    """
+    return bool(os.environ.get(ENV_COORDINATOR) or os.environ.get("JAX_COORDINATOR_ADDRESS"))
+
+
 def process_count() -> int:
     """P, the number of processes in the run (1 without ``initialize``).
 
@@ -217,11 +238,293 @@ def is_main_process() -> bool:
     return jax.process_index() == 0
 
 
+# --- global arrays ---------------------------------------------------------------------------
+
+
+def _mesh_axis(mesh) -> str:
+    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
+        raise ValueError(f"mesh must be a 1-D jax.sharding.Mesh (jaxnn.make_mesh()), got {mesh!r}.")
+    return mesh.axis_names[0]
+
+
+def _is_key(x) -> bool:
+    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _host_value(x) -> np.ndarray:
+    """x as a numpy array on the host (a global x must be fully replicated)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
+        raise ValueError(
+            f"an array of shape {x.shape} is split over other processes' devices "
+            f"({x.sharding}); pass host values (numpy, or arrays on this process's devices) "
+            "or fully replicated global arrays."
+        )
+    return np.asarray(x)
+
+
+def _global_from_host(x, sharding: NamedSharding):
+    if _is_key(x):  # typed PRNG keys travel as their uint32 data
+        data = _global_from_host(jax.random.key_data(x), sharding)
+        return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    host = _host_value(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def replicate_global(tree, mesh: Mesh):
+    """The same host values on every process -> global arrays fully replicated over ``mesh``.
+
+    Every process passes the same ``tree`` (params, optimizer state, a
+    ``TrainState``, data to replicate); each process fills its own devices,
+    so the mesh may span other processes' devices, where ``jax.device_put``
+    refuses. Typed PRNG keys keep their type. In one process this is
+    ``jaxnn.replicate``.
+
+    Args:
+      tree: a pytree of arrays (numpy, jax, or fully replicated global arrays), the same on every process.
+      mesh: a 1-D mesh, e.g. ``jaxnn.make_mesh()`` over the devices of all processes.
+
+    Returns:
+      The tree with every leaf a ``jax.Array`` replicated on every device of ``mesh``.
+
+    >>> params = replicate_global([{"W": np.ones((3, 2)), "b": np.zeros((3, 1))}], jaxnn.make_mesh())
+    >>> params[0]["W"].sharding.is_fully_replicated, params[0]["W"].shape
+    (True, (3, 2))
+    """
+    _mesh_axis(mesh)
+    sharding = NamedSharding(mesh, P())
+    return jax.tree.map(lambda x: _global_from_host(x, sharding), tree)
+
+
+def _split_spec(ndim: int, axis: int, name: str) -> P:
+    return P(*(name if d == axis else None for d in range(ndim)))
+
+
+def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
+    """X: (n_x, m) -> a global array with its m columns split over the devices of ``mesh``.
+
+    ``local=False``: every process passes the same full X (n_x, m) and each
+    fills its own devices with their columns. ``local=True``: process p
+    passes only its own contiguous block X_p: (n_x, m_p) with the same m_p
+    on every process; the global X is their concatenation in process order,
+    (n_x, P m_p), block p on process p's devices (``make_mesh`` lists the
+    devices process by process). ``axis`` is the split dimension: 1 for the
+    columns of (n_x, m), 0 for a leading axis (an example-major (m, n) array,
+    a mask w: (m,), or the (E,) axis of an ensemble). A pytree of such arrays
+    is split leaf by leaf.
+
+    Args:
+      X: (n_x, m) (or a pytree of arrays), the full array, or with ``local=True`` this process's block.
+      mesh: a 1-D mesh, e.g. ``jaxnn.make_mesh()`` over the devices of all processes.
+      local: whether X is only this process's block of the split axis.
+      axis: the dimension of X to split over the devices (1: columns, 0: rows).
+
+    Returns:
+      The global array(s), sharded ``P(None, name)`` for ``axis=1`` (``P(name, ...)`` for 0).
+
+    Raises:
+      ValueError: when the split dimension is not divisible by the mesh's D
+        devices (``local=False``) or by this process's device count (``local=True``).
+
+    >>> X = shard_columns_global(np.ones((2, 4 * jax.device_count())), jaxnn.make_mesh())
+    >>> tuple(X.sharding.spec), X.shape[1] == 4 * jax.device_count()
+    ((None, 'batch'), True)
+    """
+    name = _mesh_axis(mesh)
+    D = int(mesh.shape[name])
+    P_procs = len({d.process_index for d in mesh.devices.flat})
+
+    def one(x):
+        host = _host_value(x)
+        if not 0 <= axis < host.ndim:
+            raise ValueError(f"shard_columns_global: axis = {axis} is not a dimension of an "
+                             f"array of shape {host.shape}.")
+        sharding = NamedSharding(mesh, _split_spec(host.ndim, axis, name))
+        size = host.shape[axis]
+        if not local:
+            if size % D:
+                raise ValueError(
+                    f"shard_columns_global: dimension {axis} has {size} entries, not divisible "
+                    f"by the {D} devices of the mesh; use a multiple of {D} (pad with "
+                    "jaxnn.pad_batch and a 0/1 mask)."
+                )
+            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+        local_D = D // P_procs
+        if size % local_D:
+            raise ValueError(
+                f"shard_columns_global(local=True): this process's block has {size} entries "
+                f"along dimension {axis}, not divisible by its {local_D} devices."
+            )
+        shape = tuple(size * P_procs if d == axis else s for d, s in enumerate(host.shape))
+        return jax.make_array_from_process_local_data(sharding, host, shape)
+
+    if local:
+        sizes = jax.tree.map(lambda x: np.shape(x)[axis] if np.ndim(x) > axis else -1, X)
+        check_same_across_processes({"block sizes": sizes},
+                                    "block sizes for shard_columns_global(local=True) "
+                                    "(every process must pass the same number of columns)")
+    return jax.tree.map(one, X)
+
+
+def to_local(tree):
+    """Fully replicated global arrays -> ordinary arrays on this process's first device.
+
+    The result is usable as usual (printing, numpy, a jitted function on one
+    device, saving); no data moves, each process reads its own copy.
+    Leaves that are not ``jax.Array`` are returned unchanged.
+
+    Args:
+      tree: a pytree whose ``jax.Array`` leaves are fully replicated (e.g. trained params).
+
+    Returns:
+      The same tree with single-device arrays.
+
+    Raises:
+      ValueError: for an array split over devices (gather it first, e.g. replicate in a jit).
+
+    >>> params = to_local(replicate_global([{"W": np.ones((3, 2))}], jaxnn.make_mesh()))
+    >>> len(params[0]["W"].devices())
+    1
+    """
+    def one(x):
+        if not isinstance(x, jax.Array):
+            return x
+        if len(x.devices()) == 1:
+            return x
+        if not x.is_fully_replicated:
+            raise ValueError(
+                f"to_local: an array of shape {x.shape} is split over devices ({x.sharding}); "
+                "only fully replicated arrays have a whole copy on this process."
+            )
+        return x.addressable_shards[0].data
+
+    return jax.tree.map(one, tree)
+
+
+# --- agreement across processes ----------------------------------------------------------------
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_WORDS = 9  # uint32 words per entry: description crc, float64 sum (2), bytes crc, ndim, 4 dims
+
+
+def _describe(path: str, leaf) -> tuple[str, np.ndarray]:
+    """One leaf -> (what to print, its fingerprint as _WORDS uint32 words)."""
+    words = np.zeros(_WORDS, np.uint32)
+    if _is_key(leaf):
+        leaf = jax.random.key_data(leaf)
+    if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
+        host = _host_value(leaf)
+        text = f"shape {host.shape} {host.dtype}"
+        if host.dtype.kind in "biufc" and host.size:
+            total = np.sum(host, dtype=np.complex128 if host.dtype.kind == "c" else np.float64)
+            words[1:3] = np.asarray(np.real(total), np.float64).reshape(1).view(np.uint32)
+            text += f" sum {float(np.real(total)):.9g}"
+        words[3] = zlib.crc32(np.ascontiguousarray(host).tobytes())
+        words[4] = host.ndim
+        words[5:5 + min(host.ndim, 4)] = host.shape[:4]
+    else:
+        # callables by name: their repr holds a memory address that differs per process
+        text = (f"{getattr(leaf, '__module__', '')}.{leaf.__qualname__}"
+                if callable(leaf) and hasattr(leaf, "__qualname__")
+                else _ADDRESS.sub("", repr(leaf)))
+    words[0] = zlib.crc32(f"{path}={text}".encode())
+    return text, words
+
+
+def _fingerprints(name_to_value: dict):
+    names, texts, rows = [], [], []
+    for name, value in name_to_value.items():
+        leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
+        structure = _ADDRESS.sub("", str(treedef))
+        for path, leaf in leaves or [((), None)]:
+            label = f"{name}{jax.tree_util.keystr(path)}"
+            text, words = _describe(f"{label} {structure}", leaf)
+            names.append(label)
+            texts.append(text)
+            rows.append(words)
+    return names, texts, np.stack(rows)
+
+
+def check_same_across_processes(name_to_value: dict, what: str) -> None:
+    """Raise on every process when the processes pass different data or settings.
+
+    Every value (array, pytree of arrays, or setting) is reduced to a cheap
+    fingerprint: for arrays the shape, dtype, the float64 sum and a crc32 of
+    the bytes; for other values their ``repr`` (functions by name). The
+    fingerprints are gathered across processes (two small collectives) and
+    compared; the ``ValueError`` is raised on EVERY process, so none goes on
+    into a collective that would wait for the others. Call it before
+    training, with the same names on every process. In one process it
+    returns at once.
+
+    Args:
+      name_to_value: names -> the values that must agree (e.g. ``{"X": X, "Y": Y, "epochs": 3}``).
+      what: what the values are, for the message (e.g. ``"fit's data and settings"``).
+
+    Raises:
+      ValueError: naming each value that differs and which processes hold which version.
+
+    >>> check_same_across_processes({"X": np.ones((2, 4)), "epochs": 3}, "the data")  # one process
+    """
+    if not isinstance(name_to_value, dict):
+        raise ValueError(f"name_to_value must be a dict of names to values, got "
+                         f"{type(name_to_value).__name__}.")
+    if jax.process_count() == 1:
+        return
+    names, texts, rows = _fingerprints(name_to_value)
+    header = np.array([len(names), zlib.crc32("\n".join(names).encode())], np.uint32)
+    headers = multihost_utils.process_allgather(header)  # (P, 2)
+    me = jax.process_index()
+    if not (headers == headers[0]).all():
+        groups = _groups(headers)
+        raise ValueError(
+            f"the processes check different sets of names for {what} (processes {groups}): "
+            "they run different programs or jaxnn versions. This process "
+            f"({me}) checks: {names}."
+        )
+    everyone = multihost_utils.process_allgather(rows)  # (P, k, _WORDS)
+    problems = []
+    for i, name in enumerate(names):
+        column = everyone[:, i, :]
+        if (column == column[0]).all():
+            continue
+        if column[:, 1:].any() or rows[i, 4]:  # an array: every process's shape and sum
+            detail = "; ".join(f"process {p}: {_array_text(column[p])}"
+                               for p in range(len(column)))
+        else:
+            detail = f"this process ({me}) has {texts[i]}"
+        problems.append(f"{name} differs between processes {_groups(column)} ({detail})")
+    if problems:
+        raise ValueError(
+            f"{what} must be the same on every process, but " + "; ".join(problems) + ". Pass "
+            "the same values on every process (same files, same seed, same settings)."
+        )
+
+
+def _groups(rows: np.ndarray) -> str:
+    """'[0, 2] vs [1]': the processes grouped by identical rows."""
+    seen: dict[bytes, list[int]] = {}
+    for p, row in enumerate(rows):
+        seen.setdefault(row.tobytes(), []).append(p)
+    return " vs ".join(str(g) for g in seen.values())
+
+
+def _array_text(words: np.ndarray) -> str:
+    ndim = int(words[4])
+    shape = tuple(int(d) for d in words[5:5 + min(ndim, 4)]) + (("...",) if ndim > 4 else ())
+    total = float(words[1:3].copy().view(np.float64)[0])
+    return f"shape {shape} sum {total:.9g} crc32 {int(words[3]):#010x}"
+
+
 __all__ = [
     "ENV_COORDINATOR",
     "ENV_NUM_PROCESSES",
     "ENV_PROCESS_ID",
+    "check_same_across_processes",
     "initialize",
     "is_main_process",
     "process_count",
+    "replicate_global",
+    "requested_by_environment",
+    "shard_columns_global",
+    "to_local",
 ]

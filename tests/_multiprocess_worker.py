@@ -1,0 +1,134 @@
+"""One process of the multi-process tests (tests/test_multiprocess.py).
+
+Run as ``python tests/_multiprocess_worker.py SCENARIO OUT`` by
+scripts/launch_local.py, which sets JAXNN_COORDINATOR / JAXNN_NUM_PROCESSES /
+JAXNN_PROCESS_ID; a run with none of them set is one process. Each process
+writes its results to ``OUT/<scenario>-<process id>.npz``; the test compares
+them. Scenarios:
+
+* ``blocks``: the building blocks of jaxnn.distributed on the global mesh,
+  then ``check_same_across_processes`` with different data on process 1,
+  which must raise (and end the process with status 1) on every process.
+* ``fit``: ``jaxnn.fit`` on digits across the processes, saving a checkpoint
+  after each epoch (process 0 writes) into OUT/ckpt.
+* ``one``: one process: the same fit for 4 epochs, the params after epochs 3
+  and 4, and one more epoch resumed from the checkpoint of ``fit``.
+* ``die``: ``fit`` where process 1 ends itself (``os._exit``) after epoch 1.
+"""
+
+import os
+import sys
+
+import jaxnn.distributed as dist
+
+if dist.requested_by_environment():  # else one process (the reference run)
+    dist.initialize(heartbeat_timeout_s=10, shutdown_timeout_s=20)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from jax.sharding import NamedSharding  # noqa: E402
+from jax.sharding import PartitionSpec as P  # noqa: E402
+
+import jaxnn  # noqa: E402
+
+SCENARIO, OUT = sys.argv[1], sys.argv[2]
+ME = jax.process_index()
+NET = jaxnn.Network((64, 32, 10), ("relu", "softmax"), "cross_entropy")
+FIT = dict(optimizer="adam", batch_size=128, progress=False)
+
+
+def save(**arrays):
+    np.savez(os.path.join(OUT, f"{SCENARIO}-{ME}.npz"), **arrays)
+
+
+def gathered(x, mesh):
+    """The whole of a global array, on this process (replicated by a jit)."""
+    return np.asarray(jaxnn.distributed.to_local(
+        jax.jit(lambda a: a, out_shardings=NamedSharding(mesh, P()))(x)))
+
+
+def blocks():
+    mesh = jaxnn.make_mesh()
+    D = mesh.shape["batch"]
+    X = np.arange(3 * 2 * D, dtype=np.float32).reshape(3, 2 * D)
+    Xg = dist.shard_columns_global(X, mesh)
+    m_local = X.shape[1] // jax.process_count()
+    X_mine = X[:, ME * m_local:(ME + 1) * m_local]
+    Xl = dist.shard_columns_global(X_mine, mesh, local=True)
+    rows = dist.shard_columns_global(X.T, mesh, axis=0)
+    # the columns this process's devices hold, in device order
+    held = np.concatenate([np.asarray(s.data) for s in
+                           sorted(Xg.addressable_shards, key=lambda s: s.index[1].start)], 1)
+    tree = {"W": np.full((3, 2), 1.5, np.float32), "key": jax.random.key(7)}
+    rep = dist.replicate_global(tree, mesh)
+    noise = jax.jit(lambda t, x: jax.random.normal(t["key"], (2,)) + jnp.sum(t["W"]) + jnp.sum(x),
+                    out_shardings=NamedSharding(mesh, P()))(rep, Xg)
+    local = dist.to_local(rep)
+    doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
+    dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
+    save(full=gathered(Xg, mesh), local=gathered(Xl, mesh), rows=gathered(rows, mesh),
+         rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
+         held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,
+         local_devices=np.array(len(local["W"].devices())),
+         key_typed=np.array(jax.dtypes.issubdtype(rep["key"].dtype, jax.dtypes.prng_key)),
+         n_global=np.array(len(mesh.devices.flat)))
+    X_bad = X.copy()
+    if ME == 1:
+        X_bad[1, 2] += 1.0
+    dist.check_same_across_processes({"X": X_bad, "epochs": 3 + ME}, "the test data")
+    print("NOT RAISED", flush=True)
+
+
+def train(epochs, callback=None, state=None):
+    data = jaxnn.datasets.load("digits")
+    if state is None:
+        params = jaxnn.init_params(jax.random.key(0), NET)
+        return jaxnn.fit(params, NET, data, epochs=epochs, key=jax.random.key(1),
+                         mesh=jaxnn.make_mesh(), callback=callback, **FIT)
+    return jaxnn.train_epochs(state, NET, data, epochs=epochs, mesh=jaxnn.make_mesh(),
+                              callback=callback, **FIT)
+
+
+def host_params(params):
+    return [np.asarray(x) for x in jax.tree.leaves(dist.to_local(params))]
+
+
+def fit():
+    folder = os.path.join(OUT, "ckpt")
+    params, history = train(3, lambda state, h: jaxnn.checkpoint.save(folder, state, NET))
+    save(cost=np.asarray(history["cost"]), **{f"p_{i}": a for i, a in enumerate(host_params(params))})
+
+
+def one():
+    seen = {}
+
+    def record(state, history):
+        seen[int(state.epoch)] = host_params(state.params)
+
+    train(4, record)
+    like = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), NET), jax.random.key(1),
+                            optimizer="adam")
+    restored = jaxnn.checkpoint.restore(os.path.join(OUT, "ckpt"), NET, like)
+    epoch_restored = int(restored.epoch)
+    restored_params = host_params(restored.params)
+    resumed, _ = train(1, lambda s, h: None, state=restored)
+    arrays = {f"e3_{i}": a for i, a in enumerate(seen[3])}
+    arrays |= {f"e4_{i}": a for i, a in enumerate(seen[4])}
+    arrays |= {f"restored_{i}": a for i, a in enumerate(restored_params)}
+    arrays |= {f"resumed_{i}": a for i, a in enumerate(host_params(resumed.params))}
+    save(epoch_restored=np.array(epoch_restored), epoch_resumed=np.array(int(resumed.epoch)),
+         **arrays)
+
+
+def die():
+    def maybe_die(state, history):
+        print(f"epoch {int(state.epoch)} done", flush=True)
+        if ME == 1:
+            os._exit(3)
+
+    train(3, maybe_die)
+    print("TRAINING FINISHED", flush=True)
+
+
+{"blocks": blocks, "fit": fit, "one": one, "die": die}[SCENARIO]()

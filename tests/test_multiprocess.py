@@ -1,0 +1,226 @@
+"""Several JAX processes on one machine: jaxnn.distributed and fit across processes.
+
+Each run starts 2 processes x 2 forced CPU devices (4 global devices, gloo
+collectives, a free 127.0.0.1 port) through scripts/launch_local.py, the way
+a user does; every process runs tests/_multiprocess_worker.py and writes its
+results to a .npz that the tests here compare. A run is time-bounded twice:
+the launcher kills its processes after ``--timeout`` seconds, and the test
+kills the launcher (which kills its processes) if it outlives that. One run
+serves several tests (module-scoped fixtures).
+
+The fit tests compare against a one-process run on 4 forced devices (a third
+subprocess): the same program on the same number of devices, so the params
+agree to float32 reduction order (asserted ≤ 1e-6 normwise, conventions §3).
+"""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from jaxnn import relative_error
+from jaxnn.distributed import check_same_across_processes, initialize, shard_columns_global
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = ROOT / "scripts" / "launch_local.py"
+WORKER = Path(__file__).resolve().parent / "_multiprocess_worker.py"
+WAIT_FOR_FIT = pytest.mark.xfail(strict=False, reason="waiting for fit integration")
+
+
+def run(scenario, out, *, n=2, devices=2, timeout=45, grace=5):
+    """Launch the worker's ``scenario`` as n processes; returns (status, output)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXNN_", "JAX_COORD"))}
+    if n == 1:  # the reference: one plain process, no jax.distributed
+        env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+                   JAX_PLATFORMS="cpu")
+        command = [sys.executable, str(WORKER), scenario, str(out)]
+    else:
+        command = [sys.executable, str(LAUNCHER), "-n", str(n), "--devices-per-process",
+                   str(devices), "--timeout", str(timeout), "--grace", str(grace), "--",
+                   sys.executable, str(WORKER), scenario, str(out)]
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=ROOT)
+    try:
+        output, _ = proc.communicate(timeout=timeout + 15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # the launcher kills its processes on SIGTERM
+        try:
+            output, _ = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+    text = output.decode(errors="replace")
+    # gloo's connection chatter is noise for the assertion messages
+    return proc.returncode, "\n".join(l for l in text.splitlines() if "[Gloo]" not in l)
+
+
+def lines_of(output, process):
+    return "\n".join(l[len(f"[{process}] "):] for l in output.splitlines()
+                     if l.startswith(f"[{process}] "))
+
+
+def load(out, name):
+    path = Path(out) / f"{name}.npz"
+    assert path.exists(), f"{path.name} was not written"
+    with np.load(path) as z:
+        return dict(z)
+
+
+# --- (a) the building blocks across 2 processes --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def blocks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("blocks")
+    status, output = run("blocks", out)
+    return status, output, out
+
+
+def test_replicate_global_and_to_local(blocks):
+    _, output, out = blocks
+    import jax
+    import jax.numpy as jnp
+
+    expected = np.asarray(jax.random.normal(jax.random.key(7), (2,)) + 9.0 + jnp.sum(
+        jnp.arange(24.0)))
+    for p in (0, 1):
+        r = load(out, f"blocks-{p}")
+        assert int(r["n_global"]) == 4, output
+        assert bool(r["key_typed"])  # a typed PRNG key stays typed
+        np.testing.assert_allclose(r["noise"], expected, rtol=1e-6)
+        assert int(r["local_devices"]) == 1  # to_local: an ordinary single-device array
+        np.testing.assert_array_equal(r["doubled"], np.full((3, 2), 3.0))
+
+
+def test_shard_columns_global_full_local_and_rows(blocks):
+    _, output, out = blocks
+    X = np.arange(24, dtype=np.float32).reshape(3, 8)
+    for p in (0, 1):
+        r = load(out, f"blocks-{p}")
+        np.testing.assert_array_equal(r["full"], X)
+        np.testing.assert_array_equal(r["local"], X)  # blocks concatenated in process order
+        np.testing.assert_array_equal(r["rows"], X.T)
+        assert str(r["spec"]) == str(P(None, "batch"))
+        assert str(r["rows_spec"]) == str(P("batch", None))
+        # each process's own devices hold its contiguous block of columns
+        np.testing.assert_array_equal(r["held"], X[:, 4 * p:4 * p + 4])
+
+
+def test_different_data_raises_on_every_process(blocks):
+    status, output, _ = blocks
+    assert status == 1, output
+    assert "NOT RAISED" not in output
+    assert re.search(r"exit status per process: \[1, 1\]", output), output
+    for p in (0, 1):
+        mine = lines_of(output, p)
+        assert "ValueError: the test data must be the same on every process" in mine, output
+        assert "X differs between processes [0] vs [1]" in mine
+        assert "sum 276" in mine and "sum 277" in mine  # both processes' versions named
+        assert f"epochs differs between processes [0] vs [1] (this process ({p}) has {3 + p})" \
+            in mine
+
+
+# --- one process: argument checks (nothing is started) ------------------------------------------
+
+
+@pytest.mark.parametrize("args, match", [
+    (("localhost:port", 2, 0), "coordinator_address = 'localhost:port' must be HOST:PORT"),
+    (("127.0.0.1:0", 2, 0), "port in 1..65535"),
+    (("127.0.0.1:1234", 2, 2), r"process_id = 2 must be in 0..1"),
+    (("127.0.0.1:1234", 2, -1), r"process_id = -1 must be in 0..1"),
+    (("127.0.0.1:1234", 0, 0), "num_processes = 0 must be >= 1"),
+    (("127.0.0.1:1234", None, None), "num_processes, process_id not given while "
+                                     "coordinator_address is"),
+    ((None, 2, 0), "coordinator_address not given"),
+])
+def test_initialize_rejects_bad_arguments(args, match):
+    with pytest.raises(ValueError, match=match):
+        initialize(*args)
+
+
+def test_initialize_reads_and_checks_the_environment(monkeypatch):
+    monkeypatch.setenv("JAXNN_COORDINATOR", "127.0.0.1:1234")
+    monkeypatch.setenv("JAXNN_NUM_PROCESSES", "two")
+    monkeypatch.setenv("JAXNN_PROCESS_ID", "0")
+    with pytest.raises(ValueError, match="JAXNN_NUM_PROCESSES = 'two' must be an integer"):
+        initialize()
+    monkeypatch.delenv("JAXNN_PROCESS_ID")
+    with pytest.raises(ValueError, match="JAXNN_PROCESS_ID not given"):
+        initialize()
+
+
+def test_initialize_rejects_bad_timeouts():
+    with pytest.raises(ValueError, match="heartbeat_timeout_s = 0 must be a number of seconds"):
+        initialize("127.0.0.1:1234", 2, 0, heartbeat_timeout_s=0)
+
+
+def test_one_process_checks():
+    check_same_across_processes({"X": np.ones((2, 4))}, "data")  # one process: nothing to compare
+    with pytest.raises(ValueError, match="name_to_value must be a dict"):
+        check_same_across_processes([np.ones(2)], "data")
+    import jax
+
+    mesh = jax.make_mesh((1,), ("batch",), devices=jax.devices()[:1])
+    with pytest.raises(ValueError, match=r"axis = 2 is not a dimension of an array of shape \(2, 3\)"):
+        shard_columns_global(np.ones((2, 3)), mesh, axis=2)
+    with pytest.raises(ValueError, match="mesh must be a 1-D jax.sharding.Mesh"):
+        shard_columns_global(np.ones((2, 3)), "batch")
+
+
+# --- (b) fit across 2 processes vs one process on 4 devices -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fits(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fit")
+    two = run("fit", out, timeout=60)
+    one = run("one", out, n=1, devices=4, timeout=60)
+    return two, one, out
+
+
+def _params(r, prefix):
+    return [r[k] for k in sorted((k for k in r if k.startswith(prefix)),
+                                 key=lambda k: int(k[len(prefix):]))]
+
+
+@WAIT_FOR_FIT
+def test_fit_on_two_processes_equals_one_process(fits):
+    (status, output), (status1, output1), out = fits
+    assert status == 0, output
+    assert status1 == 0, output1
+    p0, p1 = (_params(load(out, f"fit-{p}"), "p_") for p in (0, 1))
+    for a, b in zip(p0, p1, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same params on both processes
+    reference = _params(load(out, "one-0"), "e3_")
+    assert float(relative_error(p0, reference)) <= 1e-6
+
+
+@WAIT_FOR_FIT
+def test_checkpoint_of_two_processes_resumes_in_one(fits):
+    (status, output), (status1, output1), out = fits
+    assert status == 0 and status1 == 0, output + output1
+    one = load(out, "one-0")
+    assert int(one["epoch_restored"]) == 3 and int(one["epoch_resumed"]) == 4
+    saved = _params(load(out, "fit-0"), "p_")
+    for a, b in zip(_params(one, "restored_"), saved, strict=True):
+        np.testing.assert_array_equal(a, b)  # the checkpoint holds the 2-process params
+    assert float(relative_error(_params(one, "resumed_"), _params(one, "e4_"))) <= 1e-6
+
+
+@WAIT_FOR_FIT
+def test_dead_process_stops_the_other(tmp_path):
+    # heartbeat timeout 10 s in the worker; the launcher waits 40 s before killing anyone
+    status, output = run("die", tmp_path, timeout=60, grace=40)
+    assert "[1] epoch 1 done" in output, output
+    mine = lines_of(output, 0)
+    assert "TRAINING FINISHED" not in mine
+    assert "timeout after" not in output, output  # process 0 stopped by itself, in time
+    assert re.search(r"stopped sending heartbeats|another task died", mine), output
+    codes = re.search(r"exit status per process: \[(\d+), (\d+)\]", output)
+    assert codes and int(codes.group(1)) != 0 and int(codes.group(2)) == 3, output
