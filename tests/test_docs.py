@@ -1,5 +1,7 @@
-"""The API reference builds from the docstrings with warnings as errors (mkdocs --strict)."""
+"""The docs: every module has an API page, the site builds with warnings as errors (mkdocs
+--strict), its links and math survive the build, and every public parameter is documented."""
 
+import inspect
 import os
 import re
 import subprocess
@@ -10,32 +12,253 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_API = {"cli", "__main__", "__init__"}  # the CLI is documented by `jaxnn --help` and the README
+ARGS_HEADINGS = ("Args:", "Arguments:", "Parameters:")
+ATTRIBUTES_HEADINGS = ("Attributes:",)
+
+
+def public_modules() -> set[str]:
+    """jaxnn's public modules and packages (jaxnn/name.py or jaxnn/name/__init__.py)."""
+    files = {p.stem for p in (ROOT / "jaxnn").glob("*.py")}
+    packages = {p.parent.name for p in (ROOT / "jaxnn").glob("*/__init__.py")}
+    return {m for m in files | packages if not m.startswith("_") and m not in NOT_API}
 
 
 def test_every_public_module_has_an_api_page():
-    modules = {p.stem for p in (ROOT / "jaxnn").glob("*.py")
-               if not p.stem.startswith("_") and p.stem not in NOT_API}
     pages = {p.stem for p in (ROOT / "docs" / "api").glob("*.md")}
     nav = (ROOT / "mkdocs.yml").read_text()
-    missing = sorted(m for m in modules if m not in pages or f"api/{m}.md" not in nav)
+    missing = sorted(m for m in public_modules() if m not in pages or f"api/{m}.md" not in nav)
     assert not missing, (f"add docs/api/<name>.md ('# jaxnn.<name>' then '::: jaxnn.<name>') and "
                          f"a nav entry in mkdocs.yml for: {missing}")
 
 
-def test_mkdocs_build_strict(tmp_path):
+# --- the built site -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
     pytest.importorskip("material")
-    site = tmp_path / "site"
+    pytest.importorskip("mkdocs_jupyter")
+    site = tmp_path_factory.mktemp("site")
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
          "-d", str(site)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=180,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return site
+
+
+def page(site: Path, name: str) -> str:
+    return (site / name / "index.html").read_text()
+
+
+def test_mkdocs_build_strict(site):
     # the docstrings really made it in, doctests rendered as code blocks
-    page = (site / "api" / "backward" / "index.html").read_text()
-    assert "value_and_manual_grad" in page and "delta recursion" in page
-    assert re.search(r'class="[^"]*highlight', page)
-    assert "Quickstart" in (site / "readme" / "index.html").read_text()  # README included
+    backward = page(site, "api/backward")
+    assert "value_and_manual_grad" in backward and "delta recursion" in backward
+    assert re.search(r'class="[^"]*highlight', backward)
+    assert "Quickstart" in page(site, "readme")  # README included
+
+
+def test_signatures_are_formatted_one_parameter_per_line(site):
+    # ruff formats a long signature with one parameter per line (mkdocstrings needs ruff or black)
+    backward = page(site, "api/backward")
+    match = re.search(r'id="jaxnn\.backward\.value_and_manual_grad".*?<code>(.*?)</code>', backward, re.S)
+    assert match, "no signature block for value_and_manual_grad"
+    signature = re.sub(r"<[^>]+>", "", match.group(1))
+    assert signature.count("\n") >= 4, signature
+
+
+def test_notebooks_are_pages_with_their_outputs(site):
+    for name in ("01_formulas_to_code", "02_gradient_checking", "03_training_on_tpu"):
+        html = page(site, f"notebooks/{name}")
+        assert "jp-Notebook" in html, f"{name} was not rendered by mkdocs-jupyter"
+        assert "jp-OutputArea" in html and "devices:" in html, f"{name} lost its stored outputs"
+
+
+def test_math_is_marked_for_mathjax(site):
+    formulas = page(site, "formulas")
+    # arithmatex (generic) wraps display math in \[ \] inside .arithmatex for MathJax
+    assert formulas.count('class="arithmatex"') > 20
+    assert r"\[" in formulas and r"W^{[l]} A^{[l-1]} + b^{[l]}" in formulas
+    assert "javascripts/mathjax.js" in formulas and "mathjax@3" in formulas
+    assert (site / "javascripts" / "mathjax.js").is_file()
+
+
+def test_angle_brackets_and_constant_defaults_render(site):
+    check = page(site, "api/check")
+    # a bare <g, v> in a docstring must reach the reader, not vanish as an HTML tag
+    assert "&lt;g, v&gt;" in check or "&lt;g, v>" in check
+    # a default naming a module constant is shown as its value
+    text = re.sub(r"<[^>]+>", "", check)
+    assert "= DEFAULT_METHODS" not in text
+
+
+LINK = re.compile(r"\]\(((?:\.\./)?api/[\w/]+\.md)#([\w.]+)\)")
+
+
+@pytest.mark.parametrize("source", ["formulas.md", "conventions.md"])
+def test_links_into_the_api_pages_resolve(site, source):
+    text = (ROOT / "docs" / source).read_text()
+    links = LINK.findall(text)
+    if source == "formulas.md":
+        assert len(links) > 40  # each formula is linked to its function
+    broken = []
+    for target, anchor in links:
+        html = page(site, target.replace("../", "").removesuffix(".md"))
+        if f'id="{anchor}"' not in html:
+            broken.append(f"{target}#{anchor}")
+    assert not broken, f"docs/{source} links to API anchors that do not exist: {broken}"
+
+
+def test_section_links_resolve(site):
+    # "formulas §4c" and "conventions §3" are linked by heading anchors; they must exist
+    formulas, conventions = page(site, "formulas"), page(site, "conventions")
+    for anchor in ("1-forward-propagation", "1a-the-linear-step", "1b-the-activation",
+                   "2-activation-functions", "3-losses", "3a-binary-cross-entropy",
+                   "3b-mean-squared-error", "4-backpropagation", "4a-the-output-layer",
+                   "4b-the-recursion", "4c-the-gradients-of-w-and-b", "5-gradient-descent"):
+        assert f'id="{anchor}"' in formulas, anchor
+    for anchor in ("0-the-public-contract", "1-notation-and-data-layout", "2-the-cost-and-its-scale",
+                   "3-gradient-agreement", "4-code-style", "5-tests", "6-benchmarks"):
+        assert f'id="{anchor}"' in conventions, anchor
+
+
+# --- API pages that list their members: the main function first, none left out ----------
+
+
+MEMBERS = re.compile(r"^::: (jaxnn[\w.]*)\n(?:[ \t]+.*\n)*?[ \t]+members:\n((?:[ \t]+- \w+\n)+)", re.M)
+
+
+def defined_public_names(module) -> set[str]:
+    if hasattr(module, "__all__"):
+        return set(module.__all__)
+    return {name for name, obj in vars(module).items()
+            if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+            and getattr(obj, "__module__", "").startswith(module.__name__)}
+
+
+def test_explicit_member_lists_leave_nothing_out():
+    import importlib
+    checked = 0
+    for path in sorted((ROOT / "docs" / "api").glob("*.md")):
+        for name, block in MEMBERS.findall(path.read_text()):
+            listed = re.findall(r"- (\w+)", block)
+            module = importlib.import_module(name)
+            missing = sorted(defined_public_names(module) - set(listed))
+            assert not missing, f"docs/api/{path.name} lists the members of {name} but leaves out {missing}"
+            checked += 1
+    assert checked >= 3
+
+
+# --- every parameter of the public API documented on its own line ---------------------------
+
+
+def docstring_entries(doc: str | None, headings: tuple[str, ...]) -> list[str]:
+    """The entry names ("X", "l2, key") of a Google-style docstring's sections with these headings."""
+    lines = inspect.cleandoc(doc or "").splitlines()
+    entries = []
+    for i, line in enumerate(lines):
+        if line.strip() not in headings:
+            continue
+        head_indent = len(line) - len(line.lstrip())
+        item_indent = None
+        for item in lines[i + 1:]:
+            if not item.strip():
+                continue
+            indent = len(item) - len(item.lstrip())
+            if indent <= head_indent:
+                break  # the next section
+            if item_indent is None:
+                item_indent = indent
+            if indent == item_indent:
+                name = re.match(r"\s*([^:]+?)(?:\s*\([^)]*\))?:(?:\s|$)", item)
+                entries.append(name.group(1).strip() if name else item.strip())
+    return entries
+
+
+def parameters(obj) -> tuple[list[str], list[str]]:
+    """(parameter names, names the docstring documents) of a public function or class."""
+    if inspect.isclass(obj):
+        doc_names = docstring_entries(obj.__doc__, ARGS_HEADINGS + ATTRIBUTES_HEADINGS)
+        if hasattr(obj, "_fields"):  # NamedTuple
+            return list(obj._fields), doc_names
+        if "__dataclass_fields__" in vars(obj):
+            return [f.name for f in obj.__dataclass_fields__.values() if f.init], doc_names
+        if "__init__" in vars(obj):
+            doc_names += docstring_entries(obj.__init__.__doc__, ARGS_HEADINGS)
+            sig = inspect.signature(obj.__init__)
+            return [p for p in sig.parameters if p != "self"], doc_names
+        return [], doc_names  # the constructor is inherited (an exception class)
+    sig = inspect.signature(obj)
+    return list(sig.parameters), docstring_entries(obj.__doc__, ARGS_HEADINGS)
+
+
+def public_callables():
+    """(qualified name, object) for each function or class in jaxnn.__all__ and their public methods."""
+    import jaxnn  # here, not at the top: the build tests do not need the package to import
+    for name in jaxnn.__all__:
+        obj = getattr(jaxnn, name)
+        if inspect.isclass(obj):
+            yield f"{obj.__module__}.{obj.__qualname__}", obj
+            for attr, member in vars(obj).items():
+                if not attr.startswith("_") and inspect.isfunction(member):
+                    yield f"{obj.__module__}.{obj.__qualname__}.{attr}", member
+        elif callable(obj) and not inspect.ismodule(obj):
+            yield f"{getattr(obj, '__module__', 'jaxnn')}.{name}", obj
+
+
+def undocumented(obj) -> list[str]:
+    params, doc_names = parameters(obj)
+    params = [p for p in params if p not in ("self", "cls")]
+    problems = []
+    grouped = [d for d in doc_names if re.search(r"[,\s]", d.strip("*"))]
+    for entry in grouped:
+        problems.append(f"'{entry}' documented on one line (one line per parameter)")
+    single = {d.lstrip("*") for d in doc_names if d not in grouped}
+    for p in params:
+        if p not in single:
+            problems.append(f"'{p}' not in Args")
+    return problems
+
+
+def test_public_parameters_are_documented_one_per_line():
+    offenders = {}
+    for qualname, obj in public_callables():
+        problems = undocumented(obj)
+        if problems:
+            offenders.setdefault(qualname.rsplit(".", 1)[0] if inspect.isfunction(obj) else qualname,
+                                 []).append(f"{qualname}: {'; '.join(problems)}")
+    lines = [line for module in sorted(offenders) for line in offenders[module]]
+    assert not lines, (
+        f"{len(lines)} public functions/classes do not document every parameter on a line of its own "
+        "in their docstring's Args: section ('name: what it is', one line per parameter; classes "
+        "may use Attributes:). Fix these docstrings:\n  " + "\n  ".join(lines))
+
+
+def test_docstring_entries_parser():
+    doc = """Summary.
+
+    Args:
+      params: the params.
+      X: (n_x, m). Y: (n_L, m).
+      l2, key, keep_prob: as in ``cost``,
+        continued here: not an entry.
+      **kwargs: passed on.
+
+    Returns:
+      J: not an argument.
+    """
+    assert docstring_entries(doc, ARGS_HEADINGS) == ["params", "X", "l2, key, keep_prob", "**kwargs"]
+
+    def f(params, X, Y, *, l2=0.0, key=None, keep_prob=1.0, **kwargs):
+        pass
+
+    f.__doc__ = doc
+    problems = undocumented(f)
+    assert "'l2, key, keep_prob' documented on one line (one line per parameter)" in problems
+    assert "'Y' not in Args" in problems and "'key' not in Args" in problems
+    assert not any("'params'" in p or "'kwargs'" in p for p in problems)
