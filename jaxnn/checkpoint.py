@@ -1,31 +1,48 @@
-"""Checkpoints of a ``TrainState`` and its ``Network``, without pickle.
+"""Checkpoints of a ``TrainState`` and its ``Network`` that verify themselves, without pickle.
 
-One checkpoint is one ``.npz`` file (``np.savez``; read back with
-``allow_pickle=False``, so loading a file never runs code):
+One checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, written by
+``np.savez`` and read with ``allow_pickle=False``, so loading a file never runs code):
 
 * ``leaf_00000``, ``leaf_00001``, ...: the flattened ``TrainState`` leaves in
   tree order: params ``W: (n_l, n_{l-1})``, ``b: (n_l, 1)`` (formulas §1), the
   optimizer state, step, the PRNG key as ``jax.random.key_data`` (uint32),
   epoch. Dtypes numpy cannot name (bfloat16) are stored as same-width uints.
 * ``meta``: a 0-d unicode array holding JSON: format and version, the
-  ``net.describe()`` of the Network, each leaf's path / shape / dtype, the key's
-  PRNG implementation, and free-form ``config`` (e.g. the CLI's flags).
+  ``net.describe()`` of the Network, each leaf's path / shape / dtype and the
+  sha256 of its bytes, the key's PRNG implementation, and free-form ``config``
+  (e.g. the CLI's flags).
 
-Why .npz rather than safetensors: numpy already reads it (no extra
-dependency) and ``allow_pickle=False`` makes it just as safe for arrays;
-the JSON carries what safetensors' header would.
+Reading verifies, never trusts: every problem with a file (missing, empty, truncated,
+flipped bytes, not a zip, an ``.npz`` that is not a jaxnn checkpoint, missing or
+malformed metadata, an array whose shape, dtype or sha256 differs from the
+metadata, a ``LATEST`` that is empty or points outside its folder) raises
+:class:`CheckpointError`, a ``ValueError`` naming the file and what is wrong. The
+checksums catch corruption and hand-edited arrays; they are not a signature
+(whoever can write the file can rewrite the metadata too).
 
 Writes are atomic: the file is written to a temporary name in the same folder,
-fsynced, then ``os.replace``-d into place; the ``LATEST`` pointer is updated
-the same way only after the checkpoint is complete, so a crash leaves either
-the old or the new checkpoint, never a torn one.
+fsynced, then ``os.replace``-d into place; the ``LATEST`` pointer is updated the
+same way only after the checkpoint is complete, so a crash leaves either the old
+or the new checkpoint, never a torn one. The next save removes the temporary
+files a killed save left behind, then keeps the newest ``keep`` checkpoints
+(and always the one ``LATEST`` names). One writer per folder.
+
+Several JAX processes (``jax.process_count() > 1``): every process calls
+:func:`save` with the same path; the leaves must be fully replicated (each
+process holds the whole array), only process 0 writes, and the others return
+the same path without writing. :func:`restore` works on any number of
+processes: it returns ordinary single-device arrays, which the training code
+places on its mesh.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import tempfile
+import zipfile
 from pathlib import Path
 
 import jax
@@ -35,17 +52,53 @@ import numpy as np
 from jaxnn.network import Network
 from jaxnn.training import TrainState
 
-FORMAT, VERSION = "jaxnn-checkpoint", 1
+FORMAT, VERSION = "jaxnn-checkpoint", 2
 LATEST = "LATEST"
+_CKPT = re.compile(r"ckpt-(\d+)\.npz")
+_TEMP = re.compile(r"\.(ckpt-\d+\.npz|LATEST)\..+\.tmp")
+_MAX_NPY_HEADER = 1 << 16  # bytes a .npy header may add to its data (numpy writes 128)
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file, folder or ``LATEST`` pointer that cannot be trusted.
+
+    The message names the file and what is wrong with it. A ``ValueError``, so
+    callers that already catch bad input catch it too.
+    """
+
+
+# ------------------------------------------------------------------------- save
 def _flatten(state: TrainState):
     """(paths, arrays, treedef) with the typed key replaced by its uint32 key data."""
     if not isinstance(state, TrainState):
-        raise ValueError(f"expected a jaxnn.training.TrainState, got {type(state).__name__}.")
+        raise ValueError(f"expected a jaxnn.TrainState, got {type(state).__name__}.")
     plain = state._replace(key=jax.random.key_data(state.key))
     leaves, treedef = jax.tree_util.tree_flatten_with_path(plain)
     return [jax.tree_util.keystr(p) for p, _ in leaves], [x for _, x in leaves], treedef
+
+
+def _to_host(name: str, x) -> np.ndarray:
+    """One leaf as a NumPy array; across processes it must be fully replicated."""
+    if (not getattr(x, "is_fully_addressable", True)
+            and not getattr(x, "is_fully_replicated", True)):
+        raise CheckpointError(
+            f"cannot save leaf {name}: it is split across processes (sharding "
+            f"{getattr(x, 'sharding', '?')}), not fully replicated, so no process holds all "
+            "of it. Replicate the state on every device before saving (e.g. "
+            "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).")
+    return np.asarray(x)
+
+
+def _storage_dtype(dtype_name: str) -> np.dtype:
+    """The dtype an array of ``dtype_name`` is stored as (same-width uint if numpy can't name it)."""
+    dtype = jnp.dtype(dtype_name)
+    if dtype.kind == "V" or dtype_name == "bfloat16":
+        return np.dtype(f"uint{8 * dtype.itemsize}")
+    return dtype
+
+
+def _sha256(x: np.ndarray) -> str:
+    return hashlib.sha256(x.tobytes()).hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -67,101 +120,342 @@ def _atomic_write(path: Path, write) -> None:
         os.close(dir_fd)
 
 
+def _check_keep(keep) -> None:
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"keep = {keep!r}: expected an integer >= 1 (how many checkpoints to "
+                         "keep), or None to keep all of them.")
+
+
+def _tidy(directory: Path, keep: int | None, latest: str) -> None:
+    """Remove temporary files of killed saves and checkpoints older than the newest ``keep``."""
+    for p in directory.iterdir():
+        if _TEMP.fullmatch(p.name):
+            p.unlink(missing_ok=True)
+    if keep is None:
+        return
+    ckpts = sorted((int(m[1]), p) for p in directory.iterdir() if (m := _CKPT.fullmatch(p.name)))
+    for _, old in ckpts[:-keep]:
+        if old.name != latest:
+            old.unlink(missing_ok=True)
+
+
 def save(directory, state: TrainState, net: Network, *, config: dict | None = None,
-         keep: int = 3) -> Path:
+         keep: int | None = 3) -> Path:
     """Write ``directory/ckpt-<epoch>.npz`` atomically, then point ``LATEST`` at it.
 
+    Before writing, temporary files left by a killed save are removed; after
+    ``LATEST`` moves, checkpoints older than the newest ``keep`` are deleted
+    (never the one ``LATEST`` names; other files are left alone). With several
+    JAX processes only process 0 writes; every process returns the same path.
+
     Args:
-      directory: created if missing.
-      state: the ``TrainState`` (single model or ensemble).
+      directory: the checkpoint folder, created if missing (the same path on every process).
+      state: the ``TrainState`` (single model or ensemble); fully replicated across processes.
       net: the ``Network`` the params belong to (its ``describe()`` is stored).
       config: JSON-serialisable extras (hyperparameters, data set, ...).
-      keep: how many checkpoints to keep (older ones are deleted after LATEST moves).
+      keep: how many of the newest checkpoints to keep (>= 1), or None to keep all.
 
     Returns:
       The path of the new checkpoint.
+
+    Raises:
+      CheckpointError: ``directory`` is a file, or a leaf is not fully replicated
+        across processes.
+      ValueError: ``keep``, ``net`` or ``config`` is invalid.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     print(save(folder, state, net).name)
+    ckpt-000000.npz
     """
+    _check_keep(keep)
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
+    try:
+        config_json = json.loads(json.dumps(config or {}))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config must be JSON-serialisable (numbers, strings, lists, dicts): "
+                         f"{err}") from None
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder {directory} is a file, not a folder; pass a "
+                              "folder path.")
     paths, leaves, _ = _flatten(state)
     arrays, described = {}, []
-    for i, (name, x) in enumerate(zip(paths, jax.device_get(leaves))):
-        x = np.asarray(x)
+    for i, (name, x) in enumerate(zip(paths, leaves, strict=True)):
+        x = _to_host(name, x)
         dtype = str(x.dtype)
-        if x.dtype.kind == "V" or dtype == "bfloat16":  # numpy cannot name it: store the bits
-            x = x.view(f"uint{8 * x.dtype.itemsize}")
+        x = x.view(_storage_dtype(dtype)) if _storage_dtype(dtype) != x.dtype else x
         arrays[f"leaf_{i:05d}"] = x
-        described.append({"path": name, "shape": list(x.shape), "dtype": dtype})
+        described.append({"path": name, "shape": list(x.shape), "dtype": dtype,
+                          "sha256": _sha256(x)})
     meta = {"format": FORMAT, "version": VERSION, "network": net.describe(),
             "key_impl": str(jax.random.key_impl(state.key)), "leaves": described,
-            "epoch": int(np.max(jax.device_get(state.epoch))),
-            "step": int(np.max(jax.device_get(state.step))), "config": config or {}}
-    arrays["meta"] = np.array(json.dumps(meta))
+            "epoch": int(np.max(_to_host("epoch", state.epoch))),
+            "step": int(np.max(_to_host("step", state.step))), "config": config_json}
     path = directory / f"ckpt-{meta['epoch']:06d}.npz"
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
+    if jax.process_count() > 1 and jax.process_index() != 0:
+        return path  # process 0 writes the (replicated) state for everyone
+    arrays["meta"] = np.array(json.dumps(meta))
+    directory.mkdir(parents=True, exist_ok=True)
+    _tidy(directory, None, path.name)
+    _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
     _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
-    if keep > 0:
-        for old in sorted(directory.glob("ckpt-*.npz"))[:-keep]:
-            if old != path:
-                old.unlink(missing_ok=True)
+    _tidy(directory, keep, path.name)
     return path
 
 
+# ------------------------------------------------------------------------- read
 def resolve(path) -> Path:
-    """A checkpoint file, or a folder whose ``LATEST`` names one -> the file's path."""
+    """A checkpoint file, or a folder whose ``LATEST`` names one -> the file's path.
+
+    Args:
+      path: a checkpoint file, or a checkpoint folder.
+
+    Returns:
+      The checkpoint file's path.
+
+    Raises:
+      CheckpointError: nothing is there, ``LATEST`` is missing or empty, or it names
+        something other than a file inside the folder.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save(folder, state, net)
+    ...     print(resolve(folder) == path, path.name)
+    True ckpt-000000.npz
+    """
     path = Path(path)
     if path.is_dir():
         pointer = path / LATEST
         if not pointer.is_file():
-            raise FileNotFoundError(f"no checkpoint in {path}: {LATEST} is missing.")
-        path = path / pointer.read_text().strip()
+            raise CheckpointError(f"no checkpoint in {path}: {LATEST} is missing (no save "
+                                  "finished there).")
+        try:
+            name = pointer.read_bytes()[:4096].decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{pointer} cannot be read as a file name: {err}") from None
+        if not name:
+            raise CheckpointError(f"{pointer} is empty; it should name a checkpoint file in "
+                                  f"{path} (e.g. ckpt-000003.npz).")
+        if Path(name).name != name or name in (".", "..") or "\\" in name or "\0" in name:
+            raise CheckpointError(f"{pointer} names {name!r}, which is not a file inside "
+                                  f"{path}; {LATEST} must hold a bare file name like "
+                                  "ckpt-000003.npz.")
+        target = path / name
+        if target.resolve().parent != path.resolve():
+            raise CheckpointError(f"{pointer} names {name!r}, a link to {target.resolve()}, "
+                                  f"outside {path}.")
+        if not target.is_file():
+            raise CheckpointError(f"{pointer} names {name!r}, which does not exist in {path} "
+                                  "(deleted or moved?).")
+        return target
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist.")
+        raise CheckpointError(f"checkpoint {path} is not a file or folder.")
     return path
 
 
-def read_metadata(path) -> dict:
-    """The JSON metadata of a checkpoint (file or folder), without loading the arrays."""
-    with np.load(resolve(path), allow_pickle=False) as npz:
-        meta = json.loads(str(npz["meta"]))
+def _malformed(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(f"{path}: malformed jaxnn checkpoint metadata: {what}.")
+
+
+def _check_meta(meta, path: Path) -> dict:
+    """Refuse metadata that is not the dict :func:`save` writes; return it."""
+    if not isinstance(meta, dict):
+        raise _malformed(path, f"expected a JSON object, got {type(meta).__name__}")
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a jaxnn checkpoint (format {meta.get('format')!r}).")
+        raise CheckpointError(f"{path} is not a jaxnn checkpoint (metadata format "
+                              f"{meta.get('format')!r}, expected {FORMAT!r}).")
+    if meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is a version-{meta.get('version')!r} jaxnn checkpoint; "
+                              f"this jaxnn reads version {VERSION} (with per-array checksums); "
+                              "re-create it by training again.")
+    net = meta.get("network")
+    if not (isinstance(net, dict) and isinstance(net.get("layer_sizes"), list)
+            and isinstance(net.get("activations"), list) and isinstance(net.get("loss"), str)):
+        raise _malformed(path, "'network' must hold layer_sizes, activations and loss")
+    for key, kind in (("key_impl", str), ("epoch", int), ("step", int), ("config", dict),
+                      ("leaves", list)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise _malformed(path, f"{key!r} must be a {kind.__name__}, got "
+                                   f"{meta.get(key)!r:.60}")
+    for i, d in enumerate(meta["leaves"]):
+        ok = (isinstance(d, dict) and isinstance(d.get("path"), str)
+              and isinstance(d.get("dtype"), str) and isinstance(d.get("shape"), list)
+              and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
+                      for n in d["shape"])
+              and isinstance(d.get("sha256"), str) and re.fullmatch("[0-9a-f]{64}", d["sha256"]))
+        if not ok:
+            raise _malformed(path, f"leaf {i} must have a path, a shape of ints >= 0, a dtype "
+                                   f"and a sha256, got {d!r:.120}")
     return meta
+
+
+def _read_npy(zf: zipfile.ZipFile, member: str, n_bytes: int | None, path: Path) -> np.ndarray:
+    """One array of the zip, refusing one far larger than ``n_bytes`` before reading it."""
+    info = zf.getinfo(member)
+    if n_bytes is not None and not n_bytes <= info.file_size <= n_bytes + _MAX_NPY_HEADER:
+        raise CheckpointError(f"{path}: {member} holds {info.file_size} bytes, but its "
+                              f"metadata describes {n_bytes} bytes of data; the file is "
+                              "corrupt or was edited.")
+    with zf.open(member) as f:
+        x = np.lib.format.read_array(f, allow_pickle=False)
+        if f.read(1):  # reading to the end also makes zipfile check the member's CRC-32
+            raise CheckpointError(f"{path}: {member} has bytes after its array.")
+    return x
+
+
+def _read(path: Path, check=None):
+    """(metadata, stored arrays) of a checkpoint file, every array verified.
+
+    Without ``check`` only the metadata is read (arrays: None); otherwise
+    ``check(metadata)`` runs before any array is read.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes).")
+    if magic != b"PK\x03\x04":
+        raise CheckpointError(f"checkpoint {path} is not an .npz (zip) file: it starts with "
+                              f"{magic!r}, not b'PK\\x03\\x04'.")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            if "meta.npy" not in names:
+                raise CheckpointError(f"{path} is an .npz but not a jaxnn checkpoint: it has "
+                                      f"no 'meta' array (arrays: {sorted(names)[:8]}).")
+            meta_array = _read_npy(zf, "meta.npy", None, path)
+            if meta_array.shape != () or meta_array.dtype.kind != "U":
+                raise _malformed(path, f"'meta' must be a 0-d string, got {meta_array.dtype} "
+                                       f"{meta_array.shape}")
+            try:
+                meta = json.loads(str(meta_array))
+            except ValueError as err:
+                raise _malformed(path, f"not JSON ({err})") from None
+            _check_meta(meta, path)
+            if check is None:
+                return meta, None
+            check(meta)
+            want = [f"leaf_{i:05d}.npy" for i in range(len(meta["leaves"]))]
+            extra = sorted(set(names) - {*want, "meta.npy"})
+            missing = sorted(set(want) - set(names))
+            if extra or missing or len(names) != len(set(names)):
+                raise CheckpointError(f"{path}: its arrays do not match its metadata "
+                                      f"({len(want)} leaves): missing {missing[:4]}, not "
+                                      f"described {extra[:4]}, {len(names)} members.")
+            stored = []
+            for member, d in zip(want, meta["leaves"], strict=True):
+                dtype = _storage_dtype(d["dtype"])
+                shape = tuple(d["shape"])
+                x = _read_npy(zf, member, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
+                              path)
+                what = (f"shape {x.shape}" if x.shape != shape
+                        else f"dtype {x.dtype}" if x.dtype != dtype
+                        else "sha256 differs" if _sha256(x) != d["sha256"] else None)
+                if what:
+                    raise CheckpointError(
+                        f"{path}: array {member[:-4]} ({d['path']}) has {what}, but the "
+                        f"metadata says shape {shape}, dtype {d['dtype']} (stored as {dtype}) "
+                        "and its checksum; the file is corrupt or was edited, refused.")
+                wanted = jnp.dtype(d["dtype"])
+                stored.append(x.view(wanted) if wanted != dtype else x)
+            return meta, stored
+    except CheckpointError:
+        raise
+    except Exception as err:  # any failure to parse these untrusted bytes means a bad file
+        raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
+                              f"({type(err).__name__}: {err}).") from None
+
+
+def read_metadata(path) -> dict:
+    """The JSON metadata of a checkpoint (file or folder), without loading the arrays.
+
+    Args:
+      path: a checkpoint file, or a folder whose ``LATEST`` names one.
+
+    Returns:
+      The metadata dict (format, version, network, leaves, key_impl, epoch, step, config).
+
+    Raises:
+      CheckpointError: the file is missing, unreadable or not a valid jaxnn checkpoint.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save(folder, state, net, config={"lr": 0.5})
+    ...     print(read_metadata(folder)["config"])
+    {'lr': 0.5}
+    """
+    return _read(resolve(path))[0]
+
+
+def _check_matches(meta: dict, path: Path, net: Network, paths, leaves, impl: str) -> None:
+    """Refuse a checkpoint saved for another Network, state structure or PRNG implementation."""
+    ours = net.describe()
+    diff = [f"{k}: file {meta['network'].get(k)} vs network {ours[k]}" for k in ours
+            if meta["network"].get(k) != ours[k]]
+    if diff:
+        raise CheckpointError(f"{path} was saved for another Network: " + "; ".join(diff) + ".")
+    need = {p: (list(np.shape(x)), str(x.dtype)) for p, x in zip(paths, leaves, strict=True)}
+    have = {d["path"]: (d["shape"], d["dtype"]) for d in meta["leaves"]}
+    if list(need.items()) != [(d["path"], have[d["path"]]) for d in meta["leaves"]]:
+        diff = [f"missing in file: {p}" for p in need if p not in have]
+        diff += [f"not expected: {p}" for p in have if p not in need]
+        diff += [f"{p}: file {tuple(have[p][0])} {have[p][1]} vs expected "
+                 f"{tuple(need[p][0])} {need[p][1]}"
+                 for p in need if p in have and have[p] != need[p]]
+        diff = diff or ["the leaves are in another order"]
+        raise CheckpointError(f"{path} does not match the expected state (is the optimizer "
+                              "or ensemble size the same?): " + "; ".join(diff[:6])
+                              + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "") + ".")
+    if meta["key_impl"] != impl:
+        raise CheckpointError(f"{path} holds a {meta['key_impl']!r} PRNG key, expected {impl!r}.")
 
 
 def restore(path, net: Network, like: TrainState) -> TrainState:
     """Load a checkpoint into the structure of ``like`` (e.g. a fresh ``init_state``).
 
+    Every array is checked against the metadata (shape, dtype, sha256) before it
+    is used, and the metadata against ``net`` and ``like``. The arrays come back
+    as ordinary (uncommitted, default-device) JAX arrays on every process; place
+    them on a mesh yourself.
+
+    Args:
+      path: a checkpoint file, or a folder whose ``LATEST`` names one.
+      net: the ``Network`` the checkpoint must have been saved for.
+      like: a ``TrainState`` with the expected structure, shapes and dtypes (its values are unused).
+
+    Returns:
+      The saved ``TrainState``, bit for bit.
+
     Raises:
-      ValueError: the file's Network, or its optimizer-state structure, shapes
-        or dtypes differ from ``net`` / ``like``; the message lists what differs.
+      CheckpointError: the file is missing, corrupt or not a jaxnn checkpoint, or it
+        was saved for another Network or another state structure (optimizer,
+        ensemble size, dtypes); the message lists what differs.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save(folder, state, net)
+    ...     print(int(restore(folder, net, like=state).epoch))
+    0
     """
     path = resolve(path)
-    with np.load(path, allow_pickle=False) as npz:
-        meta = json.loads(str(npz["meta"]))
-        if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-            raise ValueError(f"{path.name}: not a version-{VERSION} jaxnn checkpoint.")
-        stored = [npz[f"leaf_{i:05d}"] for i in range(len(meta["leaves"]))]
-    ours = net.describe()
-    diff = [f"{k}: file {meta['network'].get(k)} vs network {ours[k]}" for k in ours
-            if meta["network"].get(k) != ours[k]]
-    if diff:
-        raise ValueError(f"{path.name} was saved for another Network: " + "; ".join(diff) + ".")
     paths, leaves, treedef = _flatten(like)
-    want = [{"path": p, "shape": list(np.shape(x)), "dtype": str(x.dtype)}
-            for p, x in zip(paths, leaves)]
-    if want != meta["leaves"]:
-        have = {d["path"]: d for d in meta["leaves"]}
-        need = {d["path"]: d for d in want}
-        diff = [f"missing in file: {p}" for p in need if p not in have]
-        diff += [f"not expected: {p}" for p in have if p not in need]
-        diff += [f"{p}: file {tuple(have[p]['shape'])} {have[p]['dtype']} vs expected "
-                 f"{tuple(need[p]['shape'])} {need[p]['dtype']}"
-                 for p in need if p in have and have[p] != need[p]]
-        raise ValueError(f"{path.name} does not match the expected state (is the optimizer "
-                         "or ensemble size the same?): " + "; ".join(diff[:6])
-                         + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "") + ".")
-    arrays = [jnp.asarray(x.view(jnp.dtype(d["dtype"])) if d["dtype"] != str(x.dtype)
-                          else x) for x, d in zip(stored, meta["leaves"])]
-    state = jax.tree_util.tree_unflatten(treedef, arrays)
-    return state._replace(key=jax.random.wrap_key_data(state.key, impl=meta["key_impl"]))
+    impl = str(jax.random.key_impl(like.key))
+    _, stored = _read(path, check=lambda meta: _check_matches(meta, path, net, paths, leaves,
+                                                              impl))
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in stored])
+    return state._replace(key=jax.random.wrap_key_data(state.key, impl=impl))

@@ -80,7 +80,7 @@ def test_restore_says_what_differs(tmp_path):
     with pytest.raises(ValueError, match="optimizer.*(missing|not expected)"):
         checkpoint.restore(tmp_path, NET, like=_state(optimizer="gd"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="LATEST"):
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint in .*empty: LATEST is missing"):
         checkpoint.restore(tmp_path / "empty", NET, like=_state())
 
 
