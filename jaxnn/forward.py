@@ -27,8 +27,9 @@ def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
     """Z^[l] = W^[l] A^[l-1] + b^[l] (formulas §1a).
 
     Args:
-      W: (n_l, n_{l-1}); b: (n_l, 1), broadcast over the m columns;
-      A_prev: (n_{l-1}, m).
+      W: the weights W^[l], (n_l, n_{l-1}).
+      b: the bias b^[l], (n_l, 1), broadcast over the m columns.
+      A_prev: the previous layer's activation A^[l-1], (n_{l-1}, m).
 
     Returns:
       Z: (n_l, m).
@@ -40,10 +41,16 @@ def linear_forward(W: Array, b: Array, A_prev: Array) -> Array:
 
 
 def layer_forward(W: Array, b: Array, A_prev: Array, activation: Activation) -> tuple[Array, Array]:
-    """One layer: Z = W A_prev + b, A = g(Z) (formulas §1a-b). Returns (Z, A), both (n_l, m).
+    """One layer: Z = W A_prev + b, A = g(Z) (formulas §1a-b).
 
-    W: (n_l, n_{l-1}); b: (n_l, 1); A_prev: (n_{l-1}, m); activation: an
-    ``Activation`` (see ``jaxnn.get_activation``).
+    Args:
+      W: the weights W^[l], (n_l, n_{l-1}).
+      b: the bias b^[l], (n_l, 1).
+      A_prev: the previous layer's activation A^[l-1], (n_{l-1}, m).
+      activation: the layer's g, an ``Activation`` (see ``jaxnn.get_activation``).
+
+    Returns:
+      ``(Z, A)``: Z^[l] and A^[l] = g(Z^[l]), both (n_l, m).
 
     >>> relu = jaxnn.get_activation("relu")
     >>> Z, A = layer_forward(jnp.ones((3, 2)), jnp.zeros((3, 1)), -jnp.ones((2, 4)), relu)
@@ -108,9 +115,15 @@ def forward(
 
 
 def predict(params: list[dict], X: Array, net: Network) -> Array:
-    """A^[L] for X (n_x, m), without dropout: (n_L, m) (formulas §1).
+    """A^[L] for X, without dropout: the first output of ``forward`` (formulas §1).
 
-    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; the first output of ``forward``.
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m), one column per example.
+      net: the ``Network``.
+
+    Returns:
+      A^[L]: (n_L, m).
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
