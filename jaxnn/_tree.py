@@ -11,9 +11,13 @@ TINY = 1e-30
 def tree_norm(tree) -> jax.Array:
     """The 2-norm over all leaves together, accumulated in the widest float available.
 
-    tree is any pytree of arrays, e.g. params or grads ``[{"W": (n_l, n_{l-1}),
-    "b": (n_l, 1)}]``; the result is a scalar (): sqrt(Σ over every entry of
-    every leaf of x²), the ||·|| of conventions §3.
+    Args:
+      tree: any pytree of arrays, e.g. params or grads
+        ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+
+    Returns:
+      A scalar (): sqrt(Σ over every entry of every leaf of x²), the ||·|| of
+      conventions §3.
 
     >>> tree_norm([{"W": jnp.full((2, 2), 2.0), "b": jnp.zeros((2, 1))}])
     Array(4., dtype=float32)
@@ -25,9 +29,17 @@ def tree_norm(tree) -> jax.Array:
 def relative_error(g1, g2) -> jax.Array:
     """Normwise relative error ||g1 - g2|| / max(||g1|| + ||g2||, 1e-30) (conventions §3).
 
-    g1 and g2 are pytrees of the same structure (e.g. manual and autodiff
-    grads); the norm is the 2-norm over all leaves together. 0 means identical,
-    1 means unrelated (or one of them zero).
+    The norm is the 2-norm over all leaves together (``tree_norm``).
+
+    Args:
+      g1: a pytree of arrays, e.g. the hand-derived grads.
+      g2: a pytree of the same structure, e.g. the autodiff grads.
+
+    Returns:
+      A scalar (): 0 means identical, 1 means unrelated (or one of them zero).
+
+    Raises:
+      ValueError: if the two pytrees differ in structure.
 
     >>> relative_error([jnp.ones(3)], [jnp.ones(3)])
     Array(0., dtype=float32)

@@ -8,7 +8,7 @@ transformation:
 
 ``backward`` maps dA to dZ rather than returning g'(Z), because softmax is not
 elementwise: its derivative is a Jacobian per column, and ``dA * g'(Z)`` is
-wrong for it. For the elementwise activations ``backward`` is exactly the
+wrong for it. For the elementwise activations ``backward`` is exactly
 the elementwise ``dA ⊙ g'(Z)`` (§4a-b). ``A = forward(Z)`` is passed in so sigmoid and
 tanh reuse it instead of recomputing exp.
 
@@ -55,6 +55,12 @@ class Activation(NamedTuple):
 def sigmoid(Z: Array) -> Array:
     """σ(Z) = 1 / (1 + exp(-Z)), elementwise; range (0, 1) (formulas §2).
 
+    Args:
+      Z: the pre-activation Z^[l], (n_l, m).
+
+    Returns:
+      A = σ(Z), (n_l, m).
+
     >>> sigmoid(jnp.zeros((1, 1)))
     Array([[0.5]], dtype=float32)
     """
@@ -62,7 +68,16 @@ def sigmoid(Z: Array) -> Array:
 
 
 def sigmoid_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA ⊙ A ⊙ (1 - A), using σ'(z) = σ(z)(1 - σ(z)). Shapes (n_l, m)."""
+    """dZ = dA ⊙ A ⊙ (1 - A), using σ'(z) = σ(z)(1 - σ(z)) (formulas §2, §4b).
+
+    Args:
+      dA: the gradient with respect to A^[l], (n_l, m).
+      Z: the pre-activation Z^[l], (n_l, m) (unused).
+      A: σ(Z), the forward pass's output, (n_l, m).
+
+    Returns:
+      dZ: the gradient with respect to Z^[l], (n_l, m).
+    """
     del Z
     return dA * A * (1 - A)
 
@@ -71,15 +86,30 @@ def sigmoid_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def tanh(Z: Array) -> Array:
-    """tanh(Z), elementwise; range (-1, 1) (formulas §2)."""
+    """tanh(Z), elementwise; range (-1, 1) (formulas §2).
+
+    Args:
+      Z: the pre-activation Z^[l], (n_l, m).
+
+    Returns:
+      A = tanh(Z), (n_l, m).
+    """
     return jnp.tanh(Z)
 
 
 def tanh_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA ⊙ (1 - A²), using tanh'(z) = 1 - tanh(z)². Shapes (n_l, m).
+    """dZ = dA ⊙ (1 - A²), using tanh'(z) = 1 - tanh(z)² (formulas §2, §4b).
 
     Evaluated as (1 - A)(1 + A): when |A| is near 1, 1 - A is exact while
     1 - A² would lose most of its digits to cancellation.
+
+    Args:
+      dA: the gradient with respect to A^[l], (n_l, m).
+      Z: the pre-activation Z^[l], (n_l, m) (unused).
+      A: tanh(Z), the forward pass's output, (n_l, m).
+
+    Returns:
+      dZ: the gradient with respect to Z^[l], (n_l, m).
     """
     del Z
     return dA * ((1 - A) * (1 + A))
@@ -89,15 +119,30 @@ def tanh_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def relu(Z: Array) -> Array:
-    """ReLU(Z) = max(0, Z), elementwise; range [0, ∞) (formulas §2)."""
+    """ReLU(Z) = max(0, Z), elementwise; range [0, ∞) (formulas §2).
+
+    Args:
+      Z: the pre-activation Z^[l], (n_l, m).
+
+    Returns:
+      A = max(0, Z), (n_l, m).
+    """
     return jax.nn.relu(Z)
 
 
 def relu_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA ⊙ 1[Z > 0]. Shapes (n_l, m).
+    """dZ = dA ⊙ 1[Z > 0] (formulas §2, §4b).
 
     At the kink Z = 0 the derivative is taken as 0, the same convention as
     ``jax.nn.relu`` (so manual and autodiff gradients agree exactly there).
+
+    Args:
+      dA: the gradient with respect to A^[l], (n_l, m).
+      Z: the pre-activation Z^[l], (n_l, m).
+      A: ReLU(Z), (n_l, m) (unused).
+
+    Returns:
+      dZ: the gradient with respect to Z^[l], (n_l, m).
     """
     del A
     return jnp.where(Z > 0, dA, jnp.zeros_like(dA))
@@ -107,15 +152,30 @@ def relu_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def leaky_relu(Z: Array) -> Array:
-    """Leaky ReLU with negative slope 0.01: Z for Z >= 0, 0.01 Z otherwise."""
+    """Leaky ReLU with negative slope 0.01: Z for Z >= 0, 0.01 Z otherwise.
+
+    Args:
+      Z: the pre-activation Z^[l], (n_l, m).
+
+    Returns:
+      A = leaky_relu(Z), (n_l, m).
+    """
     return jax.nn.leaky_relu(Z, negative_slope=LEAKY_RELU_SLOPE)
 
 
 def leaky_relu_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA for Z >= 0, 0.01 dA otherwise. Shapes (n_l, m).
+    """dZ = dA for Z >= 0, 0.01 dA otherwise (formulas §4b).
 
     At Z = 0 the derivative is 1, matching ``jax.nn.leaky_relu``'s ``Z >= 0``
     branch.
+
+    Args:
+      dA: the gradient with respect to A^[l], (n_l, m).
+      Z: the pre-activation Z^[l], (n_l, m).
+      A: leaky_relu(Z), (n_l, m) (unused).
+
+    Returns:
+      dZ: the gradient with respect to Z^[l], (n_l, m).
     """
     del A
     return jnp.where(Z >= 0, dA, LEAKY_RELU_SLOPE * dA)
@@ -125,12 +185,28 @@ def leaky_relu_backward(dA: Array, Z: Array, A: Array) -> Array:
 
 
 def identity(Z: Array) -> Array:
-    """A = Z: the output activation for regression."""
+    """A = Z: the output activation for regression.
+
+    Args:
+      Z: the pre-activation Z^[l], (n_l, m).
+
+    Returns:
+      Z itself, unchanged, (n_l, m).
+    """
     return Z
 
 
 def identity_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = dA."""
+    """dZ = dA (formulas §4b).
+
+    Args:
+      dA: the gradient with respect to A^[l], (n_l, m).
+      Z: the pre-activation Z^[l], (n_l, m) (unused).
+      A: Z itself, (n_l, m) (unused).
+
+    Returns:
+      dZ: the gradient with respect to Z^[l], (n_l, m).
+    """
     del Z, A
     return dA
 
@@ -143,16 +219,30 @@ def softmax(Z: Array) -> Array:
 
     Normalised over axis 0 (the n_L output units), since examples are columns.
     Stable for large |Z| (max subtraction inside ``jax.nn.softmax``).
+
+    Args:
+      Z: the pre-activation Z^[L], (n_L, m).
+
+    Returns:
+      A: (n_L, m); each column is a probability distribution.
     """
     return jax.nn.softmax(Z, axis=0)
 
 
 def softmax_backward(dA: Array, Z: Array, A: Array) -> Array:
-    """dZ = A ⊙ (dA - Σ_k dA_k A_k), column by column. Shapes (n_L, m).
+    """dZ = A ⊙ (dA - Σ_k dA_k A_k), column by column (softmax's Jacobian-vector product).
 
     The Jacobian of softmax is ∂A_k/∂Z_j = A_k (δ_kj - A_j), so
     dZ_j = Σ_k dA_k A_k (δ_kj - A_j) = A_j (dA_j - Σ_k dA_k A_k). This is what
     makes softmax correct with any loss (MSE too), not only cross-entropy.
+
+    Args:
+      dA: the gradient with respect to A^[L], (n_L, m).
+      Z: the pre-activation Z^[L], (n_L, m) (unused).
+      A: softmax(Z), the forward pass's output, (n_L, m).
+
+    Returns:
+      dZ: the gradient with respect to Z^[L], (n_L, m).
     """
     del Z
     return A * (dA - jnp.sum(dA * A, axis=0, keepdims=True))
@@ -183,11 +273,16 @@ def make_activation(
       name: a label for reports and error messages (must not shadow a built-in).
       g: ``Z -> A``, elementwise.
       g_prime: ``Z -> g'(Z)``, elementwise, same shape as Z.
-      kinks: points where g is not differentiable.
+      kinks: points where g is not differentiable (gradient checks keep
+        finite-difference steps away from them).
 
     Returns:
       An ``Activation`` whose backward is ``dA * g'(Z)`` (formulas §4a). Use it in a
       ``Network`` in place of a name, and verify it with ``jaxnn.check_activation``.
+
+    Raises:
+      ValueError: for an empty name, the name of a built-in activation, or a g
+        or g_prime that is not callable.
 
     >>> swish = make_activation("swish", lambda z: z * jax.nn.sigmoid(z),
     ...     lambda z: jax.nn.sigmoid(z) * (1 + z * (1 - jax.nn.sigmoid(z))))
@@ -214,8 +309,13 @@ def make_activation(
 def get_activation(activation: str | Activation) -> Activation:
     """Look an activation up by name, or pass an ``Activation`` through (formulas §2).
 
-    The ``Activation`` returned maps Z: (n_l, m) to A = g(Z): (n_l, m) with
-    ``forward``, and dA: (n_l, m) to dZ: (n_l, m) with ``backward(dA, Z, A)``.
+    Args:
+      activation: a name from ``ACTIVATIONS`` (sigmoid, tanh, relu, leaky_relu,
+        identity, softmax) or an ``Activation``.
+
+    Returns:
+      The ``Activation``: its ``forward`` maps Z: (n_l, m) to A = g(Z): (n_l, m),
+      its ``backward(dA, Z, A)`` maps dA: (n_l, m) to dZ: (n_l, m).
 
     Raises:
       ValueError: for an unknown name, listing the valid ones.

@@ -2,7 +2,7 @@
 
 ``cost_with_manual_vjp(params, X, Y, net)`` returns the same J as ``jaxnn.cost``,
 but ``jax.grad`` of it with respect to params runs ``jaxnn.backward`` (the
-the delta recursion, formulas §4a-c) instead of JAX's reverse mode. So the
+delta recursion, formulas §4a-c) instead of JAX's reverse mode. So the
 hand-derived gradient composes like any JAX function: ``jax.jit``,
 ``jax.vmap`` (e.g. per-example gradients, ensembles of params), optax
 (``optax.value_and_grad``-style training loops), higher-level wrappers.
@@ -31,8 +31,8 @@ from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from jaxnn.backward import backward
 from jaxnn.forward import cost, cost_from_cache, forward
-from jaxnn.validation import check_l2
 from jaxnn.network import Network, check_Y
+from jaxnn.validation import check_l2
 
 Array = jax.Array
 
@@ -42,7 +42,8 @@ def cost_with_manual_vjp(params: list[dict], X: Array, Y: Array, net: Network, *
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
-      X: (n_x, m). Y: (n_L, m).
+      X: (n_x, m).
+      Y: (n_L, m).
       net: the ``Network`` (not differentiable; it holds no arrays).
       l2: weight-decay strength λ >= 0 (a number or a traced scalar).
 

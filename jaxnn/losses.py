@@ -46,16 +46,32 @@ class Loss(NamedTuple):
 
 
 def bce(AL: Array, Y: Array) -> Array:
-    """Per-example BCE: -Σ_k [y log ŷ + (1 - y) log(1 - ŷ)]. AL, Y: (n_L, m) -> (m,).
+    """Per-example BCE: -Σ_k [y log ŷ + (1 - y) log(1 - ŷ)] (formulas §3a).
 
-    The direct formula of formulas §3a, meaningful for AL in (0, 1). For a sigmoid
-    output jaxnn uses ``bce_from_logits`` instead, which never takes log(0).
+    The direct formula, meaningful for AL in (0, 1). For a sigmoid output jaxnn
+    uses ``bce_from_logits`` instead, which never takes log(0).
+
+    Args:
+      AL: the output A^[L] = ŷ, (n_L, m), entries in (0, 1).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      The loss of each example (column), shape (m,).
     """
     return -jnp.sum(Y * jnp.log(AL) + (1 - Y) * jnp.log1p(-AL), axis=0)
 
 
 def bce_backward(AL: Array, Y: Array) -> Array:
-    """dL/dŷ = -y/ŷ + (1 - y)/(1 - ŷ) = (ŷ - y) / (ŷ (1 - ŷ)). Shape (n_L, m)."""
+    """dL/dŷ = -y/ŷ + (1 - y)/(1 - ŷ) = (ŷ - y) / (ŷ (1 - ŷ)) (formulas §3a, §4a).
+
+    Args:
+      AL: the output A^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      dAL: (n_L, m), the derivative of each example's loss with respect to its
+      column of A^[L] (no 1/m).
+    """
     return (AL - Y) / (AL * (1 - AL))
 
 
@@ -64,12 +80,28 @@ def bce_from_logits(ZL: Array, Y: Array) -> Array:
 
     Equal to ``bce(sigmoid(ZL), Y)`` but finite for any |z| (float32 included):
     -log σ(z) = softplus(-z) and -log(1 - σ(z)) = softplus(z).
+
+    Args:
+      ZL: the output layer's pre-activation Z^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      The loss of each example (column), shape (m,).
     """
     return jnp.sum(jax.nn.softplus(ZL) - Y * ZL, axis=0)
 
 
 def sigmoid_bce_dZ(ZL: Array, AL: Array, Y: Array) -> Array:
-    """dZ^[L] = A^[L] - Y for a sigmoid output with BCE (formulas §4a fused)."""
+    """dZ^[L] = A^[L] - Y for a sigmoid output with BCE (formulas §4a, fused).
+
+    Args:
+      ZL: Z^[L], (n_L, m) (unused).
+      AL: A^[L] = σ(Z^[L]), (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      dZ^[L]: (n_L, m), the derivative of each example's loss (no 1/m).
+    """
     del ZL
     return AL - Y
 
@@ -78,15 +110,31 @@ def sigmoid_bce_dZ(ZL: Array, AL: Array, Y: Array) -> Array:
 
 
 def mse(AL: Array, Y: Array) -> Array:
-    """Per-example squared error Σ_k (y - ŷ)². AL, Y: (n_L, m) -> (m,).
+    """Per-example squared error Σ_k (y - ŷ)² (formulas §3b).
 
     The cost is its mean over examples, exactly formulas §3b (no 1/2).
+
+    Args:
+      AL: the output A^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      The loss of each example (column), shape (m,).
     """
     return jnp.sum((Y - AL) ** 2, axis=0)
 
 
 def mse_backward(AL: Array, Y: Array) -> Array:
-    """dL/dŷ = 2 (ŷ - y). Shape (n_L, m)."""
+    """dL/dŷ = 2 (ŷ - y) (formulas §3b, §4a).
+
+    Args:
+      AL: the output A^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      dAL: (n_L, m), the derivative of each example's loss with respect to its
+      column of A^[L] (no 1/m).
+    """
     return 2 * (AL - Y)
 
 
@@ -94,15 +142,31 @@ def mse_backward(AL: Array, Y: Array) -> Array:
 
 
 def cross_entropy(AL: Array, Y: Array) -> Array:
-    """Per-example categorical cross-entropy -Σ_k y_k log ŷ_k. (n_L, m) -> (m,).
+    """Per-example categorical cross-entropy -Σ_k y_k log ŷ_k (formulas: categorical cross-entropy).
 
     For a softmax output jaxnn uses ``cross_entropy_from_logits``.
+
+    Args:
+      AL: the output A^[L] = ŷ, (n_L, m), columns of probabilities.
+      Y: the labels, (n_L, m), one-hot (or probability) columns.
+
+    Returns:
+      The loss of each example (column), shape (m,).
     """
     return -jnp.sum(Y * jnp.log(AL), axis=0)
 
 
 def cross_entropy_backward(AL: Array, Y: Array) -> Array:
-    """dL/dŷ_k = -y_k / ŷ_k. Shape (n_L, m)."""
+    """dL/dŷ_k = -y_k / ŷ_k (formulas §4a).
+
+    Args:
+      AL: the output A^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      dAL: (n_L, m), the derivative of each example's loss with respect to its
+      column of A^[L] (no 1/m).
+    """
     return -Y / AL
 
 
@@ -111,6 +175,13 @@ def cross_entropy_from_logits(ZL: Array, Y: Array) -> Array:
 
     ``jax.nn.log_softmax`` subtracts the column max, so this stays finite for
     |z| up to the float range.
+
+    Args:
+      ZL: the output layer's pre-activation Z^[L], (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      The loss of each example (column), shape (m,).
     """
     return -jnp.sum(Y * jax.nn.log_softmax(ZL, axis=0), axis=0)
 
@@ -119,7 +190,15 @@ def softmax_cross_entropy_dZ(ZL: Array, AL: Array, Y: Array) -> Array:
     """dZ^[L] = A^[L] Σ_k y_k - Y, which is A^[L] - Y for one-hot Y.
 
     From ∂/∂z_j [-Σ_k y_k (z_k - lse(z))] = softmax(z)_j Σ_k y_k - y_j. Written
-    with Σ_k y_k so it stays the exact gradient for soft labels too.
+    with Σ_k y_k so it stays the exact gradient for soft labels too (formulas §4a, fused).
+
+    Args:
+      ZL: Z^[L], (n_L, m) (unused).
+      AL: A^[L] = softmax(Z^[L]), (n_L, m).
+      Y: the labels, (n_L, m).
+
+    Returns:
+      dZ^[L]: (n_L, m), the derivative of each example's loss (no 1/m).
     """
     del ZL
     return AL * jnp.sum(Y, axis=0, keepdims=True) - Y
@@ -135,8 +214,9 @@ LOSSES: dict[str, Loss] = {loss.name: loss for loss in (BCE, MSE, CROSS_ENTROPY)
 class FusedOutput(NamedTuple):
     """A stable output layer computed from Z^[L] (conventions §2).
 
-    from_logits: ``(ZL, Y) -> (m,)`` per-example losses.
-    dZ: ``(ZL, AL, Y) -> dZ^[L] (n_L, m)``.
+    Attributes:
+      from_logits: ``(ZL, Y) -> (m,)`` per-example losses.
+      dZ: ``(ZL, AL, Y) -> dZ^[L] (n_L, m)``.
     """
 
     from_logits: Callable[[Array, Array], Array]
@@ -166,6 +246,14 @@ def make_loss(
         respect to its column of AL (no 1/m).
       activations: output activation names it may be paired with (None: any).
 
+    Returns:
+      A ``Loss``; use it in a ``Network`` in place of a name, and verify it with
+      ``jaxnn.check_loss``.
+
+    Raises:
+      ValueError: for an empty name, the name of a built-in loss, or an L or
+        dL_dA that is not callable.
+
     >>> import optax
     >>> huber = make_loss("huber",
     ...     lambda A, Y: jnp.sum(optax.huber_loss(A, Y), axis=0),
@@ -188,8 +276,12 @@ def make_loss(
 def get_loss(loss: str | Loss) -> Loss:
     """Look a loss up by name, or pass a ``Loss`` through (formulas §3).
 
-    The ``Loss`` returned maps AL: (n_L, m) and Y: (n_L, m) to the per-example
-    losses (m,) with ``forward``, and to dAL: (n_L, m) with ``backward``.
+    Args:
+      loss: a name from ``LOSSES`` (bce, mse, cross_entropy) or a ``Loss``.
+
+    Returns:
+      The ``Loss``: its ``forward`` maps AL: (n_L, m) and Y: (n_L, m) to the
+      per-example losses (m,), its ``backward`` to dAL: (n_L, m).
 
     Raises:
       ValueError: for an unknown name, listing the valid ones.

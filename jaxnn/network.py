@@ -93,7 +93,7 @@ class Network:
 
     @property
     def L(self) -> int:
-        """Number of layers (weight matrices), as in formulas §3b."""
+        """Number of layers L (weight matrices), numbered 1..L as in formulas §1."""
         return len(self.layer_sizes) - 1
 
     @property
@@ -157,7 +157,16 @@ jax.tree_util.register_pytree_node(
 
 
 def check_params(params, net: Network) -> None:
-    """Raise ``ValueError`` unless params is ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}] * L``."""
+    """Raise ``ValueError`` unless params is ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}] * L``.
+
+    Args:
+      params: the params pytree to check, one dict per layer 1..L.
+      net: the ``Network`` it must fit.
+
+    Raises:
+      ValueError: naming the layer, the leaf, the expected and the actual shape
+        (or dtype), with a hint when W looks transposed.
+    """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
     if not isinstance(params, (list, tuple)):
@@ -196,7 +205,16 @@ def check_params(params, net: Network) -> None:
 
 
 def check_X(X, net: Network) -> None:
-    """Raise ``ValueError`` unless X is (n_x, m), one column per example (formulas §1)."""
+    """Raise ``ValueError`` unless X is (n_x, m), one column per example (formulas §1).
+
+    Args:
+      X: the inputs to check.
+      net: the ``Network`` (its n_x).
+
+    Raises:
+      ValueError: for a shape other than (n_x, m) with m >= 1, saying when X
+        looks like (m, n_x), one row per example.
+    """
     shape = tuple(np.shape(X))
     if len(shape) != 2:
         raise ValueError(
@@ -216,7 +234,17 @@ def check_X(X, net: Network) -> None:
 
 
 def check_Y(Y, X, net: Network) -> None:
-    """Raise ``ValueError`` unless Y is (n_L, m) with the m of X (formulas §3)."""
+    """Raise ``ValueError`` unless Y is (n_L, m) with the m of X (formulas §3).
+
+    Args:
+      Y: the labels to check.
+      X: the inputs, (n_x, m), whose m Y must have.
+      net: the ``Network`` (its n_L).
+
+    Raises:
+      ValueError: for another shape, with the fix for transposed labels, a row of
+        labels, or integer class labels that need one-hot columns.
+    """
     m = np.shape(X)[1]
     shape = tuple(np.shape(Y))
     expected = (net.n_L, m)
@@ -236,9 +264,18 @@ def check_Y(Y, X, net: Network) -> None:
 def check_problem(params, X, Y, net: Network, who: str) -> None:
     """``check_params``, ``check_X`` and ``check_Y`` at once; the ValueError starts with ``who``.
 
-    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``, X: (n_x, m), Y: (n_L, m).
     For entry points other than ``forward`` that take a whole problem (checks,
     per-example gradients), so their errors name the function the user called.
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m).
+      Y: (n_L, m).
+      net: the ``Network``.
+      who: the name of the calling function, put at the start of the message.
+
+    Raises:
+      ValueError: the first of the three checks that fails.
     """
     try:
         check_params(params, net)

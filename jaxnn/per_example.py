@@ -33,7 +33,8 @@ def per_example_grads(params: list[dict], X: Array, Y: Array, net: Network) -> l
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
-      X: (n_x, m). Y: (n_L, m).
+      X: (n_x, m).
+      Y: (n_L, m).
       net: the ``Network``.
 
     Returns:
@@ -68,7 +69,10 @@ def per_example_grad_norms(params: list[dict], X: Array, Y: Array, net: Network)
     it, so no (m, n_l, n_{l-1}) array is ever allocated.
 
     Args:
-      params, X (n_x, m), Y (n_L, m), net: as in ``per_example_grads``.
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m).
+      Y: (n_L, m).
+      net: the ``Network``.
 
     Returns:
       (m,) norms, in the params' dtype (formulas §4c per example).
