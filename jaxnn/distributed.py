@@ -1,39 +1,19 @@
 """Training across several JAX processes (hosts) with ``jax.distributed``.
 
-JAX is the distributed engine: every process runs the same program, and a
-global ``jax.Array`` on a mesh over ``jax.devices()`` (the devices of ALL
-processes) is assembled from the pieces each process holds on its own
-devices (``jax.local_devices()``). jaxnn only starts the runtime and builds
-those global arrays; XLA inserts the collectives (over gloo on CPU).
+Every process runs the same program. A global ``jax.Array`` on a mesh over
+``jax.devices()`` (the devices of ALL processes) is assembled from what each
+process puts on its own devices; XLA inserts the collectives (gloo on CPU).
+jaxnn starts the runtime (``initialize``), builds those arrays
+(``replicate_global``, ``shard_columns_global``), checks that the processes
+agree (``check_same_across_processes``) and hands results back as ordinary
+arrays (``to_local``). Process 0 prints and writes files
+(``is_main_process``). All of it works in one process too.
 
-The pieces:
-
-* ``initialize(coordinator_address, num_processes, process_id)``: the one
-  place that starts ``jax.distributed`` (and selects gloo CPU collectives).
-  With no arguments it reads ``JAXNN_COORDINATOR``, ``JAXNN_NUM_PROCESSES``
-  and ``JAXNN_PROCESS_ID`` (set by ``scripts/launch_local.py``), else it
-  lets JAX detect the cluster (Cloud TPU, SLURM, Open MPI).
-* ``is_main_process()``, ``process_count()``: who prints and who writes files.
-* ``replicate_global(tree, mesh)``: the same host values on every process ->
-  global arrays fully replicated over the mesh (params, optimizer state).
-* ``shard_columns_global(X, mesh, local=...)``: X: (n_x, m) -> a global array
-  whose m columns are split over the mesh, from the full array on every
-  process or from each process's own block of columns.
-* ``check_same_across_processes(values, what)``: a cheap fingerprint of data
-  and settings compared across processes; a ``ValueError`` on every process
-  when they differ, instead of a collective that hangs or mixes data.
-* ``to_local(tree)``: fully replicated global arrays -> ordinary arrays on
-  this process's first device.
-
-In one process all of these work too (the mesh is then this process's
-devices), so code written for several hosts runs unchanged on a laptop.
-
-A process that dies: every process sends heartbeats to the coordinator
-(process 0). ``heartbeat_timeout_s`` after the last one, the coordinator
-declares the process dead and the runtime stops the others with an error
-that names the missing task; a collective waiting on the dead process
-fails sooner, when its connection closes. Either way, no process waits
-forever.
+A process that dies: the survivors stop by themselves, with the runtime's
+error, within ``heartbeat_timeout_s`` of its last heartbeat ("Terminating
+process because the JAX distributed service detected fatal errors. This most
+likely indicates that another task died"), or sooner, with a gloo error, when
+a collective's connection to the dead process closes. No process waits forever.
 """
 
 from __future__ import annotations
@@ -47,6 +27,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxnn._fingerprint import array_text, fingerprints, group_processes, host_value, is_key
 
 # The environment that scripts/launch_local.py sets and initialize() reads.
 ENV_COORDINATOR = "JAXNN_COORDINATOR"
@@ -68,7 +50,7 @@ def _check_address(address) -> str:
     return address
 
 
-def _as_int(name: str, value, source: str) -> int:
+def _as_int(value, source: str) -> int:
     if isinstance(value, str):
         try:
             value = int(value.strip())
@@ -99,8 +81,8 @@ def _settings_from(coordinator_address, num_processes, process_id):
             "them to let JAX detect the cluster (Cloud TPU, SLURM, Open MPI)."
         )
     address = _check_address(given[0])
-    P = _as_int("num_processes", given[1], source[1])
-    p = _as_int("process_id", given[2], source[2])
+    P = _as_int(given[1], source[1])
+    p = _as_int(given[2], source[2])
     if P < 1:
         raise ValueError(f"{source[1]} = {P} must be >= 1.")
     if not 0 <= p < P:
@@ -129,7 +111,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                initialization_timeout_s: float | None = None) -> None:
     """Join a run of several processes: ``jax.distributed.initialize``, gloo on CPU.
 
-    Call it first, before any other JAX call, with the same
+    After ``heartbeat_timeout_s`` without a heartbeat from a process, the
+    others stop with an error that says a task died (see the module
+    docstring). Call it first, before any other JAX call, with the same
     ``coordinator_address`` and ``num_processes`` on every process and a
     distinct ``process_id``. With all three None it reads the environment
     variables ``JAXNN_COORDINATOR``, ``JAXNN_NUM_PROCESSES`` and
@@ -144,9 +128,9 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
       coordinator_address: HOST:PORT of process 0 (a free port there), e.g. ``"10.0.0.1:1234"``.
       num_processes: P, the number of processes in the run.
       process_id: this process's id, 0..P-1; process 0 hosts the coordinator.
-      heartbeat_timeout_s: seconds without heartbeats after which a process counts as dead and the others stop with an error (None: JAX's default, 100 s).
-      shutdown_timeout_s: seconds a finishing process waits at exit for the others (None: JAX's default, 300 s).
-      initialization_timeout_s: seconds to wait for all processes to connect (None: JAX's default, 300 s).
+      heartbeat_timeout_s: seconds of silence after which a process counts as dead (JAX's default: 100).
+      shutdown_timeout_s: seconds a finishing process waits at exit for the others (default 300).
+      initialization_timeout_s: seconds to wait for all processes to connect (default 300).
 
     Raises:
       ValueError: for a malformed HOST:PORT, process_id outside 0..P-1, some
@@ -214,7 +198,8 @@ def requested_by_environment() -> bool:
     ``initialize()`` unconditionally.
 
     >>> import os
-    >>> requested_by_environment() == any(k in os.environ for k in ("JAXNN_COORDINATOR", "JAX_COORDINATOR_ADDRESS"))
+    >>> names = ("JAXNN_COORDINATOR", "JAX_COORDINATOR_ADDRESS")
+    >>> requested_by_environment() == any(os.environ.get(k) for k in names)
     True
     """
     return bool(os.environ.get(ENV_COORDINATOR) or os.environ.get("JAX_COORDINATOR_ADDRESS"))
@@ -247,26 +232,11 @@ def _mesh_axis(mesh) -> str:
     return mesh.axis_names[0]
 
 
-def _is_key(x) -> bool:
-    return isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)
-
-
-def _host_value(x) -> np.ndarray:
-    """x as a numpy array on the host (a global x must be fully replicated)."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated:
-        raise ValueError(
-            f"an array of shape {x.shape} is split over other processes' devices "
-            f"({x.sharding}); pass host values (numpy, or arrays on this process's devices) "
-            "or fully replicated global arrays."
-        )
-    return np.asarray(x)
-
-
 def _global_from_host(x, sharding: NamedSharding):
-    if _is_key(x):  # typed PRNG keys travel as their uint32 data
+    if is_key(x):  # typed PRNG keys travel as their uint32 data
         data = _global_from_host(jax.random.key_data(x), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
-    host = _host_value(x)
+    host = host_value(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
@@ -334,7 +304,7 @@ def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
     P_procs = len({d.process_index for d in mesh.devices.flat})
 
     def one(x):
-        host = _host_value(x)
+        host = host_value(x)
         if not 0 <= axis < host.ndim:
             raise ValueError(f"shard_columns_global: axis = {axis} is not a dimension of an "
                              f"array of shape {host.shape}.")
@@ -402,47 +372,6 @@ def to_local(tree):
 
 # --- agreement across processes ----------------------------------------------------------------
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_WORDS = 9  # uint32 words per entry: description crc, float64 sum (2), bytes crc, ndim, 4 dims
-
-
-def _describe(path: str, leaf) -> tuple[str, np.ndarray]:
-    """One leaf -> (what to print, its fingerprint as _WORDS uint32 words)."""
-    words = np.zeros(_WORDS, np.uint32)
-    if _is_key(leaf):
-        leaf = jax.random.key_data(leaf)
-    if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
-        host = _host_value(leaf)
-        text = f"shape {host.shape} {host.dtype}"
-        if host.dtype.kind in "biufc" and host.size:
-            total = np.sum(host, dtype=np.complex128 if host.dtype.kind == "c" else np.float64)
-            words[1:3] = np.asarray(np.real(total), np.float64).reshape(1).view(np.uint32)
-            text += f" sum {float(np.real(total)):.9g}"
-        words[3] = zlib.crc32(np.ascontiguousarray(host).tobytes())
-        words[4] = host.ndim
-        words[5:5 + min(host.ndim, 4)] = host.shape[:4]
-    else:
-        # callables by name: their repr holds a memory address that differs per process
-        text = (f"{getattr(leaf, '__module__', '')}.{leaf.__qualname__}"
-                if callable(leaf) and hasattr(leaf, "__qualname__")
-                else _ADDRESS.sub("", repr(leaf)))
-    words[0] = zlib.crc32(f"{path}={text}".encode())
-    return text, words
-
-
-def _fingerprints(name_to_value: dict):
-    names, texts, rows = [], [], []
-    for name, value in name_to_value.items():
-        leaves, treedef = jax.tree_util.tree_flatten_with_path(value)
-        structure = _ADDRESS.sub("", str(treedef))
-        for path, leaf in leaves or [((), None)]:
-            label = f"{name}{jax.tree_util.keystr(path)}"
-            text, words = _describe(f"{label} {structure}", leaf)
-            names.append(label)
-            texts.append(text)
-            rows.append(words)
-    return names, texts, np.stack(rows)
-
 
 def check_same_across_processes(name_to_value: dict, what: str) -> None:
     """Raise on every process when the processes pass different data or settings.
@@ -470,49 +399,34 @@ def check_same_across_processes(name_to_value: dict, what: str) -> None:
                          f"{type(name_to_value).__name__}.")
     if jax.process_count() == 1:
         return
-    names, texts, rows = _fingerprints(name_to_value)
+    names, texts, rows = fingerprints(name_to_value)
     header = np.array([len(names), zlib.crc32("\n".join(names).encode())], np.uint32)
     headers = multihost_utils.process_allgather(header)  # (P, 2)
     me = jax.process_index()
     if not (headers == headers[0]).all():
-        groups = _groups(headers)
+        groups = group_processes(headers)
         raise ValueError(
             f"the processes check different sets of names for {what} (processes {groups}): "
             "they run different programs or jaxnn versions. This process "
             f"({me}) checks: {names}."
         )
-    everyone = multihost_utils.process_allgather(rows)  # (P, k, _WORDS)
+    everyone = multihost_utils.process_allgather(rows)  # (P, k, words)
     problems = []
     for i, name in enumerate(names):
         column = everyone[:, i, :]
         if (column == column[0]).all():
             continue
         if column[:, 1:].any() or rows[i, 4]:  # an array: every process's shape and sum
-            detail = "; ".join(f"process {p}: {_array_text(column[p])}"
+            detail = "; ".join(f"process {p}: {array_text(column[p])}"
                                for p in range(len(column)))
         else:
             detail = f"this process ({me}) has {texts[i]}"
-        problems.append(f"{name} differs between processes {_groups(column)} ({detail})")
+        problems.append(f"{name} differs between processes {group_processes(column)} ({detail})")
     if problems:
         raise ValueError(
             f"{what} must be the same on every process, but " + "; ".join(problems) + ". Pass "
             "the same values on every process (same files, same seed, same settings)."
         )
-
-
-def _groups(rows: np.ndarray) -> str:
-    """'[0, 2] vs [1]': the processes grouped by identical rows."""
-    seen: dict[bytes, list[int]] = {}
-    for p, row in enumerate(rows):
-        seen.setdefault(row.tobytes(), []).append(p)
-    return " vs ".join(str(g) for g in seen.values())
-
-
-def _array_text(words: np.ndarray) -> str:
-    ndim = int(words[4])
-    shape = tuple(int(d) for d in words[5:5 + min(ndim, 4)]) + (("...",) if ndim > 4 else ())
-    total = float(words[1:3].copy().view(np.float64)[0])
-    return f"shape {shape} sum {total:.9g} crc32 {int(words[3]):#010x}"
 
 
 __all__ = [

@@ -106,8 +106,13 @@ def launch(command, n: int, *, devices: int | None = None, timeout: float | None
     try:
         while any(p.poll() is None for p in procs):
             now = time.monotonic()
-            if first_failure is None and any(p.poll() not in (None, 0) for p in procs):
+            failed = [i for i, p in enumerate(procs) if p.poll() not in (None, 0)]
+            if first_failure is None and failed:
                 first_failure = now
+                with lock:
+                    print(f"[launch] process {failed[0]} failed first (exit status "
+                          f"{_status(procs[failed[0]].returncode)}); waiting up to {grace:g} s "
+                          "for the others to stop", flush=True)
             if timeout is not None and now - start > timeout:
                 timed_out = True
                 with lock:
