@@ -2,6 +2,8 @@
 
 import csv
 import gzip
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -230,8 +232,8 @@ def test_error_unknown_name_and_task():
     with pytest.raises(ValueError, match="unknown data set 'mnist'.*digits, iris, wine"):
         datasets.load("mnist")
     F, y = _iris()
-    with pytest.raises(ValueError, match="task must be one of"):
-        datasets.from_arrays(F, y, task="classification")
+    with pytest.raises(ValueError, match="task must be one of .*'classification'.*got 'clustering'"):
+        datasets.from_arrays(F, y, task="clustering")
 
 
 # ---------------------------------------------------------------- CSV / NPZ
@@ -285,13 +287,15 @@ def test_csv_errors(tmp_path):
         datasets.load_csv(path, label_column="species", header=False)
     bad = tmp_path / "bad.csv"
     bad.write_text("a,b,y\n1,2,0\n3,oops,1\n4,nan,1\n")
-    with pytest.raises(ValueError, match="data row 1, column 'b': 'oops' is not a number"):
+    with pytest.raises(ValueError, match=r"bad\.csv line 3, column 'b': 'oops' is not a number"):
         datasets.load_csv(bad, label_column="y")
     bad.write_text("a,b,y\n1,2,0\n3,4,1\n4,nan,1\n5,6,0\n")
-    with pytest.raises(ValueError, match=r"NaN/inf.*rows \[2\]"):
+    with pytest.raises(ValueError, match=r"bad\.csv line 4, column 'b': 'nan' is not a finite "
+                                         r"number \(1 NaN/inf cells in all\)"):
         datasets.load_csv(bad, label_column="y")
     bad.write_text("a,b,y\n1,2,0\n3,4\n")
-    with pytest.raises(ValueError, match="row 1 has 2 fields, expected 3"):
+    with pytest.raises(ValueError, match="bad.csv line 3 has 2 fields, expected 3 as on line 1: "
+                                         "nothing for column 'y'"):
         datasets.load_csv(bad, label_column="y")
 
 
@@ -372,7 +376,7 @@ def test_load_idx(tmp_path, gz):
 
 
 def test_idx_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.*never downloads"):
+    with pytest.raises(ValueError, match="train-images-idx3-ubyte.*never downloads"):
         datasets.load_idx(tmp_path)
     bad = tmp_path / "bad-idx"
     bad.write_bytes(b"<html>not found</html>")
@@ -424,3 +428,154 @@ def test_stratified_split_is_a_partition(counts, frac, seed):
     assert np.all(test_counts >= np.floor(share))
     if np.any(test_counts > np.ceil(share)):
         assert not np.any((test_counts < np.ceil(share)) & (train_counts > 1))
+
+
+# ------------------------------------------------- files verified, not trusted
+def _csv(tmp_path, text, name="t.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = "a,b,y\n1,2,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,y\n1,2,0\n3,,1\n5,6,0\n", r"t\.csv line 3, column 'b': empty cell; fill it in"),
+    ("a,b,y\n1,2,0\n\n3,4,\n5,6,0\n", r"t\.csv line 4, column 'y' \(the label column\): empty "
+                                      "label; every row needs one"),
+    ("a,b,y\n1,2,0\n3,4,1,9\n", r"line 3 has 4 fields, expected 3 as on line 1: 1 field\(s\) "
+                                "after the last column 'y'"),
+    ("a;b;y\n1;2;0\n3;4;1\n", r"t\.csv line 1 is a single column with delimiter=',' "
+                              r"\('a;b;y'\).* It contains ';': pass delimiter=';'"),
+    ("a,b,y\n1,inf,0\n3,4,1\n", r"line 2, column 'b': 'inf' is not a finite number"),
+    ("a,b,y\n1,2,0\n3,4,nan\n5,6,1\n", r"line 3, column 'y' \(the label column\): 'nan' is not "
+                                       "a finite label"),
+    ("", r"t\.csv is empty: no rows"),
+    ("a,b,y\n", r"t\.csv has a header line but no data rows"),
+])
+def test_csv_bad_files_name_line_and_column(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.load_csv(_csv(tmp_path, text), label_column="y")
+
+
+def test_csv_path_delimiter_and_encoding_errors(tmp_path):
+    with pytest.raises(ValueError, match=r"missing\.csv does not exist"):
+        datasets.load_csv(tmp_path / "missing.csv", label_column="y")
+    with pytest.raises(ValueError, match=rf"{tmp_path.name} is a folder, not a file"):
+        datasets.load_csv(tmp_path, label_column="y")
+    (tmp_path / "b.csv").write_bytes(b"PK\x03\x04\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"b\.csv is not a UTF-8 text file"):
+        datasets.load_csv(tmp_path / "b.csv", label_column="y")
+    with pytest.raises(ValueError, match=r"delimiter must be one character.*got ';;'"):
+        datasets.load_csv(_csv(tmp_path, GOOD), label_column="y", delimiter=";;")
+    with pytest.raises(ValueError, match="label_column must be a column name or an integer"):
+        datasets.load_csv(_csv(tmp_path, GOOD), label_column=1.0)
+
+
+def test_csv_label_column_and_task(tmp_path):
+    path = _csv(tmp_path, "a,b,grade\n" + "".join(f"{i},{i % 3},{i % 5}\n" for i in range(30)))
+    auto = datasets.load_csv(path, label_column="grade")
+    assert (auto.label_column, auto.task, auto.kind, auto.n_y) == (
+        "grade", "multiclass", "classification", 5)
+    reg = datasets.load_csv(path, label_column=-1, task="regression")
+    assert (reg.label_column, reg.task, reg.kind, reg.n_y) == ("grade", "regression",
+                                                                "regression", 1)
+    assert reg.feature_names == ("a", "b") and reg.y_mean is not None
+    cls = datasets.load_csv(path, label_column="b", task="classification")
+    assert (cls.label_column, cls.task, cls.n_y, cls.feature_names) == (
+        "b", "multiclass", 3, ("a", "grade"))
+    none = datasets.load_csv(path, label_column=2, task=None)
+    assert none.task == "multiclass"
+    no_header = _csv(tmp_path, "".join(f"{i % 2},{i},{i * 0.5 + 0.25}\n" for i in range(20)),
+                     "n.csv")
+    ds = datasets.load_csv(no_header, label_column=-1, header=False)
+    assert (ds.label_column, ds.task, ds.kind) == ("col2", "regression", "regression")
+    ds = datasets.load_csv(no_header, label_column=0, header=False, task="classification")
+    assert (ds.label_column, ds.task) == ("col0", "binary")
+    with pytest.raises(ValueError, match="task='classification' needs integer or string class"):
+        datasets.load_csv(no_header, label_column=2, header=False, task="classification")
+    words = _csv(tmp_path, "a,b,y\n1,2,cat\n3,4,dog\n5,6,cat\n", "w.csv")
+    with pytest.raises(ValueError, match=r"w\.csv line 2, column 'y' \(the label column\): 'cat' "
+                                         "is not a number, and task='regression' needs numeric"):
+        datasets.load_csv(words, label_column="y", task="regression")
+
+
+def test_npz_files_of_another_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "a.npy", rng.normal(size=(10, 3)))
+    with pytest.raises(ValueError, match=r"a\.npy is a \.npy file \(one array\), not an \.npz "
+                                         r"archive.*np\.savez\(path, X=features, y=labels\)"):
+        datasets.load_npz(tmp_path / "a.npy")
+    with pytest.raises(ValueError, match=r"t\.csv is a text file \(b'a,b,y\\n1,2.*not an \.npz "
+                                         "archive; for a CSV use jaxnn.datasets.load_csv"):
+        datasets.load_npz(_csv(tmp_path, GOOD))
+    (tmp_path / "e.npz").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"e\.npz is empty \(0 bytes\)"):
+        datasets.load_npz(tmp_path / "e.npz")
+    (tmp_path / "g.npz").write_bytes(gzip.compress(b"data"))
+    with pytest.raises(ValueError, match=r"g\.npz is gzip-compressed, not an \.npz"):
+        datasets.load_npz(tmp_path / "g.npz")
+    (tmp_path / "r.npz").write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match=r"r\.npz is not an \.npz \(zip\) archive: it starts"):
+        datasets.load_npz(tmp_path / "r.npz")
+    good = tmp_path / "good.npz"
+    np.savez(good, X=rng.normal(size=(10, 3)), y=np.arange(10) % 2)
+    assert datasets.load_npz(good).label_column == "y"
+    data = good.read_bytes()
+    for n in (10, len(data) // 2, len(data) - 5):
+        (tmp_path / "cut.npz").write_bytes(data[:n])
+        with pytest.raises(ValueError, match=r"cut\.npz is corrupt or truncated"):
+            datasets.load_npz(tmp_path / "cut.npz")
+    with pytest.raises(ValueError, match=r"nope\.npz does not exist"):
+        datasets.load_npz(tmp_path / "nope.npz")
+    with pytest.raises(ValueError, match="is a folder, not a file"):
+        datasets.load_npz(tmp_path)
+    F = rng.normal(size=(10, 3))
+    F[4, 2] = np.nan
+    np.savez(good, X=F, y=np.arange(10) % 2)
+    with pytest.raises(ValueError, match=r"NaN/inf .* row 4 column 2 \('x2'\)=nan"):
+        datasets.load_npz(good)
+
+
+def test_idx_truncated_gzip_and_bad_paths(tmp_path):
+    _mnist_folder(tmp_path, gz=True)
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: the gzip data are "
+                                         "truncated or corrupt.*download the file again"):
+        datasets.load_idx(tmp_path)
+    bad = bytearray(data)
+    bad[len(bad) // 2] ^= 0xFF
+    path.write_bytes(bytes(bad))
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte\.gz: the gzip data are"):
+        datasets.read_idx(path)
+    with pytest.raises(ValueError, match=r"nowhere does not exist; pass the folder holding"):
+        datasets.load_idx(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match=r"\.gz is a file, not a folder"):
+        datasets.load_idx(path)
+    with pytest.raises(ValueError, match=r"nope-idx does not exist"):
+        datasets.read_idx(tmp_path / "nope-idx")
+
+
+def test_idx_float_pixels_with_nan_and_float_labels(tmp_path):
+    _mnist_folder(tmp_path, gz=False)
+    images = np.zeros((20, 28, 28), np.float32)
+    images[3, 5, 6] = np.nan
+    _write_idx(tmp_path / "train-images-idx3-ubyte", images)
+    with pytest.raises(ValueError, match=r"train-images-idx3-ubyte holds NaN or inf: first in "
+                                         r"column 3 \(example 3\), row 146"):
+        datasets.load_idx(tmp_path)
+    _write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((20, 28, 28), np.uint8))
+    _write_idx(tmp_path / "train-labels-idx1-ubyte", np.full(20, 2.5, np.float32))
+    with pytest.raises(ValueError, match="train labels must be integers 0..9, found 2.5..2.5"):
+        datasets.load_idx(tmp_path)
+
+
+def test_import_jaxnn_does_not_import_sklearn():
+    code = ("import sys, jaxnn; bad = sorted(m for m in sys.modules if m.startswith('sklearn'));"
+            " print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
