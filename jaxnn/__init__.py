@@ -38,31 +38,23 @@ from jaxnn.parallel import (
     pad_batch,
     replicate,
     shard_batch,
-    value_and_masked_grad,
 )
 from jaxnn.per_example import per_example_grad_norms, per_example_grads
 from jaxnn.precision import (
-    make_mixed_precision_train_step,
     value_and_autodiff_grad_bf16,
     value_and_manual_grad_bf16,
     with_compute_dtype,
 )
-from jaxnn.training import (
-    OPTIMIZERS,
-    DivergenceError,
-    TrainState,
-    evaluate,
-    fit,
-    fit_ensemble,
-    gradient_descent,
-    init_ensemble,
-    init_state,
-    load_history,
-    metric_names,
-    save_history,
-    train_epochs,
-)
-from jaxnn.updates import make_train_step, sgd_update
+from jaxnn.divergence import DivergenceError
+from jaxnn.epoch import epoch_order
+from jaxnn.forward import per_example_loss
+from jaxnn.history import load_history, save_history
+from jaxnn.metrics import evaluate, metric_names
+from jaxnn.optimizers import OPTIMIZERS, gradient_descent
+from jaxnn.step import make_mixed_precision_train_step, make_train_step, train_step
+from jaxnn.train_state import TrainState, init_ensemble, init_state
+from jaxnn.training import fit, fit_ensemble, train_epochs
+from jaxnn.updates import sgd_update
 
 __version__ = "0.1.0"
 
@@ -93,6 +85,7 @@ __all__ = [
     "datasets",
     "cost",
     "cost_from_cache",
+    "epoch_order",
     "evaluate",
     "fit",
     "fit_ensemble",
@@ -116,6 +109,7 @@ __all__ = [
     "metric_names",
     "output_delta",
     "pad_batch",
+    "per_example_loss",
     "predict",
     "relative_error",
     "replicate",
@@ -124,11 +118,11 @@ __all__ = [
     "sgd_update",
     "shard_batch",
     "train_epochs",
+    "train_step",
     "tree_norm",
     "value_and_autodiff_grad",
     "value_and_autodiff_grad_bf16",
     "value_and_manual_grad",
     "value_and_manual_grad_bf16",
-    "value_and_masked_grad",
     "with_compute_dtype",
 ]

@@ -119,7 +119,7 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
         w = jnp.asarray(w, dZ.dtype)
         m = jnp.sum(w)
         # where(): a padded column's dZ may be inf/NaN; 0 * inf would leak it into dW
-        dZ = jnp.where(w > 0, dZ * w, 0)
+        dZ = jnp.where(w > 0, dZ * w[None, :], 0)
     for l in range(net.L - 1, -1, -1):  # list index l is the layer l + 1
         dW, db = linear_backward(dZ, cache[l]["A_prev"], m)  # §4c
         W = params[l]["W"]

@@ -16,10 +16,10 @@ The pieces:
   be divisible by D, else a ``ValueError`` that points to
   ``shard_padded_batch``.
 * ``shard_padded_batch(X, Y, mesh)``: pads the columns with zeros up to a
-  multiple of D and returns a 0/1 example mask w: (m_pad,). The masked cost
-  J = Σ_i w_i L^(i) / Σ_i w_i and its gradients (``value_and_masked_grad``)
-  are exactly those of the m real columns: the padding changes nothing but
-  the layout.
+  multiple of D and returns a 0/1 example mask w: (m_pad,). The weighted cost
+  J = Σ_i w_i L^(i) / Σ_i w_i and its gradients (``jaxnn.cost(..., w=w)``,
+  ``jaxnn.backward(..., w=w)``) are exactly those of the m real columns: the
+  padding changes nothing but the layout.
 * ``replicate(tree, mesh)``: every leaf copied to every device (params,
   optimizer state).
 * ``make_sharded_train_step(net, optimizer, mesh, grad=...)``: the jitted
@@ -65,13 +65,9 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn.backward import linear_backward, output_delta
-from jaxnn.forward import forward
-from jaxnn.validation import check_l2 as _check_l2, l2_is_off as _l2_is_off
-from jaxnn.losses import FUSED
-from jaxnn.network import Network, check_Y
-from jaxnn.precision import with_compute_dtype
-from jaxnn.updates import GRAD_FUNCTIONS, check_learning_rate, sgd_update
+from jaxnn.network import Network
+from jaxnn.step import settings, train_step
+from jaxnn.validation import check_l2
 
 Array = jax.Array
 
@@ -266,63 +262,79 @@ def shard_host_batch(X_local, Y_local, mesh: Mesh) -> tuple[Array, Array]:
             make(sharding, np.asarray(Y_local), (np.shape(Y_local)[0], m)))
 
 
-# --- masked cost and gradients (padding that does not change the gradient) ---------------
+# --- placement for fit ------------------------------------------------------------------------
 
 
-def masked_cost(params, X, Y, w, net: Network, *, l2=0.0) -> Array:
-    """J = Σ_i w_i L^(i) / Σ_i w_i (+ λ/(2 m_w) Σ ||W||², m_w = Σ_i w_i).
+def _put(tree, sharding):
+    """device_put onto ``sharding``; leaves already placed there are left as they are."""
+    return jax.tree.map(lambda x: x if getattr(x, "sharding", None) == sharding
+                        else jax.device_put(x, sharding), tree)
 
-    X: (n_x, m), Y: (n_L, m), w: (m,) with 0/1 entries. With w all ones it is
-    ``jaxnn.cost`` (formulas §3); padded columns (w = 0) contribute nothing.
+
+def place_replicated(mesh, tree):
+    """``tree`` as device arrays: replicated over ``mesh``, or on the default device (mesh None).
+
+    Args:
+      mesh: a 1-D mesh, or None.
+      tree: a pytree of arrays (host or device).
+
+    >>> place_replicated(None, np.ones(2)).shape
+    (2,)
     """
-    _check_l2(l2)
-    AL, cache = forward(params, X, net)
-    check_Y(Y, X, net)
-    w = jnp.asarray(w, AL.dtype)
-    last, out, loss = cache[-1], net.layer_activations[-1], net.loss_fn
-    fused = FUSED.get((out.name, loss.name))
-    per_example = fused.from_logits(last["Z"], Y) if fused else loss.forward(AL, Y)
-    m_w = jnp.sum(w)
-    J = jnp.sum(jnp.where(w > 0, w * per_example, 0)) / m_w
-    if not _l2_is_off(l2):
-        J = J + (l2 / (2 * m_w)) * sum(jnp.sum(p["W"] ** 2) for p in params)
-    return J
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, tree)
+    return _put(tree, replicated(mesh))
 
 
-def value_and_masked_grad(params, X, Y, w, net: Network, *, grad: str = "manual", l2=0.0):
-    """``(J, grads)`` of ``masked_cost``: formulas §4 with an example mask w: (m,).
+def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool, state, arrays):
+    """Check the mesh settings of a ``fit`` call and put its state and data where they go.
 
-    ``grad="manual"`` runs the delta recursion with dZ^[L] multiplied by w,
-    column by column: every dZ^[l] column of a padded example is then 0, and
-    the 1/m of §4c becomes 1/Σw. ``grad="autodiff"`` is ``jax.grad`` of
-    ``masked_cost``. No dropout (pad only for full-batch or plain steps).
+    With ``shard="batch"`` the state and data are replicated and each batch's
+    columns are split inside the program (B must be a multiple of D unless the
+    batch is the whole data set, which is padded with weight-0 columns); with
+    ``shard="ensemble"`` the state's leading (E,) axis is split over the devices.
 
-    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> params = jaxnn.init_params(jax.random.key(0), net)
-    >>> X, Y, w = pad_batch(jnp.ones((2, 3)), jnp.ones((1, 3)), 4)
-    >>> J, grads = value_and_masked_grad(params, X, Y, w, net)
+    Args:
+      mesh: a 1-D mesh, or None (one device: arrays placed as they are).
+      shard: "batch" or "ensemble".
+      B: the batch size in effect.
+      m: the number of examples.
+      batch_size: the batch size the user asked for (None: full batch).
+      ensemble: the state holds E models.
+      state: the ``TrainState``.
+      arrays: a tuple of per-member arrays first ((E,) or ()), then data, replicated.
+
+    Returns:
+      ``(state, arrays)`` placed.
+
+    >>> place_training(None, "batch", 4, 4, None, False, (), (np.ones(2),))[1][0].shape
+    (2,)
     """
-    if grad == "autodiff":
-        return jax.value_and_grad(masked_cost)(params, X, Y, w, net, l2=l2)
-    if grad != "manual":
-        raise ValueError(f"grad = {grad!r}; valid: manual, autodiff.")
-    J = masked_cost(params, X, Y, w, net, l2=l2)
-    _, cache = forward(params, X, net)
-    w = jnp.asarray(w, cache[-1]["A"].dtype)
-    m_w = jnp.sum(w)
-    last, acts = cache[-1], net.layer_activations
-    dZ = output_delta(last["Z"], last["A"], Y, net) * w[None, :]  # §4a, padded columns -> 0
-    grads: list[dict] = [{}] * net.L
-    for l in range(net.L - 1, -1, -1):  # the loop of jaxnn.backward, with m = Σ w
-        dW, db = linear_backward(dZ, cache[l]["A_prev"], m_w)  # §4c
-        if not _l2_is_off(l2):
-            dW = dW + (l2 / m_w) * params[l]["W"]
-        grads[l] = {"W": dW, "b": db}
-        if l == 0:
-            break
-        prev = cache[l - 1]
-        dZ = acts[l - 1].backward(params[l]["W"].T @ dZ, prev["Z"], prev["A"])  # §4b
-    return J, grads
+    if mesh is None:
+        return state, place_replicated(None, arrays)
+    D = n_devices(mesh)  # also checks that mesh is a 1-D Mesh
+    if shard == "ensemble":
+        if not ensemble:
+            raise ValueError("shard='ensemble' splits the models of an ensemble over the devices: "
+                             "use fit_ensemble, or shard='batch' for one model.")
+        E = int(np.shape(state.step)[0])
+        if E % D:
+            raise ValueError(f"shard='ensemble': E = {E} models cannot be split evenly over the "
+                             f"{D} devices of the mesh; use a multiple of {D} models, or "
+                             "shard='batch'.")
+        split = NamedSharding(mesh, P(_axis(mesh)))
+        per_member, data = arrays[0], arrays[1:]
+        return _put(state, split), (_put(per_member, split), *place_replicated(mesh, data))
+    if shard != "batch":
+        raise ValueError(f"shard = {shard!r}; valid: 'batch' (split the columns of each batch) "
+                         "or 'ensemble' (split the models of an ensemble).")
+    if B % D and batch_size is not None and batch_size < m:
+        lo, hi = B // D * D, -(-B // D) * D
+        raise ValueError(
+            f"batch_size = {B} is not divisible by the {D} devices of the mesh: use a "
+            f"multiple of {D} (e.g. {lo or hi} or {hi}), so each device gets the same "
+            "number of columns. (Full-batch training pads and masks by itself.)")
+    return _put(state, replicated(mesh)), place_replicated(mesh, arrays)
 
 
 # --- the sharded step ------------------------------------------------------------------------
@@ -357,7 +369,7 @@ def make_sharded_train_step(
 
     Args:
       net: the ``Network``.
-      optimizer: a learning rate α (the GD, ``sgd_update``; opt_state
+      optimizer: a learning rate α (formulas §5's gradient descent; opt_state
         is ``()``) or an ``optax.GradientTransformation``.
       mesh: a 1-D mesh (``make_mesh``).
       grad: ``"manual"`` (hand-derived, formulas §4) or ``"autodiff"`` (``jax.grad``).
@@ -379,52 +391,26 @@ def make_sharded_train_step(
     >>> params, opt_state = train.init(jaxnn.init_params(jax.random.key(0), net))
     >>> X, Y = shard_batch(jnp.ones((2, 4 * D)), jnp.ones((1, 4 * D)), mesh)
     >>> params, opt_state, J = train.step(params, opt_state, X, Y)
-    >>> J.shape, params[0]["W"].sharding.is_fully_replicated
-    ((), True)
+    >>> J.shape, params[0]["W"].shape
+    ((), (3, 2))
     """
-    if not isinstance(net, Network):
-        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
-    if grad not in GRAD_FUNCTIONS:
-        raise ValueError(f"grad = {grad!r}; valid: {', '.join(GRAD_FUNCTIONS)}.")
+    s = settings(net, optimizer, grad=grad, compute_dtype=compute_dtype)
+    check_l2(l2)
     axis = _axis(mesh)
-    if isinstance(optimizer, optax.GradientTransformation):
-        tx = optimizer
-    else:
-        check_learning_rate(optimizer)
-        tx = None
-    value_and_grad = GRAD_FUNCTIONS[grad]
 
-    def value_and_masked(params, X, Y, net, *, w, l2):
-        return value_and_masked_grad(params, X, Y, w, net, grad=grad, l2=l2)
-
-    if compute_dtype is not None:
-        value_and_grad = with_compute_dtype(value_and_grad, compute_dtype)
-        value_and_masked = with_compute_dtype(value_and_masked, compute_dtype)
-
-    def update(params, opt_state, grads):
-        if tx is None:
-            return sgd_update(params, grads, optimizer), opt_state
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    def plain(params, opt_state, X, Y):
-        J, grads = value_and_grad(params, X, Y, net, l2=l2)
-        return (*update(params, opt_state, grads), J)
-
-    def masked(params, opt_state, X, Y, w):
-        J, grads = value_and_masked(params, X, Y, net, w=w, l2=l2)
-        return (*update(params, opt_state, grads), J)
+    def one(params, opt_state, X, Y, w):
+        out = train_step(params, opt_state, X, Y, s, l2=l2, w=w)
+        return out.params, out.opt_state, out.J
 
     rep = replicated(mesh)
     if ensemble:
-        plain = jax.vmap(plain, in_axes=(0, 0, None, None))
-        masked = jax.vmap(masked, in_axes=(0, 0, None, None, None))
+        one = jax.vmap(one, in_axes=(0, 0, None, None, None))
         state, data, mask, J_out = NamedSharding(mesh, P(axis)), rep, rep, NamedSharding(mesh, P(axis))
     else:
         state, data, mask, J_out = rep, batch_sharding(mesh), NamedSharding(mesh, P(axis)), rep
-    plain_jit = jax.jit(plain, in_shardings=(state, state, data, data),
-                        out_shardings=(state, state, J_out))
-    masked_jit = jax.jit(masked, in_shardings=(state, state, data, data, mask),
+    plain_jit = jax.jit(lambda p, o, X, Y: one(p, o, X, Y, None),
+                        in_shardings=(state, state, data, data), out_shardings=(state, state, J_out))
+    masked_jit = jax.jit(one, in_shardings=(state, state, data, data, mask),
                          out_shardings=(state, state, J_out))
 
     def init(params):
@@ -436,9 +422,9 @@ def make_sharded_train_step(
                     f"ensemble=True: every params leaf needs the same leading (E,) axis with E "
                     f"divisible by the {D} devices; got leading sizes {sorted(E)}."
                 )
-            opt_state = () if tx is None else jax.vmap(tx.init)(params)
+            opt_state = jax.vmap(s.tx.init)(params)
         else:
-            opt_state = () if tx is None else tx.init(params)
+            opt_state = s.tx.init(params)
         return jax.device_put(params, state), jax.device_put(opt_state, state)
 
     def step(params, opt_state, X, Y, w=None):
@@ -458,13 +444,13 @@ __all__ = [
     "host_slice",
     "make_mesh",
     "make_sharded_train_step",
-    "masked_cost",
     "n_devices",
     "pad_batch",
+    "place_replicated",
+    "place_training",
     "replicate",
     "replicated",
     "shard_batch",
     "shard_host_batch",
     "shard_padded_batch",
-    "value_and_masked_grad",
 ]

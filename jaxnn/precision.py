@@ -26,11 +26,9 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from jaxnn.backward import value_and_autodiff_grad, value_and_manual_grad
 from jaxnn.network import Network
-from jaxnn.updates import GRAD_FUNCTIONS, check_learning_rate, sgd_update
 
 Array = jax.Array
 
@@ -118,59 +116,10 @@ True
 """
 
 
-def make_mixed_precision_train_step(
-    net: Network,
-    optimizer: float | optax.GradientTransformation,
-    *,
-    compute_dtype=jnp.bfloat16,
-    grad: str = "manual",
-    l2: float = 0.0,
-) -> Callable:
-    """A jitted step ``(params, opt_state, X, Y) -> (params, opt_state, J)`` computing in bf16.
-
-    Args:
-      net: the ``Network``.
-      optimizer: a learning rate α (formulas §5 GD; pass ``opt_state=()``)
-        or an ``optax.GradientTransformation`` (``opt_state = optimizer.init(params)``,
-        float32 like the params).
-      compute_dtype: the dtype of the forward and backward pass (bfloat16).
-      grad: ``"manual"`` (formulas §4) or ``"autodiff"``.
-      l2: weight decay λ.
-
-    Returns:
-      The compiled step; X: (n_x, m), Y: (n_L, m); params stay float32, J is
-      float32 (computed in bf16).
-
-    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> step = make_mixed_precision_train_step(net, 0.5)
-    >>> params = jaxnn.init_params(jax.random.key(0), net)
-    >>> params, _, J = step(params, (), jnp.ones((2, 4)), jnp.ones((1, 4)))
-    >>> params[0]["W"].dtype, J.dtype
-    (dtype('float32'), dtype('float32'))
-    """
-    if not isinstance(net, Network):
-        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
-    if grad not in GRAD_FUNCTIONS:
-        raise ValueError(f"grad = {grad!r}; valid: {', '.join(GRAD_FUNCTIONS)}.")
-    if not isinstance(optimizer, optax.GradientTransformation):
-        check_learning_rate(optimizer)
-    value_and_grad = with_compute_dtype(GRAD_FUNCTIONS[grad], compute_dtype)
-
-    def step(params, opt_state, X, Y):
-        J, grads = value_and_grad(params, X, Y, net, l2=l2)
-        if not isinstance(optimizer, optax.GradientTransformation):
-            return sgd_update(params, grads, optimizer), opt_state, J
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, J
-
-    return jax.jit(step)
-
-
 __all__ = [
     "BF16_GRAD_TOL",
     "BF16_UNIT_ROUNDOFF",
     "cast_floating",
-    "make_mixed_precision_train_step",
     "value_and_autodiff_grad_bf16",
     "value_and_manual_grad_bf16",
     "with_compute_dtype",

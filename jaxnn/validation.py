@@ -263,3 +263,37 @@ def as_float_array(name: str, x, dtype=None) -> np.ndarray:
     a = a.astype(dtype, copy=False)
     first_bad_column(name, a)
     return a
+
+
+@jax.jit
+def _all_finite(x):
+    return jnp.all(jnp.isfinite(x))
+
+
+def as_data(name: str, x, dtype) -> jax.Array:
+    """Data for a training or checking run: a device array of ``dtype``, values checked.
+
+    NumPy arrays and nested lists go through ``as_float_array``; a JAX array is
+    checked on its device (one small reduction), so data already on the device
+    are not copied back. NaN/inf raise a ValueError naming ``name`` and the first
+    bad column.
+
+    Args:
+      name: the array's name in messages (e.g. "X").
+      x: array-like, (n, m) with one column per example.
+      dtype: the floating dtype to compute in.
+
+    Returns:
+      A ``jax.Array`` of ``dtype``.
+
+    >>> as_data("X", [[1.0, 2.0]], jnp.float32).shape
+    (1, 2)
+    """
+    if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
+        if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
+            raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}.")
+        x = x.astype(dtype)
+        if x.is_fully_addressable and not bool(_all_finite(x)):
+            first_bad_column(name, np.asarray(x))
+        return x
+    return jnp.asarray(as_float_array(name, x, dtype))

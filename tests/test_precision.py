@@ -128,14 +128,14 @@ def test_optimizer_state_stays_float32():
     net = jaxnn.Network((3, 4, 1), ("tanh", "sigmoid"), "bce")
     params = jaxnn.init_params(jax.random.key(0), net)
     opt = optax.adam(1e-2)
-    step = precision.make_mixed_precision_train_step(net, opt, grad="autodiff")
+    step = jaxnn.make_mixed_precision_train_step(net, opt, grad="autodiff")
     X = jax.random.normal(jax.random.key(1), (3, 8))
     Y = make_targets(jax.random.key(2), net, 8)
     params, state, J = step(params, opt.init(params), X, Y)
     floats = [x for x in jax.tree.leaves((params, state, J)) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and {x.dtype for x in floats} == {jnp.dtype("float32")}
     with pytest.raises(ValueError, match="grad = 'fd'"):
-        precision.make_mixed_precision_train_step(net, 0.1, grad="fd")
+        jaxnn.make_mixed_precision_train_step(net, 0.1, grad="fd")
 
 
 def _train(net, data, compute_dtype, grad, epochs=300, learning_rate=0.5):
@@ -159,7 +159,7 @@ def test_fit_compute_dtype_is_the_mixed_precision_step(grad):
     kw = dict(epochs=1, key=jax.random.key(3), learning_rate=0.5, grad=grad, progress=False)
     p16, h16 = jaxnn.fit(p0, net, (X, Y), compute_dtype=BF16, **kw)
     p32, _ = jaxnn.fit(p0, net, (X, Y), **kw)
-    step = precision.make_mixed_precision_train_step(net, 0.5, grad=grad)
+    step = jaxnn.make_mixed_precision_train_step(net, 0.5, grad=grad)
     ref, _, J = step(p0, (), X, Y)
     assert h16["cost"].dtype == np.float32 and h16["cost"][0] == pytest.approx(float(J), rel=1e-6)
     assert float(jaxnn.relative_error(p16, ref)) <= 1e-6

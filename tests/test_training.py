@@ -10,18 +10,20 @@ import optax
 import pytest
 from conftest import make_targets
 
+import jaxnn
 from jaxnn import (
     Network,
+    epoch_order,
     forward,
     init_params,
     predict,
+    relative_error,
     sgd_update,
     training,
     value_and_autodiff_grad,
     value_and_manual_grad,
 )
-from jaxnn._tree import relative_error
-from jaxnn.training import _masked_value_and_grad
+from jaxnn.epoch import run_epochs
 
 PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"), ("tanh", "mse")]
 
@@ -96,21 +98,72 @@ def test_dropout_mask_is_in_cache_and_off_at_evaluation():
     np.testing.assert_array_equal(a, c)
 
 
-# --- the last partial batch ---------------------------------------------------------------
+# --- the last partial batch, and the one masked path ----------------------------------------
+
+TAU = 0.3  # a pinball (quantile) loss: dL/dA is -τ or 1 - τ, never 0 at A = Y
+PINBALL = jaxnn.make_loss(
+    "pinball", lambda A, Y: jnp.sum(jnp.maximum(TAU * (Y - A), (TAU - 1) * (Y - A)), axis=0),
+    lambda A, Y: jnp.where(Y - A > 0, -TAU, 1 - TAU))
 
 
-@pytest.mark.parametrize("out,loss", PAIRINGS)
-@pytest.mark.parametrize("grad", ["manual", "autodiff"])
-def test_padded_batch_gives_the_cost_and_gradient_of_its_real_examples(x64, out, loss, grad):
+@pytest.mark.parametrize("out,loss", [*PAIRINGS, ("identity", PINBALL)])
+@pytest.mark.parametrize("keep_prob", [1.0, 0.7])
+def test_weighted_batch_gives_the_cost_and_gradient_of_its_real_examples(x64, out, loss, keep_prob):
+    """w = 1 on 5 real columns, 0 on 3 padding columns: manual and autodiff, with dropout and L2,
+    equal a hand computation over the real columns alone (the same dropout mask on them)."""
     net = _net(out, loss)
     params, X, Y = _problem(net, 8, x64)
-    r = 5  # 5 real columns, 3 padding copies of other columns
+    if isinstance(loss, jaxnn.Loss):
+        Y = jax.random.normal(jax.random.key(9), Y.shape, x64)
+    r = 5
     w = (jnp.arange(8) < r).astype(x64)
     Xp, Yp = X.at[:, r:].set(X[:, :3]), Y.at[:, r:].set(Y[:, :3])
-    J1, g1 = jax.jit(lambda p: _masked_value_and_grad(p, Xp, Yp, w, net, grad, l2=0.4))(params)
-    J2, g2 = jax.jit(lambda p: value_and_autodiff_grad(p, X[:, :r], Y[:, :r], net, l2=0.4))(params)
-    assert float(relative_error(g1, g2)) <= 1e-12
-    assert abs(float(J1 - J2)) <= 1e-12
+    kw = {"l2": 0.4, "key": jax.random.key(3), "keep_prob": keep_prob}
+
+    @jax.jit
+    def grads(params):
+        manual = value_and_manual_grad(params, Xp, Yp, net, w=w, **kw)
+        auto = value_and_autodiff_grad(params, Xp, Yp, net, w=w, **kw)
+        # the reference: the real columns only, with the masks dropout drew for them
+        _, cache = forward(params, Xp, net, key=kw["key"], keep_prob=keep_prob)
+        def real_cost(p):
+            A, ref_cache = X[:, :r], []
+            for l, (q, g) in enumerate(zip(p, net.layer_activations)):
+                Z = q["W"] @ A + q["b"]
+                A = g.forward(Z)
+                ref_cache.append({"A_prev": None, "Z": Z, "A": A})
+                if "D" in cache[l]:
+                    A = A * cache[l]["D"][:, :r]
+            return jaxnn.cost_from_cache(p, ref_cache, Y[:, :r], net, l2=0.4)
+
+        return manual, auto, jax.value_and_grad(real_cost)(params)
+
+    (J1, g1), (J2, g2), (J3, g3) = grads(params)
+    assert float(relative_error(g1, g3)) <= 1e-10
+    assert float(relative_error(g2, g3)) <= 1e-10
+    assert abs(float(J1 - J3)) <= 1e-10 and abs(float(J2 - J3)) <= 1e-10
+
+
+@pytest.mark.parametrize("grad", ["manual", "autodiff"])
+def test_fit_with_a_partial_batch_equals_a_hand_loop_for_any_loss(x64, grad):
+    """m = 13, B = 8 with the pinball loss (the case the old padded-target trick got wrong)."""
+    net = Network((3, 5, 2), ("tanh", "identity"), PINBALL)
+    params, X, _ = _problem(net, 13, x64)
+    Y = jax.random.normal(jax.random.key(4), (2, 13), x64)
+    key, lr = jax.random.key(7), 0.05
+    new, hist = training.fit(params, net, (X, Y), epochs=2, key=key, learning_rate=lr,
+                             batch_size=8, grad=grad, progress=False, epochs_per_call=2)
+    order = [epoch_order(jax.random.key_data(key), e, 13) for e in (0, 1)]
+    p, totals = params, []
+    step = jax.jit(lambda p, X, Y: value_and_autodiff_grad(p, X, Y, net))
+    for perm in order:
+        total = 0.0
+        for cols in (perm[:8], perm[8:]):
+            J, g = step(p, X[:, cols], Y[:, cols])
+            p, total = sgd_update(p, g, lr), total + float(J) * len(cols)
+        totals.append(total / 13)
+    assert float(relative_error(new, p)) <= 1e-12
+    np.testing.assert_allclose(hist["cost"], totals, rtol=1e-12)
 
 
 def test_every_example_counts_once_per_epoch(x64):
@@ -120,8 +173,8 @@ def test_every_example_counts_once_per_epoch(x64):
     key, lr = jax.random.key(7), 0.05
     new, hist = training.fit(params, net, (X, Y), epochs=1, key=key, learning_rate=lr,
                              batch_size=4, progress=False)
-    _, k_perm, _ = jax.random.split(key, 3)  # the epoch's keys, as in training._one_epoch
-    perm = np.asarray(jax.random.permutation(k_perm, 10))
+    perm = epoch_order(jax.random.key_data(key), 0, 10)
+    assert sorted(perm.tolist()) == list(range(10))
     p, total = params, 0.0
     step = jax.jit(lambda p, X, Y: value_and_manual_grad(p, X, Y, net))
     for cols in (perm[:4], perm[4:8], perm[8:]):
@@ -129,6 +182,31 @@ def test_every_example_counts_once_per_epoch(x64):
         p, total = sgd_update(p, g, lr), total + float(J) * len(cols)
     assert float(relative_error(new, p)) <= 1e-13
     np.testing.assert_allclose(hist["cost"], [total / 10], rtol=1e-12)
+
+
+def test_running_train_metrics_are_the_epochs_batch_averages(x64):
+    """eval_train=True: train_cost/train_accuracy are averages over the epoch's forward passes
+    (no extra pass); "full" re-evaluates the training set after the epoch."""
+    net = Network((3, 6, 3), ("tanh", "softmax"), "cross_entropy")
+    params, X, Y = _problem(net, 10, x64)
+    key, lr = jax.random.key(2), 0.3
+    kw = dict(epochs=1, key=key, learning_rate=lr, batch_size=4, progress=False)
+    new, hist = training.fit(params, net, (X, Y), **kw)
+    _, full = training.fit(params, net, (X, Y), eval_train="full", **kw)
+    perm = epoch_order(jax.random.key_data(key), 0, 10)
+    p, loss, hits = params, 0.0, 0.0
+    for cols in (perm[:4], perm[4:8], perm[8:]):
+        AL = forward(p, X[:, cols], net)[0]
+        loss += float(jnp.sum(-jnp.sum(Y[:, cols] * jnp.log(AL), axis=0)))
+        hits += float(jnp.sum(jnp.argmax(AL, 0) == jnp.argmax(Y[:, cols], 0)))
+        _, g = value_and_manual_grad(p, X[:, cols], Y[:, cols], net)
+        p = sgd_update(p, g, lr)
+    np.testing.assert_allclose(hist["train_cost"], [loss / 10], rtol=1e-10)
+    np.testing.assert_allclose(hist["train_accuracy"], [hits / 10], rtol=1e-12)
+    after = training.evaluate(new, X, Y, net)
+    np.testing.assert_allclose(full["train_cost"], [after["cost"]], rtol=1e-10)
+    _, none = training.fit(params, net, (X, Y), eval_train=False, **kw)
+    assert sorted(none) == ["cost", "epoch"]
 
 
 def test_full_batch_default_is_the_seeds_gradient_descent():
@@ -144,17 +222,33 @@ def test_full_batch_default_is_the_seeds_gradient_descent():
 # --- compilation, optimizers, history -----------------------------------------------------
 
 
+def _compilations(f):
+    """How many XLA compilations running f() triggers (JAX's monitoring events)."""
+    count = [0]
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        f()
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    return count[0]
+
+
 def test_one_compilation_serves_every_epoch_and_every_call():
     net = _net("softmax", "cross_entropy")
     params, X, Y = _problem(net, 30)
-    before = training.TRACE_COUNT["epochs"]
+    before = run_epochs._cache_size()
     kw = dict(epochs=4, key=jax.random.key(0), optimizer="adam", learning_rate=1e-2, batch_size=8,
               progress=False, epochs_per_call=1, validation=(X, Y))
     _, h = training.fit(params, net, (X, Y), **kw)
-    assert training.TRACE_COUNT["epochs"] == before + 1
-    # another rate and seed: the rate lives in the optimizer state, so nothing recompiles
-    training.fit(params, net, (X, Y), **{**kw, "learning_rate": 3e-3, "key": jax.random.key(5)})
-    assert training.TRACE_COUNT["epochs"] == before + 1
+    assert run_epochs._cache_size() == before + 1  # one epoch program for the 4 calls
+    # another rate and seed: the rate lives in the optimizer state, so nothing compiles at all
+    again = {**kw, "learning_rate": 3e-3, "key": jax.random.key(5)}
+    assert _compilations(lambda: training.fit(params, net, (X, Y), **again)) == 0
     assert h["cost"].shape == h["val_accuracy"].shape == (4,)
     np.testing.assert_array_equal(h["epoch"], [1, 2, 3, 4])
 
@@ -237,10 +331,10 @@ def test_ensemble_members_equal_single_fits_in_one_program(x64):
     P = training.init_ensemble(jax.random.key(1), net, 3, dtype=x64)
     keys = jax.random.split(jax.random.key(2), 3)
     lrs, l2s = np.array([0.05, 0.1, 0.2]), np.array([0.0, 0.1, 1.0])
-    before = training.TRACE_COUNT["epochs"]
+    before = run_epochs._cache_size()
     PE, h = training.fit_ensemble(P, net, (X, Y), epochs=5, key=keys, learning_rate=lrs, l2=l2s,
                                   batch_size=10, keep_prob=0.9, validation=(X, Y), progress=False)
-    assert training.TRACE_COUNT["epochs"] == before + 1
+    assert run_epochs._cache_size() == before + 1
     assert h["val_accuracy"].shape == (3, 5) and not h["diverged"].any()
     for i in (1, 2):  # (members with l2 > 0 share one compiled single-model program)
         p_i, h_i = training.fit(jax.tree.map(lambda x, i=i: x[i], P), net, (X, Y), epochs=5,
