@@ -232,12 +232,41 @@ def _mesh_axis(mesh) -> str:
     return mesh.axis_names[0]
 
 
-def _global_from_host(x, sharding: NamedSharding):
+def _global_from_host(x, sharding):
+    if getattr(x, "sharding", None) == sharding:
+        return x
     if is_key(x):  # typed PRNG keys travel as their uint32 data
         data = _global_from_host(jax.random.key_data(x), sharding)
         return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    if sharding.is_fully_addressable:  # one process: the ordinary transfer
+        return jax.device_put(x, sharding)
     host = host_value(x)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+def put_global(tree, sharding):
+    """``jax.device_put`` onto a sharding whose devices may belong to other processes.
+
+    Every process passes the same full values; each fills its own devices
+    with their part (``jax.make_array_from_callback``), where
+    ``jax.device_put`` refuses a non-addressable sharding. Any spec works:
+    ``P()`` replicates, ``P(None, "batch")`` splits the columns. Leaves already
+    on ``sharding`` are returned as they are; typed PRNG keys keep their type.
+    In one process it is ``jax.device_put``.
+
+    Args:
+      tree: a pytree of arrays (numpy, jax, or fully replicated global arrays), the same on every process.
+      sharding: where the leaves go, e.g. ``NamedSharding(mesh, P())`` on a mesh over all processes.
+
+    Returns:
+      The tree with every leaf a global ``jax.Array`` on ``sharding``.
+
+    >>> mesh = jaxnn.make_mesh()
+    >>> W = put_global(np.ones((3, 2)), NamedSharding(mesh, P()))
+    >>> W.sharding.is_fully_replicated
+    True
+    """
+    return jax.tree.map(lambda x: _global_from_host(x, sharding), tree)
 
 
 def replicate_global(tree, mesh: Mesh):
@@ -261,8 +290,7 @@ def replicate_global(tree, mesh: Mesh):
     (True, (3, 2))
     """
     _mesh_axis(mesh)
-    sharding = NamedSharding(mesh, P())
-    return jax.tree.map(lambda x: _global_from_host(x, sharding), tree)
+    return put_global(tree, NamedSharding(mesh, P()))
 
 
 def _split_spec(ndim: int, axis: int, name: str) -> P:
@@ -317,7 +345,7 @@ def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
                     f"by the {D} devices of the mesh; use a multiple of {D} (pad with "
                     "jaxnn.pad_batch and a 0/1 mask)."
                 )
-            return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+            return _global_from_host(host, sharding)
         local_D = D // P_procs
         if size % local_D:
             raise ValueError(
@@ -437,6 +465,7 @@ __all__ = [
     "initialize",
     "is_main_process",
     "process_count",
+    "put_global",
     "replicate_global",
     "requested_by_environment",
     "shard_columns_global",

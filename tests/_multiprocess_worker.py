@@ -57,6 +57,7 @@ def blocks():
     X_mine = X[:, ME * m_local:(ME + 1) * m_local]
     Xl = dist.shard_columns_global(X_mine, mesh, local=True)
     rows = dist.shard_columns_global(X.T, mesh, axis=0)
+    put = dist.put_global(X, NamedSharding(mesh, P(None, "batch")))
     # the columns this process's devices hold, in device order
     held = np.concatenate([np.asarray(s.data) for s in
                            sorted(Xg.addressable_shards, key=lambda s: s.index[1].start)], 1)
@@ -67,7 +68,8 @@ def blocks():
     local = dist.to_local(rep)
     doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
     dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
-    save(full=gathered(Xg, mesh), local=gathered(Xl, mesh), rows=gathered(rows, mesh),
+    save(full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
+         rows=gathered(rows, mesh),
          rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
          held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,
          local_devices=np.array(len(local["W"].devices())),

@@ -98,12 +98,13 @@ def test_replicate_global_and_to_local(blocks):
         np.testing.assert_array_equal(r["doubled"], np.full((3, 2), 3.0))
 
 
-def test_shard_columns_global_full_local_and_rows(blocks):
+def test_shard_columns_global_full_local_rows_and_put_global(blocks):
     _, output, out = blocks
     X = np.arange(24, dtype=np.float32).reshape(3, 8)
     for p in (0, 1):
         r = load(out, f"blocks-{p}")
         np.testing.assert_array_equal(r["full"], X)
+        np.testing.assert_array_equal(r["put"], X)
         np.testing.assert_array_equal(r["local"], X)  # blocks concatenated in process order
         np.testing.assert_array_equal(r["rows"], X.T)
         assert str(r["spec"]) == str(P(None, "batch"))
