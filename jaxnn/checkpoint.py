@@ -78,15 +78,17 @@ def _flatten(state: TrainState):
 
 
 def _to_host(name: str, x) -> np.ndarray:
-    """One leaf as a NumPy array; across processes it must be fully replicated."""
-    if (not getattr(x, "is_fully_addressable", True)
-            and not getattr(x, "is_fully_replicated", True)):
+    """One leaf as a NumPy array; across processes this process must hold all of it."""
+    try:
+        return np.asarray(x)
+    except RuntimeError:  # jax: a global array whose shards live on other processes
+        if getattr(x, "is_fully_addressable", True):
+            raise
         raise CheckpointError(
             f"cannot save leaf {name}: it is split across processes (sharding "
-            f"{getattr(x, 'sharding', '?')}), not fully replicated, so no process holds all "
-            "of it. Replicate the state on every device before saving (e.g. "
-            "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).")
-    return np.asarray(x)
+            f"{getattr(x, 'sharding', '?')}), not fully replicated, so this process does not "
+            "hold all of it. Replicate the state on every device before saving (e.g. "
+            "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).") from None
 
 
 def _storage_dtype(dtype_name: str) -> np.dtype:

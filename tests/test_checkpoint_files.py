@@ -276,10 +276,15 @@ def test_only_process_0_writes(tmp_path, monkeypatch):
 
 
 class _SplitAcrossProcesses:
-    """Stands in for a global jax.Array sharded over devices of several processes."""
+    """Stands in for a global jax.Array sharded over devices of several processes:
+    np.asarray of one raises the RuntimeError jax raises."""
 
     is_fully_addressable = is_fully_replicated = False
     sharding = "NamedSharding(mesh, PartitionSpec('batch'))"
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Fetching value for `jax.Array` that spans non-addressable (non "
+                           "process local) devices is not possible.")
 
 
 def test_a_leaf_split_across_processes_is_refused(tmp_path):
