@@ -363,7 +363,7 @@ def _read(path: Path, check=None):
                               path)
                 what = (f"shape {x.shape}" if x.shape != shape
                         else f"dtype {x.dtype}" if x.dtype != dtype
-                        else "sha256 differs" if _sha256(x) != d["sha256"] else None)
+                        else "a different sha256" if _sha256(x) != d["sha256"] else None)
                 if what:
                     raise CheckpointError(
                         f"{path}: array {member[:-4]} ({d['path']}) has {what}, but the "

@@ -137,7 +137,7 @@ def test_array_of_another_dtype_is_refused(saved):
 
 def test_edited_values_fail_the_checksum(saved):
     _rewrite(saved, leaf_00001=np.full((3, 1), 9.0, np.float32))
-    with pytest.raises(CheckpointError, match=r"leaf_00001 .* has sha256 differs, .*corrupt or "
+    with pytest.raises(CheckpointError, match=r"leaf_00001 .* has a different sha256, .*corrupt or "
                                               "was edited, refused"):
         checkpoint.restore(saved, NET, like=LIKE)
 
