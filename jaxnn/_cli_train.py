@@ -1,142 +1,165 @@
-"""``jaxnn train``: train on a built-in data set or a CSV file, from the command line.
+"""``jaxnn train``: train on a bundled data set (with its recipe) or a CSV file.
 
-A thin layer over the library: ``datasets`` loads the data (X: (n_x, m)),
-``training.train_epochs`` trains, ``checkpoint`` saves and resumes. Before
+A thin layer over the library: ``jaxnn.datasets`` loads the data (X: (n_x, m)),
+``jaxnn.train_epochs`` trains, ``jaxnn.checkpoint`` saves and resumes. Before
 training it checks the hand-derived backward pass (formulas §4) against
 ``jax.grad`` on the first batch. Writes to ``--out``: checkpoints (``LATEST``
-names the newest), ``history.json`` and ``curves.png``.
+names the newest), ``history.json`` and ``curves.png``. The settings start
+from ``jaxnn._cli_recipes``; the flags are ``jaxnn._cli_flags``'s.
 """
 
 from __future__ import annotations
 
-import argparse
+import math
 import os
+import sys
+import textwrap
 import time
 from pathlib import Path
 
-HELP = "train a network (default: digits, reaching >= 97% test accuracy) and save it"
+from jaxnn import _cli_flags, _cli_recipes, _cli_report
 
-# Defaults, applied after parsing so that --resume can tell explicit flags from defaults.
-DEFAULTS = {
-    "dataset": "digits", "csv": None, "label_column": "-1", "test_fraction": 0.2,
-    "layers": "512", "activation": "relu", "init": None, "optimizer": "adam", "lr": 1e-3,
-    "epochs": 30, "batch_size": 64, "l2": 0.0, "keep_prob": 0.5, "seed": 0, "grad": "manual",
-}
-# (digits: one wide hidden layer with strong dropout generalises best among the small
-# MLPs tried; sklearn's MLPClassifier scores 0.964-0.972 on the same split.)
+HELP = "train a network on a bundled data set (each with a recipe that reaches its band) or a CSV file"
+
 # Settings a resumed run must share with the checkpoint (the rest may change).
-FIXED_ON_RESUME = ("dataset", "csv", "label_column", "test_fraction", "layers", "activation",
-                   "init", "optimizer", "lr", "batch_size", "l2", "keep_prob", "seed")
+FIXED_ON_RESUME = ("dataset", "csv", "label_column", "task", "test_fraction", "layers",
+                   "activation", "init", "optimizer", "lr", "batch_size", "l2", "keep_prob",
+                   "seed")
 GRADCHECK_THRESHOLD = {"float32": 1e-5, "float64": 1e-10}  # conventions §3
+DEFAULT_CACHE = "~/.cache/jaxnn/xla"
+CACHE_HELP = (
+    "Compiled programs are cached on disk, so a second run starts faster: in $JAXNN_CACHE_DIR "
+    f"if set ('' turns the cache off), else in $JAX_COMPILATION_CACHE_DIR if set, else in "
+    f"{DEFAULT_CACHE}.")
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = DEFAULTS
-    data = p.add_argument_group("data")
-    data.add_argument("--dataset", help=f"built-in data set (default {d['dataset']}): digits, "
-                      "iris, wine, breast_cancer, diabetes")
-    data.add_argument("--csv", metavar="PATH", help="train on this CSV file (one row per "
-                      "example, with a header) instead of --dataset")
-    data.add_argument("--label-column", metavar="NAME|INDEX",
-                      help="the CSV's label column, by header name or index (default: last)")
-    data.add_argument("--test-fraction", type=float, metavar="F",
-                      help=f"share of examples held out for testing (default {d['test_fraction']})")
-    net = p.add_argument_group("network")
-    net.add_argument("--layers", metavar="N,N,...", help="hidden layer sizes, comma separated; "
-                     f"'' for none (default {d['layers']})")
-    net.add_argument("--activation", help=f"hidden activation (default {d['activation']}): "
-                     "relu, leaky_relu, tanh, sigmoid, identity")
-    net.add_argument("--init", help="weight init: he, xavier, glorot, small_normal (default: he "
-                     "for relu/leaky_relu, xavier otherwise)")
-    opt = p.add_argument_group("training")
-    opt.add_argument("--optimizer", help=f"gd (the plain gradient descent), sgd, momentum, "
-                     f"adam, adamw, rmsprop (default {d['optimizer']})")
-    opt.add_argument("--lr", type=float, help=f"learning rate (default {d['lr']})")
-    opt.add_argument("--epochs", type=int, help=f"total epochs; with --resume, train on up to "
-                     f"this many (default {d['epochs']})")
-    opt.add_argument("--batch-size", type=int, metavar="B", help="examples per update; 0 = full "
-                     f"batch (default {d['batch_size']})")
-    opt.add_argument("--l2", type=float, metavar="LAMBDA", help="L2 weight decay λ, adding "
-                     f"λ/(2m) Σ||W||² to the cost (default {d['l2']})")
-    opt.add_argument("--keep-prob", type=float, metavar="P", help="dropout: probability of "
-                     f"keeping a hidden unit, 1 = off (default {d['keep_prob']})")
-    opt.add_argument("--seed", type=int, help=f"seed for init, data order and dropout "
-                     f"(default {d['seed']})")
-    opt.add_argument("--grad", help="manual (the hand-derived backward pass) or autodiff "
-                     f"(jax.grad) (default {d['grad']})")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", metavar="DIR", help="output folder (default runs/<dataset>)")
-    out.add_argument("--resume", action="store_true", help="continue from the newest "
-                     "checkpoint in --out, with its settings")
-    out.add_argument("--save-every", type=int, default=10, metavar="N",
-                     help="also save a checkpoint every N epochs (default 10)")
-    out.add_argument("--no-progress", action="store_true", help="no progress bar")
-    out.add_argument("--no-plot", action="store_true", help="do not write curves.png")
+def epilog() -> str:
+    """--help's text after the flags: the recipes and the compilation cache."""
+    def fill(text, **kw):
+        return textwrap.fill(text, 79, break_on_hyphens=False, **kw)
+
+    recipes = "\n".join(fill(_cli_recipes.describe(name), initial_indent="  ",
+                             subsequent_indent="      ") for name in _cli_recipes.RECIPES)
+    intro = ("recipes: the settings of --dataset NAME, each reaching the test score the test "
+             "suite holds it to; any flag given overrides its entry. A --csv run starts from "
+             + _cli_recipes.describe(None) + ".")
+    return f"{fill(intro)}\n{recipes}\n\n{fill(CACHE_HELP)}"
 
 
-def _settings(args, saved: dict | None) -> dict:
-    """Explicit flags, else the checkpoint's settings (--resume), else DEFAULTS."""
-    given = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+def add_arguments(p) -> None:
+    from jaxnn import OPTIMIZERS, datasets
+
+    _cli_flags.add_arguments(p, datasets.available(), tuple(OPTIMIZERS))
+
+
+def cache_dir(environ) -> str | None:
+    """The compilation cache folder for this run, or None to leave JAX's setting alone."""
+    if "JAXNN_CACHE_DIR" in environ:
+        return environ["JAXNN_CACHE_DIR"] or None
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None  # JAX has read it at import: respected as it is
+    return os.path.expanduser(DEFAULT_CACHE)
+
+
+def _configure_cache() -> None:
+    path = cache_dir(os.environ)
+    if path:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", path)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+
+
+def _join_processes(args) -> None:
+    """jaxnn.distributed.initialize from the flags or the environment (before any JAX work)."""
+    from jaxnn import distributed
+
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    given = [f for f, v in flags.items() if v is not None]
+    if given and len(given) < 3:
+        raise ValueError(f"{', '.join(given)} needs {', '.join(f for f in flags if f not in given)} too: "
+                         "pass all three, the same --coordinator HOST:PORT and --num-processes "
+                         "P on every process, and --process-id 0..P-1.")
+    if given and args.process_id >= args.num_processes:
+        raise ValueError(f"--process-id {args.process_id}: expected 0..{args.num_processes - 1} "
+                         f"(--num-processes {args.num_processes}).")
+    if not (given or args.distributed or os.environ.get(distributed.ENV_COORDINATOR)):
+        return
+    try:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    except ValueError as e:
+        raise ValueError(f"{'--coordinator' if given else '--distributed'}: {e}") from None
+
+
+def settings(args, saved: dict | None) -> dict:
+    """Explicit flags, else the checkpoint's settings (--resume), else the recipe."""
+    given = {k: getattr(args, k) for k in _cli_recipes.GENERIC if getattr(args, k) is not None}
     if saved is not None:
         clash = [f"--{k.replace('_', '-')} {given[k]} (checkpoint: {saved.get(k)})"
                  for k in FIXED_ON_RESUME if k in given and given[k] != saved.get(k)]
         if clash:
             raise ValueError("--resume continues with the checkpoint's settings; drop "
                              + ", ".join(clash) + ".")
-        return {**DEFAULTS, **saved, **given}
-    s = {**DEFAULTS, **given}
-    if s["csv"] is not None and "dataset" in given:
-        raise ValueError("give either --dataset or --csv, not both.")
+        return {**_cli_recipes.GENERIC, **saved, **given}
+    if "csv" in given and "dataset" in given:
+        raise ValueError("--csv: give either --dataset or --csv, not both.")
+    if "csv" not in given:
+        for flag in ("label_column", "task"):
+            if flag in given:
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --csv files; a "
+                                 "bundled --dataset has its own label and task.")
+    dataset = None if "csv" in given else given.get("dataset", _cli_recipes.GENERIC["dataset"])
+    s = {**_cli_recipes.starting_settings(dataset), **given}
     if s["csv"] is not None:
         s["dataset"] = None
     return s
 
 
-def _validate(s: dict, args) -> list[int]:
-    from jaxnn import datasets, training
-
-    if s["dataset"] is not None and s["dataset"] not in datasets.available():
-        raise ValueError(f"--dataset {s['dataset']!r}: choose one of "
-                         f"{', '.join(datasets.available())} (or --csv FILE).")
-    try:
-        layers = [int(n) for n in s["layers"].replace(" ", "").split(",") if n]
-    except ValueError:
-        raise ValueError(f"--layers {s['layers']!r} must be comma-separated integers, "
-                         "e.g. 128,128.") from None
-    if any(n <= 0 for n in layers):
-        raise ValueError(f"--layers {s['layers']!r}: every size must be > 0.")
-    if s["activation"] not in ("relu", "leaky_relu", "tanh", "sigmoid", "identity"):
-        raise ValueError(f"--activation {s['activation']!r}: use relu, leaky_relu, tanh, "
-                         "sigmoid or identity.")
-    if s["optimizer"] not in training.OPTIMIZERS:
-        raise ValueError(f"--optimizer {s['optimizer']!r}: use one of "
-                         f"{', '.join(training.OPTIMIZERS)}.")
-    if s["grad"] not in ("manual", "autodiff"):
-        raise ValueError(f"--grad {s['grad']!r}: use manual or autodiff.")
-    checks = [("lr", s["lr"] > 0, "a number > 0"), ("epochs", s["epochs"] >= 1, "at least 1"),
-              ("batch-size", s["batch_size"] >= 0, ">= 0 (0 = full batch)"),
-              ("l2", s["l2"] >= 0, ">= 0"), ("keep-prob", 0 < s["keep_prob"] <= 1, "in (0, 1]"),
-              ("test-fraction", 0 < s["test_fraction"] < 1, "strictly between 0 and 1"),
-              ("save-every", args.save_every >= 1, "at least 1")]
-    for flag, ok, what in checks:
-        if not ok:
-            value = args.save_every if flag == "save-every" else s[flag.replace("-", "_")]
-            raise ValueError(f"--{flag} {value}: must be {what}.")
-    return layers
+def _check_out(out: Path) -> None:
+    """--out must be (or become) a folder: refuse a file on the way before any work."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"--out {out}: {p} is a file, not a folder; pass a folder "
+                                 "path (it is created if missing).")
+            break
 
 
 def _load_data(s: dict):
+    """The Dataset, and for --csv one line saying which label and task it took."""
     from jaxnn import datasets
 
     if s["dataset"] is not None:
-        return datasets.load(s["dataset"], test_fraction=s["test_fraction"], seed=s["seed"])
-    label = s["label_column"]
+        return datasets.load(s["dataset"], test_fraction=s["test_fraction"], seed=s["seed"]), ""
+    path, label = s["csv"], s["label_column"]
     label = int(label) if label.lstrip("-").isdigit() else label
     try:
-        return datasets.load_csv(s["csv"], label_column=label, test_fraction=s["test_fraction"],
-                                 seed=s["seed"])
-    except FileNotFoundError as e:
-        raise ValueError(f"--csv: {e}") from None
+        ds = datasets.load_csv(path, label_column=label, task="regression" if s["task"] ==
+                               "regression" else "auto", test_fraction=s["test_fraction"],
+                               seed=s["seed"])
+    except OSError as e:
+        raise ValueError(f"--csv {path}: cannot read it ({e.strerror or e}).") from None
+    except ValueError as e:
+        raise ValueError(f"--csv {path}: {e}") from None
+    name = f"column {ds.label_column!r}"
+    if isinstance(label, int):  # the file's other columns are the n_x features
+        j = label % (ds.n_x + 1)
+        name = f"column {j} {ds.label_column!r}" + (" (the last)" if j == ds.n_x else "")
+    if s["task"] == "classification" and ds.task == "regression":
+        raise ValueError(f"--task classification: the label, {name}, holds non-integer numbers; "
+                         "classes must be integers or names (or drop --task for regression).")
+    if ds.task == "regression":
+        task = "regression" + (" (--task)" if s["task"] else " (inferred: non-integer numbers; "
+                               "--task classification if they are classes)")
+    else:
+        k = len(ds.class_names)
+        task = (f"{ds.task} classification, {k} classes"
+                + (" (--task)" if s["task"] else " (inferred: integer or text labels"
+                   + ("; --task regression if they are a quantity)" if k > 10 else ")")))
+    return ds, (f"--csv {path}: label = {name} (--label-column picks another), task = {task}, "
+                f"{ds.n_x} features.")
 
 
 def _gradcheck(params, X, Y, net, s, key) -> tuple[float, float]:
@@ -151,8 +174,7 @@ def _grad_errors(params, X, Y, net, l2, keep_prob, key):
     import jax
     import jax.numpy as jnp
 
-    from jaxnn import value_and_autodiff_grad, value_and_manual_grad
-    from jaxnn._tree import relative_error
+    from jaxnn import relative_error, value_and_autodiff_grad, value_and_manual_grad
 
     kw = {"l2": l2, "keep_prob": keep_prob, "key": key}
     g1 = value_and_manual_grad(params, X, Y, net, **kw)[1]
@@ -161,114 +183,120 @@ def _grad_errors(params, X, Y, net, l2, keep_prob, key):
     return relative_error(g1, g2), jnp.max(jnp.stack(diffs))
 
 
+def _read_checkpoint(out: Path) -> dict:
+    from jaxnn import checkpoint
+
+    try:
+        return checkpoint.read_metadata(out)["config"]
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        raise ValueError(f"--resume: {e}") from None
+
+
 def run(args) -> int:
     t_start = time.perf_counter()
-    cache = os.environ.get("JAXNN_CACHE_DIR", str(Path.home() / ".cache" / "jaxnn" / "xla"))
+    _configure_cache()
+    _join_processes(args)
     import jax
-
-    if cache:  # compiled programs persist across runs: a second `jaxnn train` starts fast
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
     import numpy as np
 
-    from jaxnn import Network, checkpoint, init_params, training
+    from jaxnn import (
+        DivergenceError,
+        Network,
+        checkpoint,
+        distributed,
+        init_params,
+        init_state,
+        make_mesh,
+        metric_names,
+        train_epochs,
+    )
 
+    main = distributed.is_main_process()
+    say = print if main else (lambda *a, **k: None)
     out = Path(args.out) if args.out else None
     saved = None
     if args.resume:
-        if out is None:
-            out = Path("runs") / (args.dataset or DEFAULTS["dataset"])
-        try:
-            meta = checkpoint.read_metadata(out)
-        except FileNotFoundError as e:
-            raise ValueError(f"--resume: {e}") from None
-        saved = meta["config"]
-    s = _settings(args, saved)
-    layers = _validate(s, args)
-    ds = _load_data(s)
-    out = out or Path("runs") / ds.name
+        out = out or Path("runs") / (args.dataset or _cli_recipes.GENERIC["dataset"])
+        saved = _read_checkpoint(out)
+    s = settings(args, saved)
+    out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
+    _check_out(out)
+    ds, data_line = _load_data(s)
+    if data_line:
+        say(data_line, flush=True)
+    layers = [int(n) for n in s["layers"].split(",") if n]
     act = s["activation"]
     init = s["init"] or ("he" if act in ("relu", "leaky_relu") else "xavier")
-    if init not in ("he", "xavier", "glorot", "small_normal"):
-        raise ValueError(f"--init {init!r}: use he, xavier, glorot or small_normal.")
     net = Network((ds.n_x, *layers, ds.n_y), (act,) * len(layers) + (ds.output_activation,),
                   ds.loss)
+    mesh = make_mesh() if args.mesh or jax.process_count() > 1 else None
     k_init, k_train, k_check = jax.random.split(jax.random.key(s["seed"]), 3)
     params = jax.jit(init_params, static_argnames="init")(k_init, net, init=init)
     B = s["batch_size"] or ds.m_train
-    config = {k: s[k] for k in DEFAULTS if k != "epochs"} | {"init": init}
-    state = training.init_state(params, k_train, optimizer=s["optimizer"], learning_rate=s["lr"])
+    config = {k: s[k] for k in _cli_recipes.GENERIC if k != "epochs"} | {"init": init}
+    state = init_state(params, k_train, optimizer=s["optimizer"], learning_rate=s["lr"])
     if saved is not None:
-        state = checkpoint.restore(out, net, like=state)
+        try:
+            state = checkpoint.restore(out, net, like=state)
+        except ValueError as e:
+            raise ValueError(f"--resume: {e}") from None
     done = int(state.epoch)
     if done >= s["epochs"]:
-        raise ValueError(f"the checkpoint in {out} has {done} epochs already; pass --epochs "
-                         f"> {done} to train further.")
+        raise ValueError(f"--epochs {s['epochs']}: the checkpoint in {out} has {done} epochs "
+                         f"already; pass --epochs > {done} to train further.")
+    if main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot create the folder ({e.strerror}).") from None
 
     err, worst = _gradcheck(state.params, ds.X_train[:, :B], ds.Y_train[:, :B], net, s, k_check)
     limit = GRADCHECK_THRESHOLD[str(ds.X_train.dtype)]
-    print(f"gradient check (first batch, m = {min(B, ds.m_train)}): manual backprop vs jax.grad "
-          f"relative error {err:.1e}, max |diff| {worst:.1e} (threshold {limit:.0e}) "
-          + ("ok" if err <= limit else "FAILED"), flush=True)
+    say(_cli_report.gradcheck_line(err, worst, limit, min(B, ds.m_train), s), flush=True)
     if not err <= limit:
         return 1
-
-    print(f"training {net.layer_sizes} {act} on {ds.name} ({ds.m_train} train / {ds.m_test} "
-          f"test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs {done + 1}..{s['epochs']}"
-          f" -> {out}", flush=True)
+    recipe = "" if s["dataset"] not in _cli_recipes.RECIPES else f", the {s['dataset']} recipe"
+    say(f"training {'-'.join(map(str, net.layer_sizes))} {act} on {ds.name} ({ds.m_train} "
+        f"train / {ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
+        f"{done + 1}..{s['epochs']}{recipe}"
+        + (f", data parallel over {mesh.size} devices, {jax.process_count()} processes"
+           if mesh is not None else "") + f" -> {out}", flush=True)
     history_path = out / "history.json"
-    old = training.load_history(history_path) if saved is not None and history_path.is_file() \
-        else {}
+    old = _cli_report.read_history(history_path) if saved is not None else {}
 
-    def save(state, history):  # after each compiled call: a checkpoint every --save-every epochs
-        if int(state.epoch) % args.save_every == 0 or int(state.epoch) == s["epochs"]:
-            checkpoint.save(out, state, net, config=config)
+    def save(state, history):  # after each compiled call; every process calls, 0 writes
+        epoch = int(np.max(jax.device_get(state.epoch)))
+        if epoch % args.save_every == 0 or epoch == s["epochs"]:
+            checkpoint.save(out, state, net, config=config, keep=args.keep)
 
     step0, t0 = int(state.step), time.perf_counter()
-    state, history = training.train_epochs(
-        state, net, ds, epochs=s["epochs"] - done, optimizer=s["optimizer"], batch_size=B,
-        grad=s["grad"], l2=s["l2"], keep_prob=s["keep_prob"], validation=ds,
-        progress=False if args.no_progress else None, callback=save,
-        epochs_per_call=min(args.save_every, s["epochs"] - done) if args.no_progress else None)
+    try:
+        state, history = train_epochs(
+            state, net, ds, epochs=s["epochs"] - done, optimizer=s["optimizer"], batch_size=B,
+            grad=s["grad"], l2=s["l2"], keep_prob=s["keep_prob"], validation=ds,
+            progress=False if args.no_progress or not main else None, callback=save,
+            # one program for every call: calls end on the multiples of --save-every
+            epochs_per_call=math.gcd(args.save_every, s["epochs"] - done), mesh=mesh)
+    except DivergenceError as e:
+        if main:
+            print(f"jaxnn train: error: training diverged in epoch {e.epoch} (update {e.step}): "
+                  f"{e.where} is NaN or inf; try a smaller --lr (now {s['lr']:g}), --optimizer "
+                  "adam, or --l2 > 0.", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - t0
     steps = int(state.step) - step0
+    history = _cli_report.cli_history(history)
     history = {k: np.concatenate([old[k], v]) if k in old else v for k, v in history.items()}
-    training.save_history(history, history_path)
-    if not args.no_plot:
-        _plot(history, out / "curves.png", training.metric_names(net)[0], ds.name)
-
-    # The last epoch's entries already hold train and test (validation) scores of the
-    # final params, without dropout: no extra evaluation pass to compile.
-    names = ["cost", *training.metric_names(net)]
-    print(f"\n| split | {' | '.join(names)} |\n|---|{'---|' * len(names)}")
-    for split, prefix in (("train", "train_"), ("test", "val_")):
-        print(f"| {split} | " + " | ".join(f"{float(history[prefix + k][-1]):.4f}"
-                                           for k in names) + " |")
-    print(f"\ntrained {s['epochs'] - done} epochs, {steps} steps in {seconds:.2f} s "
-          f"(incl. compilation): {steps / seconds:.0f} steps/s; total {time.perf_counter() - t_start:.1f} s."
-          f" Wrote {out}/ (checkpoint, history.json{'' if args.no_plot else ', curves.png'}).")
+    if main:
+        _cli_report.write_history(history, config | {"epochs": s["epochs"],
+                                                     "network": net.describe()}, history_path)
+        if not args.no_plot:
+            _cli_report.plot(history, out / "curves.png", metric_names(net)[0],
+                             _cli_report.title(net, ds.name, s))
+    # The last epoch's entries hold the train and test scores of the final params, without
+    # dropout: no extra evaluation pass to compile.
+    say("\n" + _cli_report.table(history, metric_names(net)))
+    say(f"\ntrained {s['epochs'] - done} epochs, {steps} steps in {seconds:.2f} s (incl. "
+        f"compilation): {steps / seconds:.0f} steps/s; total {time.perf_counter() - t_start:.1f}"
+        f" s. Wrote {out}/ (checkpoint, history.json{'' if args.no_plot else ', curves.png'}).")
     return 0
-
-
-def _plot(history: dict, path: Path, metric: str, title: str) -> None:
-    # The object API with the Agg canvas: a file, never a window, and no pyplot import.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(10, 4))
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    epoch = history["epoch"]
-    for ax, what in zip(axes, ("cost", metric)):
-        for split, style in (("train", "-"), ("val", "--")):
-            key = f"{split}_{what}"
-            if key in history:
-                ax.plot(epoch, history[key], style, label=f"{'test' if split == 'val' else split}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(what)
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[0].set_yscale("log")
-    fig.suptitle(f"jaxnn train: {title}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)

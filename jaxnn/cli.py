@@ -2,7 +2,9 @@
 
 A thin dispatcher: each subcommand's flags and work live in a module of its
 own (``jaxnn._cli_train``, ``jaxnn._cli_gradcheck``), which call the library.
-Invalid flag values end in a one-line error and exit status 2, not a traceback.
+A user error (a bad flag value, a missing or malformed file, bad data) ends in
+ONE line on stderr and exit status 2, never a traceback; a run that fails
+(a failed gradient check, divergence) prints one line and exits with 1.
 """
 
 from __future__ import annotations
@@ -11,31 +13,71 @@ import argparse
 import sys
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from jaxnn import _cli_gradcheck, _cli_train
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the message, no usage block."""
 
-    parser = argparse.ArgumentParser(
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``jaxnn`` parser with its ``train`` and ``gradcheck`` subcommands.
+
+    Returns:
+      The top-level ``argparse.ArgumentParser``; each subcommand's parser
+      sets ``_run``, the function that runs it.
+
+    >>> from jaxnn import cli
+    >>> sorted(cli.build_parser()._subparsers._group_actions[0].choices)
+    ['gradcheck', 'train']
+    """
+    from jaxnn import __version__, _cli_gradcheck, _cli_train
+
+    parser = _Parser(
         prog="jaxnn",
-        description="jaxnn: textbook neural networks in JAX with a verified hand-derived backward pass.",
+        description="jaxnn: textbook neural networks in JAX with a verified hand-derived "
+                    "backward pass.",
+        epilog=_cli_train.CACHE_HELP,
     )
-    sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck}")
+    parser.add_argument("--version", action="version", version=f"jaxnn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck}",
+                                parser_class=_Parser)
     sub.required = True
-    for name, module in (("train", _cli_train), ("gradcheck", _cli_gradcheck)):
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+    p = sub.add_parser("train", help=_cli_train.HELP, description=_cli_train.HELP,
+                       epilog=_cli_train.epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    _cli_train.add_arguments(p)
+    p.set_defaults(_run=_cli_train.run)
+    p = sub.add_parser("gradcheck", help=_cli_gradcheck.HELP, description=_cli_gradcheck.HELP)
+    _cli_gradcheck.add_arguments(p)
+    p.set_defaults(_run=_cli_gradcheck.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``jaxnn`` console script; returns the exit status."""
+    """Entry point of the ``jaxnn`` console script.
+
+    Args:
+      argv: the arguments after ``jaxnn`` (default: ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0 on success, 1 when the run failed (gradient check,
+      divergence); user errors exit with 2 through ``SystemExit``.
+
+    >>> from jaxnn import cli
+    >>> cli.main(["train", "--seed", "-1"])  # prints one line on stderr
+    Traceback (most recent call last):
+    ...
+    SystemExit: 2
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except ValueError as e:
         # Bad flag values and bad data are the user's to fix: one line, no traceback.
-        parser.exit(2, f"jaxnn {args.command}: error: {e}\n")
+        message = " ".join(str(e).split())
+        parser.exit(2, f"jaxnn {args.command}: error: {message}\n")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
-"""Tests of `jaxnn train` (jaxnn._cli_train) through jaxnn.cli.main."""
+"""Tests of `jaxnn train` (jaxnn._cli_train) through jaxnn.cli.main, in process."""
 
 import csv
+import json
+import re
 
 import numpy as np
 import pytest
 
-from jaxnn import checkpoint, cli, training
+from jaxnn import _cli_recipes, _cli_report, checkpoint, cli
 
+# iris with one small network: every run here reuses its compiled programs.
 FAST = ["--dataset", "iris", "--layers", "8", "--batch-size", "32", "--no-progress",
         "--save-every", "2"]
 
@@ -22,70 +25,226 @@ def _arrays(folder):
         return {k: npz[k] for k in npz.files if k != "meta"}
 
 
+def _one_line_error(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train", *argv])
+    assert e.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith("jaxnn train: error: ") and captured.err.count("\n") == 1
+    return captured
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def test_every_flag_has_help():
     parser = cli.build_parser()
     train = parser._subparsers._group_actions[0].choices["train"]
     flags = [a for a in train._actions if a.option_strings and a.dest != "help"]
-    assert len(flags) >= 18
+    assert len(flags) >= 25
     assert all(a.help and len(a.help) > 10 for a in flags), [a.dest for a in flags if not a.help]
 
 
 def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys):
     assert cli.main(["train", *FAST, "--epochs", "4", "--out", "a"]) == 0
     out = capsys.readouterr().out
-    assert "gradient check" in out and out.count(" ok") >= 1
+    assert re.search(r"gradient check \(first batch, m = 32\): dW, db of every layer from the "
+                     r"hand-derived backward pass .* vs jax\.grad of the same cost: relative "
+                     r"error .*: ok\n", out)
     assert "| test |" in out and "steps/s" in out
     assert {p.name for p in (tmp_path / "a").iterdir()} >= {"LATEST", "history.json", "curves.png"}
     assert (tmp_path / "a" / "curves.png").stat().st_size > 10_000
     assert cli.main(["train", "--resume", "--epochs", "6", "--out", "a", "--no-progress",
                      "--no-plot"]) == 0
+    resumed = capsys.readouterr().out
     assert cli.main(["train", *FAST, "--epochs", "6", "--out", "b", "--no-plot"]) == 0
-    history = training.load_history(tmp_path / "a" / "history.json")
-    np.testing.assert_array_equal(history["epoch"], np.arange(1, 7))
     a, b = _arrays(tmp_path / "a"), _arrays(tmp_path / "b")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert checkpoint.read_metadata(tmp_path / "a")["config"]["dataset"] == "iris"
 
+    # history.json: the printed table's names (test, not val), all 6 epochs, the settings.
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    assert set(history) == {"settings", "epoch", "batch_cost", "train_cost", "train_accuracy",
+                            "test_cost", "test_accuracy"}
+    assert history["epoch"] == [1, 2, 3, 4, 5, 6]
+    settings = history["settings"]
+    assert settings["layers"] == "8" and settings["batch_size"] == 32 and settings["epochs"] == 6
+    assert settings["network"]["layer_sizes"] == [4, 8, 3]
+    table = resumed.split("| split | cost | accuracy |")[1]
+    for split in ("train", "test"):
+        printed = table.split(f"| {split} | ")[1].split("\n")[0].strip(" |").split(" | ")
+        assert printed == [f"{history[f'{split}_{k}'][-1]:.4f}" for k in ("cost", "accuracy")]
+
 
 @pytest.mark.parametrize("flags,match", [
-    (["--lr", "-1"], "--lr -1.0: must be a number > 0"),
-    (["--layers", "12,x"], "--layers '12,x' must be comma-separated integers"),
-    (["--keep-prob", "0"], "--keep-prob 0.0: must be in"),
-    (["--dataset", "nope"], "--dataset 'nope': choose one of"),
-    (["--optimizer", "lbfgs"], "--optimizer 'lbfgs'"),
-    (["--batch-size", "-3"], "--batch-size -3"),
-    (["--activation", "softmax"], "--activation 'softmax'"),
-    (["--csv", "missing.csv"], "--csv: .*missing.csv"),
-    (["--resume", "--out", "nothing"], "--resume: checkpoint nothing does not exist"),
+    (["--seed", "-1"], r"argument --seed: expected a non-negative integer, got -1"),
+    (["--seed", "x"], r"argument --seed: expected a non-negative integer, got 'x'"),
+    (["--lr", "-1"], r"argument --lr: expected a finite number > 0, got -1"),
+    (["--lr", "abc"], r"argument --lr: expected a finite number > 0, got 'abc'"),
+    (["--lr", "inf"], r"argument --lr: expected a finite number > 0"),
+    (["--epochs", "0"], r"argument --epochs: expected an integer >= 1, got 0"),
+    (["--layers", "12,x"], r"argument --layers: expected hidden sizes as comma-separated "
+                           r"integers >= 1 such as 128,64 \(\'\' for none\), got '12,x'"),
+    (["--layers", "0"], r"argument --layers: expected hidden sizes"),
+    (["--keep-prob", "0"], r"argument --keep-prob: expected a probability in \(0, 1\]"),
+    (["--test-fraction", "1"], r"argument --test-fraction: expected a fraction strictly"),
+    (["--l2", "-0.1"], r"argument --l2: expected a finite number >= 0"),
+    (["--batch-size", "-3"], r"argument --batch-size: expected a non-negative integer"),
+    (["--save-every", "0"], r"argument --save-every: expected an integer >= 1"),
+    (["--keep", "0"], r"argument --keep: expected an integer >= 1"),
+    (["--dataset", "nope"], r"argument --dataset: invalid choice: 'nope' \(choose from"),
+    (["--optimizer", "lbfgs"], r"argument --optimizer: invalid choice: 'lbfgs'"),
+    (["--activation", "softmax"], r"argument --activation: invalid choice: 'softmax'"),
+    (["--task", "ranking"], r"argument --task: invalid choice: 'ranking'"),
+    (["--csv", "missing.csv"], r"--csv missing.csv: .*missing.csv"),
+    (["--csv", "."], r"--csv \.: .*folder"),
+    (["--csv", "x.csv", "--dataset", "iris"], r"--csv: give either --dataset or --csv"),
+    (["--task", "regression"], r"--task applies to --csv files"),
+    (["--label-column", "0"], r"--label-column applies to --csv files"),
+    (["--resume", "--out", "nothing"], r"--resume: .*nothing"),
+    (["--process-id", "1"], r"--process-id needs --coordinator, --num-processes too"),
+    (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"],
+     r"--coordinator: coordinator_address = 'nohost' must be HOST:PORT"),
+    (["--coordinator", "127.0.0.1:1234", "--num-processes", "2", "--process-id", "2"],
+     r"--process-id 2: expected 0\.\.1 \(--num-processes 2\)"),
 ])
-def test_invalid_flags_give_one_line_errors(flags, match, capsys):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["train", *flags])
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("jaxnn train: error: ") and err.count("\n") == 1
-    assert pytest.importorskip("re").search(match, err), err
+def test_invalid_flags_give_one_line_errors_naming_the_flag(flags, match, capsys):
+    err = _one_line_error(flags, capsys).err
+    assert re.search(match, err), err
 
 
-def test_resume_refuses_other_settings(tmp_path, capsys):
+def test_out_inside_a_file_fails_before_training(tmp_path, capsys):
+    (tmp_path / "f").write_text("not a folder")
+    for out in ("f", "f/run"):
+        captured = _one_line_error(["--dataset", "iris", "--out", out], capsys)
+        assert f"--out {out}: f is a file, not a folder" in captured.err
+        assert captured.out == ""  # nothing ran: no gradient check, no training
+
+
+def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path, capsys):
     assert cli.main(["train", *FAST, "--epochs", "2", "--out", "r", "--no-plot"]) == 0
-    with pytest.raises(SystemExit):
-        cli.main(["train", "--resume", "--out", "r", "--lr", "0.5"])
-    assert "drop --lr 0.5 (checkpoint: 0.001)" in capsys.readouterr().err
+    capsys.readouterr()
+    err = _one_line_error(["--resume", "--out", "r", "--lr", "0.5"], capsys).err
+    assert "drop --lr 0.5 (checkpoint: 0.01)" in err
+    path = checkpoint.resolve(tmp_path / "r")
+    data = bytearray(path.read_bytes())
+    for corrupt in (data[: len(data) // 2], b"", b"not a zip file at all"):
+        path.write_bytes(bytes(corrupt))
+        err = _one_line_error(["--resume", "--out", "r", "--epochs", "4"], capsys).err
+        assert re.search(rf"--resume: .*{path.name}", err), err
 
 
-def test_csv_file(tmp_path, capsys):
+def test_divergence_is_one_line_naming_the_epoch(capsys):
+    assert cli.main(["train", "--dataset", "diabetes", "--layers", "", "--optimizer", "gd",
+                     "--lr", "1e30", "--epochs", "2", "--no-progress", "--no-plot",
+                     "--out", "d"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith("jaxnn train: error: ") and captured.err.count("\n") == 1
+    assert re.search(r"training diverged in epoch \d \(update \d+\): .* is NaN or inf; try a "
+                     r"smaller --lr \(now 1e\+30\)", captured.err), captured.err
+
+
+@pytest.fixture
+def label_first_csv(tmp_path):
+    """label,a,b,c: integer classes in the FIRST column, float features."""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(60, 3))
-    with open(tmp_path / "toy.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["a", "b", "label", "c"])
-        for x in X:
-            w.writerow([x[0], x[1], "yes" if x[0] + x[1] > 0 else "no", x[2]])
+    _write_csv(tmp_path / "toy.csv", ["label", "a", "b", "c"],
+               [[int(x[0] + x[1] > 0), *x] for x in X])
+    return "toy.csv"
+
+
+FAST_CSV = ["--layers", "", "--epochs", "2", "--no-progress", "--no-plot"]
+
+
+def test_csv_says_which_label_and_task_it_took(label_first_csv, capsys):
+    assert cli.main(["train", "--csv", label_first_csv, *FAST_CSV]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("--csv toy.csv: label = column 3 'c' (the last) (--label-column picks "
+                          "another), task = regression (inferred: non-integer numbers; --task "
+                          "classification if they are classes), 3 features.\n")
+    assert "| split | cost | r2 | rmse |" in out
+    assert cli.main(["train", "--csv", label_first_csv, "--label-column", "label",
+                     *FAST_CSV]) == 0
+    out = capsys.readouterr().out
+    assert "label = column 'label'" in out and "task = binary classification, 2 classes" in out
+    assert "| split | cost | accuracy |" in out
+
+
+def test_task_flag_overrides_the_inferred_task(label_first_csv, capsys):
+    assert cli.main(["train", "--csv", label_first_csv, "--label-column", "0", "--task",
+                     "regression", *FAST_CSV, "--out", "reg"]) == 0
+    out = capsys.readouterr().out
+    assert "label = column 0 'label'" in out and "task = regression (--task)" in out
+    assert "| split | cost | r2 | rmse |" in out
+    err = _one_line_error(["--csv", label_first_csv, "--task", "classification"], capsys).err
+    assert "--task classification: the label, column 3 'c' (the last), holds non-integer" in err
+
+
+@pytest.mark.parametrize("content,match", [
+    ("a,b,label\n1,2,0\n3,4\n", r"--csv bad.csv: bad.csv .*3 has 2 fields, expected 3"),
+    ("a,b,label\n1,x,0\n3,4,1\n", r"--csv bad.csv: .*column 'b': 'x' is not a number"),
+    ("a,b,label\n", r"--csv bad.csv: .*no data rows"),
+    (b"\xff\xfe\x00\x01binary", r"--csv bad.csv: "),
+])
+def test_bad_csv_is_one_line(tmp_path, content, match, capsys):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    err = _one_line_error(["--csv", "bad.csv", *FAST_CSV], capsys).err
+    assert re.search(match, err), err
+
+
+def test_csv_training_learns(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    _write_csv(tmp_path / "toy.csv", ["a", "b", "label", "c"],
+               [[x[0], x[1], "yes" if x[0] + x[1] > 0 else "no", x[2]] for x in X])
     assert cli.main(["train", "--csv", "toy.csv", "--label-column", "label", "--layers", "",
                      "--epochs", "40", "--batch-size", "0", "--lr", "0.5", "--optimizer", "gd",
                      "--keep-prob", "1", "--no-progress", "--no-plot"]) == 0
     out = capsys.readouterr().out
     assert "runs/toy" in out and (tmp_path / "runs" / "toy" / "LATEST").is_file()
-    test_acc = float(out.split("| test |")[1].split("|")[1])
-    assert test_acc >= 0.9
+    assert float(out.split("| test |")[1].split("|")[1]) >= 0.9
+
+
+def test_flags_override_the_recipe():
+    args = cli.build_parser().parse_args(["train", "--dataset", "iris", "--epochs", "3"])
+    s = _cli_train_settings(args)
+    assert s["epochs"] == 3 and s["lr"] == _cli_recipes.RECIPES["iris"]["lr"]
+    assert s["layers"] == _cli_recipes.RECIPES["iris"]["layers"]
+    default = _cli_train_settings(cli.build_parser().parse_args(["train"]))
+    assert {k: default[k] for k in _cli_recipes.RECIPES["digits"]} == _cli_recipes.RECIPES["digits"]
+
+
+def _cli_train_settings(args):
+    from jaxnn import _cli_train
+
+    return _cli_train.settings(args, None)
+
+
+@pytest.mark.parametrize("err,expected", [
+    (0.0, "relative error 0 (the two gradients coincide bit for bit); threshold 1e-05"),
+    (2.5e-8, "relative error 2.5e-08, max |diff| 1.0e-09; threshold 1e-05"),
+])
+def test_gradient_check_line(err, expected):
+    s = {"keep_prob": 0.5, "l2": 0.1}
+    line = _cli_report.gradcheck_line(err, 1e-9 if err else 0.0, 1e-5, 64, s)
+    assert line.startswith("gradient check (first batch, m = 64, dropout keep 0.5, L2 0.1): ")
+    assert expected in line and line.endswith(": ok")
+    assert _cli_report.gradcheck_line(1e-3, 1e-4, 1e-5, 64, s).endswith(": FAILED")
+
+
+def test_plot_title_and_axis():
+    from jaxnn import Network
+
+    net = Network((4, 16, 3), ("tanh", "softmax"), "cross_entropy")
+    s = {"optimizer": "adam", "lr": 0.01, "batch_size": 0, "keep_prob": 1.0, "l2": 0.0}
+    assert _cli_report.title(net, "iris", s) == ("jaxnn train: iris, 4-16-3 tanh/softmax, "
+                                                 "cross_entropy; adam lr 0.01, full batch")
+    assert _cli_report.log_reads_well([1.0, 0.5, 0.05])
+    assert not _cli_report.log_reads_well([0.6, 0.4, 0.3])  # under a decade: linear
+    assert not _cli_report.log_reads_well([0.5, 0.0])
