@@ -26,6 +26,7 @@ from jaxnn.check import (
     check_loss,
     run_sweep,
 )
+from jaxnn.checkpoint import CheckpointError
 from jaxnn.custom_vjp import cost_with_manual_vjp
 from jaxnn.forward import cost, cost_from_cache, forward, layer_forward, linear_forward, predict
 from jaxnn.initializers import INITIALIZERS, init_params
@@ -69,6 +70,7 @@ __all__ = [
     "OPTIMIZERS",
     "Activation",
     "ActivationReport",
+    "CheckpointError",
     "DivergenceError",
     "GradientCheckError",
     "GradientReport",

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.network import Network
-from jaxnn.training import TrainState
+from jaxnn.train_state import TrainState
 
 FORMAT, VERSION = "jaxnn-checkpoint", 2
 LATEST = "LATEST"

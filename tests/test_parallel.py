@@ -39,7 +39,7 @@ CHILD = textwrap.dedent(
     from jax.sharding import PartitionSpec as P
     import jaxnn
     from jaxnn import parallel as par
-    from jaxnn.updates import GRAD_FUNCTIONS
+    GRAD_FUNCTIONS = {"manual": jaxnn.value_and_manual_grad, "autodiff": jaxnn.value_and_autodiff_grad}
 
     jax.config.update("jax_numpy_rank_promotion", "raise")
     out = {"devices": len(jax.devices())}
@@ -183,12 +183,14 @@ CHILD = textwrap.dedent(
     except ValueError as e:
         out["fit_batch_error"] = str(e)
     # the compiled epoch splits the batch: XLA inserted an all-reduce of the gradient
-    state = training.init_state(p0, jax.random.key(5), optimizer="adam")
-    spec = training._Spec(net, training.resolve_optimizer("adam"), "manual", 16, 1.0, False, 1,
-                          True, False, mesh, "batch", None)
-    Xr50, Yr50 = par.replicate((X50, Y50), mesh)
-    hlo = training._run_epochs.lower(par.replicate(state, mesh), jnp.int32(-1), Xr50, Yr50,
-                                     jnp.float32(0), None, spec).compile().as_text()
+    from jaxnn.epoch import EpochSpec, epoch_order, run_epochs
+    from jaxnn.step import settings
+    state = jaxnn.init_state(p0, jax.random.key(5), optimizer="adam")
+    spec = EpochSpec(settings(net, "adam"), 16, 1, "running", False, False, mesh, "batch", 4)
+    Xr50, Yr50, orders = par.replicate((X50, Y50, epoch_order(np.zeros(2, np.uint32), 0, 50)[None]),
+                                       mesh)
+    hlo = run_epochs.lower(par.replicate(state, mesh), False, Xr50, Yr50, orders,
+                           jnp.float32(0), None, spec).compile().as_text()
     out["fit_all_reduce"] = hlo.count("all-reduce")
     ens = {}
     P8 = jaxnn.init_ensemble(jax.random.key(6), net, 8)
@@ -316,6 +318,7 @@ def test_pad_batch_mask():
     np.testing.assert_array_equal(X[:, 5:], 0)
 
 
+VG = {"manual": jaxnn.value_and_manual_grad, "autodiff": jaxnn.value_and_autodiff_grad}
 PAIRINGS = [
     (("tanh", "softmax"), "cross_entropy"),
     (("relu", "sigmoid"), "bce"),
@@ -326,7 +329,7 @@ PAIRINGS = [
 
 @pytest.mark.parametrize("acts, loss", PAIRINGS)
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
-def test_masked_grad_equals_unpadded_core(acts, loss, grad):
+def test_weighted_padding_equals_unpadded_core(acts, loss, grad):
     from conftest import make_targets
 
     net = jaxnn.Network((3, 5, 2), acts, loss)
@@ -338,7 +341,7 @@ def test_masked_grad_equals_unpadded_core(acts, loss, grad):
     @jax.jit  # one compilation instead of ~100 eager primitives
     def both(params):
         return (jaxnn.value_and_autodiff_grad(params, X, Y, net, l2=0.3),
-                parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad=grad, l2=0.3))
+                VG[grad](params, Xp, Yp, net, w=w, l2=0.3))
 
     (J_ref, g_ref), (J, g) = both(params)
     assert float(jaxnn.relative_error(g, g_ref)) <= 1e-5  # conventions §3, float32
@@ -357,8 +360,8 @@ def test_masked_manual_vs_autodiff_float64(x64):
     @jax.jit
     def grads(params):
         return [g for _, g in (
-            parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="manual", l2=0.1),
-            parallel.value_and_masked_grad(params, Xp, Yp, w, net, grad="autodiff", l2=0.1),
+            jaxnn.value_and_manual_grad(params, Xp, Yp, net, w=w, l2=0.1),
+            jaxnn.value_and_autodiff_grad(params, Xp, Yp, net, w=w, l2=0.1),
             jaxnn.value_and_manual_grad(params, X, Y, net, l2=0.1))]
 
     manual, auto, core = grads(params)
