@@ -335,8 +335,12 @@ def test_bad_data(small):
         check_gradients(params, jnp.ones((8, 4)), Y, net)
     with pytest.raises(ValueError, match=r"Y has shape \(8, 4\)"):
         check_gradients(params, X, Y.T, net)
-    with pytest.raises(ValueError, match="X has non-finite values"):
+    with pytest.raises(ValueError, match=r"check_gradients: X holds NaN or inf: first in column 2"):
         check_gradients(params, X.at[1, 2].set(jnp.nan), Y, net)
+    with pytest.raises(ValueError, match=r"check_gradients: Y holds NaN or inf: first in column 5"):
+        check_gradients(params, X, Y.at[0, 5].set(jnp.inf), net)
+    with pytest.raises(ValueError, match=r"check_gradients: b\^\[2\] \(layer 2 b\) holds NaN or inf"):
+        check_gradients([params[0], dict(params[1], b=params[1]["b"].at[1, 0].set(jnp.nan))], X, Y, net)
     with pytest.raises(ValueError, match="jaxnn.Network"):
         check_gradients(params, X, Y, "net")
 

@@ -6,6 +6,8 @@ import importlib.util
 import jax
 import pytest
 
+import jaxnn
+
 from jaxnn import _cli_gradcheck
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -90,8 +92,12 @@ def test_a_failing_case_exits_1(monkeypatch, capsys):
     import jaxnn.check as check
 
     real = check.check_gradients
+
+    def off_by_1_percent(params, cache, Y, net):  # a wrong backward pass, so the case fails
+        return jax.tree.map(lambda g: 1.01 * g, jaxnn.backward(params, cache, Y, net))
+
     monkeypatch.setattr(
-        _cli_gradcheck, "check_gradients", lambda *a, **k: real(*a, **dict(k, thresholds={"autodiff": 1e-30}))
+        _cli_gradcheck, "check_gradients", lambda *a, **k: real(*a, **dict(k, backward=off_by_1_percent))
     )
     args = parse("--layer-sizes", "4,4", "--activations", "tanh", "--loss", "mse")
     assert _cli_gradcheck.run(args) == 1

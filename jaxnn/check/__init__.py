@@ -50,11 +50,14 @@ from jaxnn.check.report import (
     FunctionReport,
     GradientCheckError,
     GradientReport,
+    LayerCoverage,
     LossReport,
     MethodResult,
+    PointMethod,
     PointReport,
 )
 from jaxnn.check.sweep import SWEEP_HIDDEN, SWEEP_PAIRINGS, SweepRow, make_problem, run_sweep, sweep_cases
+from jaxnn.check.vjp import check_grad, check_vjp
 
 __all__ = [
     "AUTODIFF_THRESHOLDS",
@@ -66,14 +69,18 @@ __all__ = [
     "GradientCheckError",
     "GradientReport",
     "JVP_THRESHOLD",
+    "LayerCoverage",
     "LossReport",
     "METHODS",
     "MethodResult",
+    "PointMethod",
     "PointReport",
     "SWEEP_HIDDEN",
     "SWEEP_PAIRINGS",
     "SweepRow",
     "check_activation",
+    "check_grad",
+    "check_vjp",
     "check_gradients",
     "check_loss",
     "make_problem",

@@ -1,34 +1,64 @@
-"""Comparison of a gradient with a reference: normwise relative errors per leaf and layer (conventions §3)."""
+"""Comparison of a gradient with a reference, with a noise floor (conventions §3).
+
+Each compared leaf is a ``Block``: the values under test, the reference's,
+the per-entry floating-point noise bound n_i >= 0 of their difference, and a
+mask of what was compared. Over any set S of entries (one leaf, one layer,
+everything):
+
+* error(S) = ||g - r||_S / max(||g||_S + ||r||_S, 1e-30), the normwise
+  relative error of conventions §3;
+* noise(S) = ||n||_S / max(||g||_S + ||r||_S, 1e-30): if every |g_i - r_i|
+  that rounding and truncation alone could cause is <= n_i, then
+  ||g - r||_S <= ||n||_S, so noise(S) is the error a correct gradient can show;
+* S passes when error(S) <= rtol + noise(S), i.e.
+  ||g - r|| <= rtol (||g|| + ||r||) + ||n||.
+
+rtol is the threshold of conventions §3, unchanged; the noise floor only
+matters where the gradient is small next to the rounding of the numbers that
+make it up (converged models, saturation, a leaf left nearly empty by the
+kink exclusion).
+"""
 
 from __future__ import annotations
 
 import math
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import ACTIVATIONS
-from jaxnn.check.options import PARAM_NAMES, TINY
+from jaxnn.check.options import TINY
 from jaxnn.check.report import Entry, MethodResult
-
-Array = jax.Array
-
-
-# --- comparison machinery ------------------------------------------------------------------
 
 
 class Block(NamedTuple):
-    layer: int  # 1..L
-    param: str
-    kind: str  # "entry" or "direction"
+    """One compared leaf: values under test, reference, per-entry noise bound, mask (all float64).
+
+    ``kind`` is ``"entry"`` (every entry of the leaf) or ``"direction"``
+    (projections on random directions); with ``cotangents`` the first axis
+    indexes the random cotangent. ``layer`` / ``param`` place a network leaf.
+    """
+
+    name: str
+    kind: str
     manual: np.ndarray
     reference: np.ndarray
-    mask: np.ndarray  # True where compared
+    noise: np.ndarray
+    mask: np.ndarray
+    layer: int | None = None
+    param: str | None = None
+    cotangents: bool = False
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    """``||a - b|| / max(||a|| + ||b||, 1e-30)`` in float64 (conventions §3); nan if not finite.
+
+    Args:
+      a: the first array.
+      b: the second, same shape.
+
+    >>> rel_error(np.ones(2), np.ones(2))
+    0.0
+    """
     with np.errstate(all="ignore"):
         num = float(np.linalg.norm(a - b))
         den = float(np.linalg.norm(a) + np.linalg.norm(b))
@@ -37,50 +67,97 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     return num / max(den, TINY)
 
 
-def concat_side(blocks, side: str) -> np.ndarray:
-    parts = [getattr(b, side)[b.mask].ravel() for b in blocks]
-    return np.concatenate(parts) if parts else np.zeros(0)
+def _stats(blocks) -> tuple[float, float]:
+    """(error, noise) of conventions §3 over the masked entries of ``blocks``."""
+    if not blocks:
+        return float("nan"), 0.0
+    a, b, n = (
+        np.concatenate([getattr(k, side)[k.mask].ravel() for k in blocks])
+        for side in ("manual", "reference", "noise")
+    )
+    error = rel_error(a, b)
+    with np.errstate(all="ignore"):
+        den = max(float(np.linalg.norm(a) + np.linalg.norm(b)), TINY)
+        noise = float(np.linalg.norm(n)) / den
+    return error, (noise if math.isfinite(noise) else 0.0)
+
+
+def _over(error: float, noise: float, threshold: float) -> bool:
+    return not error <= threshold + noise  # nan fails
 
 
 def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, note="") -> MethodResult:
+    """The ``MethodResult`` of one method: overall, per-leaf and (networks) per-layer verdicts.
+
+    Args:
+      method: the method's name.
+      dtype: the dtype of the comparison.
+      blocks: one ``Block`` per leaf, in report order.
+      threshold: rtol (conventions §3).
+      strategy: how the reference was computed (printed).
+      n_worst: how many worst entries to keep.
+      excluded: how many entries were left out.
+      note: extra text for the report.
+
+    Returns:
+      The ``MethodResult``.
+
+    >>> b = Block("x", "entry", np.ones(3), np.ones(3), np.zeros(3), np.ones(3, bool))
+    >>> summarise("reference", "float64", [b], 1e-10, "test", 2).status
+    'pass'
+    """
     compared = int(sum(int(b.mask.sum()) for b in blocks))
-    error = rel_error(concat_side(blocks, "manual"), concat_side(blocks, "reference"))
-    param_errors = tuple((b.layer, b.param, rel_error(b.manual[b.mask], b.reference[b.mask])) for b in blocks)
-    layers = sorted({b.layer for b in blocks})
-    layer_errors = tuple(
-        rel_error(
-            concat_side([b for b in blocks if b.layer == l], "manual"),
-            concat_side([b for b in blocks if b.layer == l], "reference"),
-        )
-        for l in layers
+    error, noise = _stats(blocks)
+    leaf_stats = [_stats([b]) for b in blocks]
+    leaf_errors = tuple((b.name, e, s) for b, (e, s) in zip(blocks, leaf_stats))
+    failed_leaves = tuple(
+        b.name for b, (e, s) in zip(blocks, leaf_stats) if b.mask.any() and _over(e, s, threshold)
     )
+    layered = bool(blocks) and all(b.layer is not None for b in blocks)
+    param_errors, layer_errors, layers = (), (), []
+    if layered:
+        param_errors = tuple((b.layer, b.param, e) for b, (e, _) in zip(blocks, leaf_stats))
+        layers = sorted({b.layer for b in blocks})
+        layer_stats = [_stats([b for b in blocks if b.layer == l]) for l in layers]
+        layer_errors = tuple(e for e, _ in layer_stats)
     if compared == 0:
-        status = "skipped"
-        error = float("nan")
+        status, error = "skipped", float("nan")
     else:
-        status = "pass" if error <= threshold else "FAIL"
-    worst_layer = worst_param = None
+        status = "FAIL" if _over(error, noise, threshold) else "pass"
+    worst_layer = worst_param = worst_leaf = None
     if status == "FAIL":
-        over = [l for l, e in zip(layers, layer_errors) if not e <= threshold]
-        worst_layer = max(over) if over else layers[int(np.nanargmax(layer_errors))]
-        in_layer = [(e, p) for l, p, e in param_errors if l == worst_layer]
-        worst_param = max(
-            in_layer, key=lambda t: -1.0 if t[0] <= threshold else (math.inf if t[0] != t[0] else t[0])
-        )[1]
+
+        def excess(stats):  # how far over threshold + noise (nan: infinitely)
+            e, s = stats
+            return math.inf if e != e else e - threshold - s
+
+        if layered:
+            over = [l for l, st in zip(layers, layer_stats) if _over(*st, threshold)]
+            worst_layer = max(over) if over else layers[int(np.argmax([excess(s) for s in layer_stats]))]
+            in_layer = [(excess(st), b.param) for b, st in zip(blocks, leaf_stats) if b.layer == worst_layer]
+            worst_param = max(in_layer)[1]
+            worst_leaf = f"{worst_param}^[{worst_layer}]"
+        else:
+            cands = [(excess(st), b.name) for b, st in zip(blocks, leaf_stats) if b.mask.any()]
+            worst_leaf = max(cands)[1]
     nonfinite = int(sum(np.sum(~np.isfinite(b.manual[b.mask])) for b in blocks))
     if nonfinite:
-        note = (note + " " if note else "") + f"The manual gradient has {nonfinite} non-finite values."
+        note = (note + " " if note else "") + f"The gradient under test has {nonfinite} non-finite values."
     return MethodResult(
         method,
         dtype,
         error,
+        noise,
         threshold,
         status,
         strategy,
+        leaf_errors,
         param_errors,
         layer_errors,
         worst_layer,
         worst_param,
+        worst_leaf,
+        failed_leaves,
         worst_entries(blocks, n_worst),
         compared,
         excluded,
@@ -89,6 +166,16 @@ def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, n
 
 
 def worst_entries(blocks, n: int) -> tuple[Entry, ...]:
+    """The ``n`` compared entries with the largest |manual - reference| (non-finite first).
+
+    Args:
+      blocks: the compared ``Block``s.
+      n: how many.
+
+    >>> b = Block("x", "entry", np.array([1.0, 2.0]), np.array([1.0, 3.0]), np.zeros(2), np.ones(2, bool))
+    >>> worst_entries([b], 1)[0].index
+    (1,)
+    """
     cands = []
     for b in blocks:
         with np.errstate(all="ignore"):
@@ -99,62 +186,20 @@ def worst_entries(blocks, n: int) -> tuple[Entry, ...]:
             if d[t] < 0:
                 break
             index = tuple(int(i) for i in np.unravel_index(t, b.manual.shape))
+            cot = None
+            if b.cotangents:
+                cot, index = index[0], index[1:]
             e = Entry(
-                b.layer, b.param, index, float(b.manual.ravel()[t]), float(b.reference.ravel()[t]), b.kind
+                b.name,
+                index,
+                float(b.manual.ravel()[t]),
+                float(b.reference.ravel()[t]),
+                b.kind,
+                float(b.noise.ravel()[t]),
+                b.layer,
+                b.param,
+                cot,
             )
             cands.append((d[t], e))
     cands.sort(key=lambda c: -c[0])
     return tuple(e for _, e in cands[:n])
-
-
-def to_host(grads) -> list[dict[str, np.ndarray]]:
-    return [{k: np.asarray(np.asarray(g[k]), dtype=np.float64) for k in PARAM_NAMES} for g in grads]
-
-
-def entry_blocks(manual, reference, masks=None) -> list[Block]:
-    blocks = []
-    for l, (gm, gr) in enumerate(zip(manual, reference), start=1):
-        for name in PARAM_NAMES:
-            mask = np.ones(gm[name].shape, bool) if masks is None else masks[l - 1][name]
-            blocks.append(Block(l, name, "entry", gm[name], gr[name], mask))
-    return blocks
-
-
-def with_leaf(params, l: int, name: str, leaf):
-    """params with W^[l+1] or b^[l+1] replaced (l is the 0-based list index)."""
-    new = list(params)
-    new[l] = dict(params[l], **{name: leaf})
-    return new
-
-
-def unit_directions(rng: np.random.Generator, k: int, shape) -> np.ndarray:
-    V = rng.standard_normal((k, *shape))
-    norms = np.sqrt(np.sum(V.reshape(k, -1) ** 2, axis=1)).reshape((k,) + (1,) * len(shape))
-    return V / np.maximum(norms, TINY)
-
-
-def near_kink(cache, Z0, acts, margin) -> Array:
-    """True when a pre-activation is within ``margin`` x (how far this step moved it) of a kink."""
-    flag = jnp.zeros((), bool)
-    for c, z0, g in zip(cache, Z0, acts):
-        if not g.kinks:
-            continue
-        moved = jnp.abs(c["Z"] - z0)
-        for k in g.kinks:
-            flag = flag | jnp.any(jnp.abs(z0 - k) < margin * moved)
-    return flag
-
-
-def custom_kink_examples(Z0, acts) -> np.ndarray:
-    """(m,) mask of examples with a pre-activation exactly on a kink of a custom activation.
-
-    There the derivative is a convention (relu'(0) = 0 in JAX, 1 in some
-    texts); built-in activations follow JAX's, custom ones may not.
-    """
-    hit = np.zeros(np.shape(Z0[0])[1], bool)
-    for z0, g in zip(Z0, acts):
-        if g.kinks and ACTIVATIONS.get(g.name) is not g:
-            z = np.asarray(z0)
-            for k in g.kinks:
-                hit |= np.any(z == k, axis=0)
-    return hit

@@ -1,112 +1,70 @@
-"""``check_gradients``: a network gradient vs autodiff, finite differences, jvp (formulas §4)."""
+"""``check_gradients``: a network's hand-derived gradient vs autodiff, finite differences, jvp (formulas §4).
+
+The gradient under test is ``jaxnn.backward`` (or your own ``backward(params,
+cache, Y, net)``); it is compared with up to three references:
+
+* ``"autodiff"``: ``jax.grad`` of ``jaxnn.cost``, in the caller's dtype
+  (rtol 1e-5 for float32, 1e-10 for float64);
+* ``"finite_difference"``: central differences in float64 on upcast copies
+  of params, X and Y (rtol 1e-6); every entry of small leaves in one batched
+  (``jax.vmap``) evaluation, random unit directions v for leaves larger than
+  ``max_entries`` (⟨g, v⟩ against the difference quotient along v);
+* ``"jvp"``: forward mode, ``jax.jvp`` of the cost along random unit
+  directions in each leaf, against ⟨g, v⟩, in float64 (rtol 1e-10).
+
+Each comparison passes when error <= rtol + its estimated noise bound
+(``jaxnn.check.compare``, ``jaxnn.check.perturb``): for autodiff the rounding
+of both sides, measured by recomputing them in float64 on upcast copies (or,
+for a float64 model, in float32, scaled by u64/u32); for finite differences
+the truncation seen between steps ε and 2ε plus the rounding of J over ε.
+
+Kinks (ReLU, leaky ReLU at 0, any ``Activation.kinks``): a finite difference
+whose ±ε or ±2ε step brings a pre-activation within ``kink_margin`` times its
+move of a kink is excluded and counted; an example with a pre-activation
+exactly on a kink of a custom activation is left out of autodiff and jvp.
+The report also says which range of Z^[l] each layer's check exercised.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import ACTIVATIONS
-from jaxnn.backward import value_and_autodiff_grad, value_and_manual_grad
-from jaxnn.check.compare import (
-    Block,
-    custom_kink_examples,
-    entry_blocks,
-    near_kink,
-    summarise,
-    to_host,
-    unit_directions,
-    with_leaf,
-)
+from jaxnn.check.compare import Block, summarise
+from jaxnn.check.network_kernels import custom_kink_examples, group_fn, groups, kernel
 from jaxnn.check.options import (
+    AUTODIFF_THRESHOLDS,
     DEFAULT_METHODS,
+    FD_THRESHOLD,
+    JVP_THRESHOLD,
     PARAM_NAMES,
     check_eps,
     check_methods,
     check_network_inputs,
+    check_positive_ints,
     check_thresholds,
     full_precision_matmuls,
     param_dtype,
 )
-from jaxnn.check.report import GradientReport, MethodResult
-from jaxnn.forward import cost, cost_from_cache, forward
+from jaxnn.check.perturb import (
+    direction_differences,
+    entry_differences,
+    fd_noise,
+    partner_dtype,
+    phi_rounding,
+    rounding_estimate,
+    unit_directions,
+)
+from jaxnn.check.report import GradientReport, LayerCoverage
+from jaxnn.forward import forward
 from jaxnn.network import Network
 
 Array = jax.Array
-
-
-# --- check_gradients -----------------------------------------------------------------------
-
-
-# --- the computations, as pure functions of arrays (jitted or not) -----------------------
-#
-# Each takes arrays first and hashable configuration last (net, l2, keep_prob,
-# group, eps, margin), so ``jax.jit`` with those static caches one program per
-# network and shape. ``check_gradients(jit=False)`` runs them op by op instead.
-
-
-def _k_native(params, X, Y, key, net, l2, keep_prob):
-    """(J, manual grads, jax.grad grads) in the dtype of the inputs."""
-    J, gm = value_and_manual_grad(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)
-    _, ga = value_and_autodiff_grad(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)
-    return J, gm, ga
-
-
-def _k_base(params, X, Y, key, net, l2, keep_prob):
-    """(Z^[1..L], J, manual grads): the float64 reference point of FD and jvp."""
-    _, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
-    J, g = value_and_manual_grad(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)
-    return [c["Z"] for c in cache], J, g
-
-
-def _cost_and_kink(params, X, Y, key, Z0, net, l2, keep_prob, margin):
-    _, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
-    J = cost_from_cache(params, cache, Y, net, l2=l2)
-    return J, near_kink(cache, Z0, net.layer_activations, margin)
-
-
-def _k_fd_entries(params, X, Y, key, Z0, js, ss, net, l2, keep_prob, group, eps, margin):
-    """J(θ + s_i ε e_{j_i}) and its kink flag, for a batch of (j, s) over the group's entries."""
-    f = lambda p: _cost_and_kink(p, X, Y, key, Z0, net, l2, keep_prob, margin)  # noqa: E731
-    flat, g, _ = _group_fn(params, group, f)
-    return jax.vmap(lambda j, s: g(flat.at[j].add(s * eps)))(js, ss)
-
-
-def _k_fd_directions(params, X, Y, key, Z0, V, net, l2, keep_prob, group, eps, margin):
-    """J(θ + ε v_i) and its kink flag, for a batch of directions v_i over the group's entries."""
-    f = lambda p: _cost_and_kink(p, X, Y, key, Z0, net, l2, keep_prob, margin)  # noqa: E731
-    flat, g, _ = _group_fn(params, group, f)
-    return jax.vmap(lambda v: g(flat + eps * v))(V)
-
-
-def _k_jvp(params, X, Y, key, T, net, l2, keep_prob, group):
-    """jax.jvp of the cost along each row of T (tangents over the group's entries)."""
-    f = lambda p: cost(p, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)  # noqa: E731
-    flat, g, _ = _group_fn(params, group, f)
-    return jax.vmap(lambda t: jax.jvp(g, (flat,), (t,))[1])(T)
-
-
-_KERNELS = {
-    "native": (_k_native, ("net", "l2", "keep_prob")),
-    "base": (_k_base, ("net", "l2", "keep_prob")),
-    "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),
-    "fd_directions": (_k_fd_directions, ("net", "l2", "keep_prob", "group", "eps", "margin")),
-    "jvp": (_k_jvp, ("net", "l2", "keep_prob", "group")),
-}
-_JITTED = {name: jax.jit(f, static_argnames=static) for name, (f, static) in _KERNELS.items()}
-
-
-def _kernel(name: str, jit: bool):
-    return _JITTED[name] if jit else _KERNELS[name][0]
-
-
-# --- check_gradients -----------------------------------------------------------------------
 
 
 @full_precision_matmuls
@@ -116,6 +74,7 @@ def check_gradients(
     Y: Array,
     net: Network,
     *,
+    backward: Callable | None = None,
     methods: Sequence[str] = DEFAULT_METHODS,
     eps: float = 1e-6,
     thresholds: Mapping[str, float] | None = None,
@@ -130,41 +89,51 @@ def check_gradients(
     n_worst: int = 5,
     jit: bool = True,
 ) -> GradientReport:
-    """Check the hand-derived gradient against autodiff, finite differences and/or jvp.
+    """Check a network's hand-derived gradient against autodiff, finite differences and/or jvp.
 
     Args:
       params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``, any float dtype.
-      X: (n_x, m). Y: (n_L, m).
+      X: (n_x, m), one column per example.
+      Y: (n_L, m).
       net: the ``Network`` (custom ``Activation``/``Loss`` objects welcome).
+      backward: your own ``backward(params, cache, Y, net) -> grads`` (e.g. a
+        student's delta recursion; cache from ``jaxnn.forward``) checked in
+        place of ``jaxnn.backward``; grads must have the structure, shapes
+        and dtypes of params.
       methods: any of ``"autodiff"`` (jax.grad, caller's dtype),
         ``"finite_difference"`` (central differences in float64), ``"jvp"``
         (jax.jvp along random directions, float64).
       eps: finite-difference step ε > 0 (conventions §3: 1e-6).
-      thresholds: per-method overrides of the conventions §3 thresholds
+      thresholds: per-method overrides of the rtol of conventions §3
         (autodiff 1e-5 float32 / 1e-10 float64, finite_difference 1e-6, jvp 1e-10).
-      l2, key, keep_prob: as in ``value_and_manual_grad`` (a fixed dropout key
-        makes the cost a deterministic function of params).
+      l2: weight-decay strength λ, as in ``value_and_manual_grad`` (0 with ``backward``).
+      key: dropout PRNG key; a fixed key makes the cost a deterministic function of params.
+      keep_prob: inverted-dropout keep probability (needs ``key`` when < 1).
       fd_mode: ``"auto"`` (every entry of leaves up to ``max_entries`` entries,
         random directions for larger ones), ``"entries"`` or ``"directions"``.
       max_entries: largest leaf perturbed entry by entry in ``"auto"``; a
         network with at most this many parameters is perturbed in one batch.
       n_directions: random unit directions per leaf (jvp, directional FD).
       kink_margin: a finite difference is excluded when a pre-activation is
-        within ``kink_margin`` x the distance the ±ε step moved it of a kink.
+        within ``kink_margin`` x the distance the ±ε (±2ε) step moved it of a kink.
       seed: seed of the random directions.
       n_worst: how many worst entries each method reports.
-      jit: compile each computation (one program per network and shape,
-        cached across calls). ``jit=False`` runs op by op: slower for one
-        network, faster for many small networks of the same shapes (whose
-        primitives are then compiled once), which is what ``run_sweep`` does.
+      jit: compile each computation (one program per network, dtype and
+        shape, cached across calls); ``jit=False`` runs op by op, faster for
+        many small networks of the same shapes (what ``run_sweep`` does).
 
     Returns:
-      A ``GradientReport``; ``report.passed``, ``str(report)``, ``report.raise_if_failed()``.
+      A ``GradientReport``: per method the error, the noise bound and the
+      verdict (error <= rtol + noise bound), per layer and leaf, the worst
+      entries, where the error enters the backward pass, and the range of
+      Z^[l] each layer exercised; ``report.raise_if_failed()`` for tests.
 
     Raises:
       ValueError: params/X/Y that do not fit ``net`` (naming the layer and
-        shapes), non-finite inputs, eps <= 0 or not finite, an unknown method, or
-        a custom activation/loss whose derivative returns the wrong shape.
+        shapes), NaN or inf in params, X or Y (naming the array and its
+        first bad column), a bad option, a ``backward`` returning the wrong
+        structure or shapes, or a custom activation/loss whose derivative
+        returns the wrong shape.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -176,9 +145,7 @@ def check_gradients(
     eps = check_eps(eps)
     if fd_mode not in ("auto", "entries", "directions"):
         raise ValueError(f"fd_mode = {fd_mode!r}: choose 'auto', 'entries' or 'directions'.")
-    for name, value in (("n_directions", n_directions), ("max_entries", max_entries), ("n_worst", n_worst)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} = {value!r} must be an integer >= 1.")
+    check_positive_ints(n_directions=n_directions, max_entries=max_entries, n_worst=n_worst)
     if not (isinstance(kink_margin, numbers.Real) and math.isfinite(kink_margin) and kink_margin >= 1):
         raise ValueError(f"kink_margin = {kink_margin!r} must be a finite number >= 1.")
     if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not (math.isfinite(l2) and l2 >= 0):
@@ -187,74 +154,144 @@ def check_gradients(
         raise ValueError(f"keep_prob = {keep_prob!r} must be a number in (0, 1].")
     if keep_prob < 1 and key is None:
         raise ValueError("keep_prob < 1 asks for dropout, which needs a fixed PRNG key: pass key=...")
+    if backward is not None and not callable(backward):
+        raise ValueError(
+            f"backward = {backward!r} must be a function backward(params, cache, Y, net) -> grads."
+        )
+    if backward is not None and l2 != 0:
+        raise ValueError(
+            "backward= is called as backward(params, cache, Y, net), without λ: check it with l2=0 "
+            "(or add the (λ/m) W term inside your function and keep l2=0 here)."
+        )
     check_network_inputs(params, X, Y, net)
     dtype = param_dtype(params)
-    thr = check_thresholds(thresholds, methods, dtype)
+    defaults = {
+        "autodiff": AUTODIFF_THRESHOLDS.get(dtype, 1e-5),
+        "finite_difference": FD_THRESHOLD,
+        "jvp": JVP_THRESHOLD,
+    }
+    thr = check_thresholds(thresholds, methods, defaults)
     cfg = {"net": net, "l2": float(l2), "keep_prob": float(keep_prob)}
+    if backward is not None:
+        _check_backward(backward, params, X, Y, net, key, keep_prob)
     acts = net.layer_activations
     m = int(np.shape(X)[1])
-    kinked_custom = any(g.kinks and ACTIVATIONS.get(g.name) is not g for g in acts)
+    partner = partner_dtype(dtype)
 
-    base = None
-    if "finite_difference" in methods or "jvp" in methods or kinked_custom:
-        with jax.enable_x64(True):
-            p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
-            X64 = jnp.asarray(np.asarray(X, np.float64))
-            Y64 = jnp.asarray(np.asarray(Y, np.float64))
-            Z0, J64, g64 = _kernel("base", jit)(p64, X64, Y64, key, **cfg)
-            base = _Base(p64, X64, Y64, key, Z0, float(J64), to_host(g64))
-        keep = ~custom_kink_examples(base.Z0, acts)
-    else:
-        keep = np.ones(m, bool)
+    with jax.enable_x64(True):
+        p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
+        X64, Y64 = jnp.asarray(np.asarray(X, np.float64)), jnp.asarray(np.asarray(Y, np.float64))
+        J64, Z0, g64, a64 = kernel("both", jit)(p64, X64, Y64, key, backward=backward, **cfg)
+        Z0 = [np.asarray(z) for z in Z0]
+    keep = ~custom_kink_examples(Z0, acts)
+    cols = (lambda A: A) if keep.all() else (lambda A: A[:, keep])
+    sides = {}  # dtype -> (J, gradient under test, autodiff gradient) on the kept examples, float64 NumPy
+    for dt in (dtype, partner):
+        with jax.enable_x64(dt == "float64" or dtype == "float64"):
+            jdt = jnp.dtype(dt)
+            p = [{k: jnp.asarray(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
+            Xd, Yd = (
+                jnp.asarray(cols(np.asarray(X, np.float64)), jdt),
+                jnp.asarray(cols(np.asarray(Y, np.float64)), jdt),
+            )
+            if dt == "float64" and keep.all():
+                J, gm, ga = J64, g64, a64
+            else:
+                J, _, gm, ga = kernel("both", jit)(p, Xd, Yd, key, backward=backward, **cfg)
+            sides[dt] = (float(J), _host(gm), _host(ga))
+    low = dtype if partner == "float64" else "float32"
+    rounding = {}  # "manual"/"autodiff" -> (r_native, r_64) per leaf
+    for i, side in ((1, "manual"), (2, "autodiff")):
+        rounding[side] = [
+            {k: rounding_estimate(sides[dtype][i][l][k], sides[partner][i][l][k], dtype) for k in PARAM_NAMES}
+            for l in range(net.L)
+        ]
+    J_low = sides[low][0] if keep.all() else float(J64)
+    delta_J = float(phi_rounding(np.array([float(J64)]), np.array([J_low]), np.array([float(J64)]), low)[0])
+    g64h = _host(g64)
+    ctx = _Ctx(p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed)
 
-    results, J_native = [], math.nan
+    results = []
     for method in methods:
         if method == "autodiff":
-            result, J_native = _autodiff(params, X, Y, key, dtype, thr[method], cfg, keep, n_worst, jit)
-            results.append(result)
+            results.append(_autodiff(sides[dtype], rounding, dtype, thr[method], keep, n_worst))
         elif method == "finite_difference":
             results.append(
                 _finite_differences(
-                    base,
-                    cfg,
-                    eps,
+                    ctx,
+                    g64h,
+                    rounding["manual"],
+                    delta_J,
                     thr[method],
                     fd_mode,
                     max_entries,
                     n_directions,
                     kink_margin,
-                    seed,
-                    n_worst,
-                    jit,
                 )
             )
         else:
-            results.append(_jvp(base, cfg, thr[method], keep, n_directions, max_entries, seed, n_worst, jit))
-    return GradientReport(
-        network=_describe(net),
-        m=m,
-        dtype=dtype,
-        eps=eps,
-        cost=base.J if base is not None else J_native,
-        results=tuple(results),
+            g_keep = sides["float64"][1]
+            results.append(_jvp(ctx, g_keep, rounding, thr[method], keep, n_directions, max_entries, cols))
+    coverage = tuple(
+        LayerCoverage(l, float(z.min()), float(z.max()), float(np.mean(np.abs(z) > 4)))
+        for l, z in enumerate(Z0, start=1)
     )
+    subject = _describe(net) + ("" if backward is None else f", backward = {_name(backward)}")
+    return GradientReport(subject, m, dtype, eps, float(J64), tuple(results), "check_gradients", coverage)
 
 
-class _Base(NamedTuple):
-    """The float64 point every FD / jvp comparison is made at."""
+class _Ctx:
+    """The float64 point every FD / jvp comparison is made at, and the run options."""
 
-    p64: list
-    X64: Array
-    Y64: Array
-    key: Array | None
-    Z0: list
-    J: float
-    g64: list  # manual gradient, on the host
+    def __init__(self, p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed):
+        self.p64, self.X64, self.Y64, self.key, self.Z0 = p64, X64, Y64, key, [jnp.asarray(z) for z in Z0]
+        self.cfg, self.eps, self.n_worst, self.jit, self.seed = cfg, eps, n_worst, jit, seed
+
+
+def _host(grads) -> list[dict[str, np.ndarray]]:
+    return [{k: np.asarray(np.asarray(g[k]), dtype=np.float64) for k in PARAM_NAMES} for g in grads]
+
+
+def _name(fn) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def _describe(net: Network) -> str:
     d = net.describe()
     return f"Network({tuple(d['layer_sizes'])}, ({', '.join(d['activations'])}), {d['loss']})"
+
+
+def _check_backward(backward, params, X, Y, net, key, keep_prob) -> None:
+    """A user's backward must return grads with the params' structure, shapes and dtypes."""
+
+    def run(p, X, Y):
+        _, cache = forward(p, X, net, key=key, keep_prob=keep_prob)
+        return backward(p, cache, Y, net)
+
+    try:
+        out = jax.eval_shape(run, params, X, Y)
+    except Exception as e:  # noqa: BLE001 - user code: its failure becomes a clear error
+        raise ValueError(
+            f"check_gradients: backward(params, cache, Y, net) failed: {type(e).__name__}: {e}"
+        ) from None
+    if not isinstance(out, (list, tuple)) or len(out) != net.L:
+        raise ValueError(
+            f"check_gradients: backward returned {type(out).__name__} "
+            f"{jax.tree.structure(out)}; expected a list of {net.L} {{'W', 'b'}} dicts like params."
+        )
+    for l, (g, p) in enumerate(zip(out, params), start=1):
+        if not isinstance(g, dict) or set(g) != set(PARAM_NAMES):
+            raise ValueError(
+                f"check_gradients: backward's entry for layer {l} is {g!r}; expected {{'W': dW, 'b': db}}."
+            )
+        for k in PARAM_NAMES:
+            want, got = jnp.shape(p[k]), tuple(g[k].shape)
+            if got != tuple(want) or jnp.dtype(g[k].dtype) != jnp.dtype(p[k].dtype):
+                raise ValueError(
+                    f"check_gradients: backward returned d{k}^[{l}] of shape {got} and dtype {g[k].dtype}, "
+                    f"expected {tuple(want)} and {p[k].dtype} (those of {k}^[{l}]); a gradient has exactly "
+                    "its parameter's shape (no broadcasting)."
+                )
 
 
 def _drop_note(n: int, m: int) -> str:
@@ -264,123 +301,91 @@ def _drop_note(n: int, m: int) -> str:
     )
 
 
-def _autodiff(params, X, Y, key, dtype, threshold, cfg, keep, n_worst, jit):
-    m = keep.size
-    n_dropped = int((~keep).sum())
-    strategy = "jax.grad of jaxnn.cost, in the caller's dtype"
-    if not keep.any():
-        return summarise(
-            "autodiff", dtype, [], threshold, strategy, n_worst, n_dropped, _drop_note(n_dropped, m)
-        ), math.nan
-    with jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext():
-        jdt = jnp.dtype(dtype)
-        p = [{k: jnp.asarray(q[k], jdt) for k in PARAM_NAMES} for q in params]
-        Xn, Yn = jnp.asarray(X, jdt), jnp.asarray(Y, jdt)
-        if n_dropped:
-            Xn, Yn = Xn[:, keep], Yn[:, keep]
-        J, gm, ga = _kernel("native", jit)(p, Xn, Yn, key, **cfg)
-        blocks = entry_blocks(to_host(gm), to_host(ga))
+def _blocks(manual, reference, noise, kind="entry", masks=None) -> list[Block]:
+    out = []
+    for l in range(len(manual)):
+        for k in PARAM_NAMES:
+            mask = np.ones(manual[l][k].shape, bool) if masks is None else masks[l][k]
+            out.append(
+                Block(f"{k}^[{l + 1}]", kind, manual[l][k], reference[l][k], noise[l][k], mask, l + 1, k)
+            )
+    return out
+
+
+def _autodiff(side, rounding, dtype, threshold, keep, n_worst):
+    m, n_dropped = keep.size, int((~keep).sum())
+    strategy = (
+        f"jax.grad of jaxnn.cost in {dtype}; noise: both sides' rounding, from their recomputation "
+        f"in {partner_dtype(dtype)}"
+    )
     note = _drop_note(n_dropped, m) if n_dropped else ""
-    return summarise("autodiff", dtype, blocks, threshold, strategy, n_worst, n_dropped, note), float(J)
+    if not keep.any():
+        return summarise("autodiff", dtype, [], threshold, strategy, n_worst, n_dropped, note)
+    _, gm, ga = side
+    noise = [
+        {k: rounding["manual"][l][k][0] + rounding["autodiff"][l][k][0] for k in PARAM_NAMES}
+        for l in range(len(gm))
+    ]
+    return summarise("autodiff", dtype, _blocks(gm, ga, noise), threshold, strategy, n_worst, n_dropped, note)
 
 
-def _groups(p64, max_entries: int) -> list[tuple[tuple[int, str], ...]]:
-    """Leaves evaluated together in one batched pass.
-
-    A small network (at most ``max_entries`` parameters) is one group: one
-    vmapped evaluation perturbs everything, few dispatches. A larger one goes
-    leaf by leaf, so each batched pass re-evaluates only the layers from the
-    perturbed leaf on (``jax.vmap`` batches only what depends on it).
-    """
-    leaves = tuple((l, name) for l in range(len(p64)) for name in PARAM_NAMES)
-    if sum(p64[l][name].size for l, name in leaves) <= max_entries:
-        return [leaves]
-    return [(leaf,) for leaf in leaves]
-
-
-def _group_fn(params, group, fn):
-    """``fn(params)`` as a function of the group's leaves concatenated into one flat vector."""
-    shapes = [params[l][name].shape for l, name in group]
-    sizes = [math.prod(s) for s in shapes]
-    flat = jnp.concatenate([params[l][name].reshape(-1) for l, name in group])
-
-    def f(new_flat):
-        p, start = params, 0
-        for (l, name), shape, size in zip(group, shapes, sizes):
-            p = with_leaf(p, l, name, new_flat[start : start + size].reshape(shape))
-            start += size
-        return fn(p)
-
-    return flat, f, sizes
-
-
-def _batch_size(n: int, chunk: int = 512) -> int:
-    # Powers of two from 256 up: the eager primitives are compiled once per
-    # shape, and a sweep over networks of similar size then reuses them.
-    return min(chunk, max(256, 1 << (max(n, 1) - 1).bit_length()))
-
-
-def _finite_differences(
-    base, cfg, eps, threshold, fd_mode, max_entries, n_directions, kink_margin, seed, n_worst, jit
-):
-    p64, g64 = base.p64, base.g64
-    rng = np.random.default_rng(seed)
+def _finite_differences(ctx, g64, r_manual, delta_J, threshold, fd_mode, max_entries, n_directions, margin):
+    p64, eps = ctx.p64, ctx.eps
+    rng = np.random.default_rng(ctx.seed)
     blocks, by_entry, by_dir = {}, [], []
-    args = (p64, base.X64, base.Y64, base.key, base.Z0)
-    kcfg = dict(cfg, eps=eps, margin=float(kink_margin))
+    args = (p64, ctx.X64, ctx.Y64, ctx.key, ctx.Z0)
     with jax.enable_x64(True):
-        for group in _groups(p64, max_entries):
+        for group in groups(p64, max_entries):
             by_entries = tuple(
-                (l, name)
-                for l, name in group
-                if fd_mode == "entries" or (fd_mode == "auto" and p64[l][name].size <= max_entries)
+                (l, k)
+                for l, k in group
+                if fd_mode == "entries" or (fd_mode == "auto" and p64[l][k].size <= max_entries)
             )
             if by_entries:
-                sizes = [p64[l][name].size for l, name in by_entries]
-                n = sum(sizes)
-                B = _batch_size(2 * n)
-                js = np.concatenate([np.arange(n), np.arange(n)])
-                ss = np.concatenate([np.ones(n), -np.ones(n)])
-                J, kink = np.zeros(2 * n), np.zeros(2 * n, bool)
-                for start in range(0, 2 * n, B):
-                    j, s = js[start : start + B], ss[start : start + B]
-                    k = j.size
-                    pad = B - k  # padded with copies of the first perturbation, then dropped
-                    j, s = np.concatenate([j, np.zeros(pad, j.dtype)]), np.concatenate([s, np.ones(pad)])
-                    Jb, kb = _kernel("fd_entries", jit)(
-                        *args, jnp.asarray(j), jnp.asarray(s), group=by_entries, **kcfg
+
+                def run(js, ss, by_entries=by_entries):
+                    J, flag = kernel("fd_entries", ctx.jit)(
+                        *args, js, ss, group=by_entries, eps=eps, margin=float(margin), **ctx.cfg
                     )
-                    J[start : start + k], kink[start : start + k] = np.asarray(Jb)[:k], np.asarray(kb)[:k]
-                x = np.concatenate([np.asarray(p64[l][name]).ravel() for l, name in by_entries])
-                step = (x + eps) - (x - eps)  # the step actually taken, after rounding
-                with np.errstate(all="ignore"):
-                    fd = (J[:n] - J[n:]) / step
-                mask = ~(kink[:n] | kink[n:])
+                    return J[:, None], flag
+
+                x = np.asarray(group_fn(p64, by_entries, lambda p: 0)[0])
+                D1, D2, excl = entry_differences(run, x, np.arange(x.size), eps)
                 start = 0
-                for (l, name), size in zip(by_entries, sizes):
-                    shape = p64[l][name].shape
+                for l, k in by_entries:
+                    shape, size = p64[l][k].shape, p64[l][k].size
                     sl = slice(start, start + size)
-                    blocks[l, name] = Block(
-                        l + 1, name, "entry", g64[l][name], fd[sl].reshape(shape), mask[sl].reshape(shape)
+                    noise = fd_noise(D1[sl, 0], D2[sl, 0], delta_J, eps, r_manual[l][k][1].ravel())
+                    blocks[l, k] = Block(
+                        f"{k}^[{l + 1}]",
+                        "entry",
+                        g64[l][k],
+                        D1[sl, 0].reshape(shape),
+                        noise.reshape(shape),
+                        ~excl[sl].reshape(shape),
+                        l + 1,
+                        k,
                     )
-                    by_entry.append(f"{name}^[{l + 1}]")
+                    by_entry.append(f"{k}^[{l + 1}]")
                     start += size
-            for l, name in group:
-                if (l, name) in blocks:
+            for l, k in group:
+                if (l, k) in blocks:
                     continue
-                shape = p64[l][name].shape
-                V = unit_directions(rng, n_directions, shape).reshape(n_directions, -1)
-                J, kink = _kernel("fd_directions", jit)(
-                    *args, jnp.asarray(np.concatenate([V, -V])), group=((l, name),), **kcfg
+                V = unit_directions(rng, n_directions, p64[l][k].shape).reshape(n_directions, -1)
+
+                def run_d(D, leaf=((l, k),)):
+                    J, flag = kernel("fd_deltas", ctx.jit)(
+                        *args, D, group=leaf, margin=float(margin), **ctx.cfg
+                    )
+                    return J[:, None], flag
+
+                D1, D2, excl = direction_differences(run_d, V, eps)
+                noise = fd_noise(D1[:, 0], D2[:, 0], delta_J, eps, np.abs(V) @ r_manual[l][k][1].ravel())
+                blocks[l, k] = Block(
+                    f"{k}^[{l + 1}]", "direction", V @ g64[l][k].ravel(), D1[:, 0], noise, ~excl, l + 1, k
                 )
-                J, kink = np.asarray(J), np.asarray(kink)
-                k = n_directions
-                manual = V @ g64[l][name].reshape(-1)
-                blocks[l, name] = Block(
-                    l + 1, name, "direction", manual, (J[:k] - J[k:]) / (2 * eps), ~(kink[:k] | kink[k:])
-                )
-                by_dir.append(f"{name}^[{l + 1}]")
-    blocks = [blocks[l, name] for l in range(len(p64)) for name in PARAM_NAMES]
+                by_dir.append(f"{k}^[{l + 1}]")
+    blocks = [blocks[l, k] for l in range(len(p64)) for k in PARAM_NAMES]
     excluded = int(sum((~b.mask).sum() for b in blocks))
     parts = []
     if by_entry:
@@ -388,39 +393,38 @@ def _finite_differences(
     if by_dir:
         parts.append(
             f"{n_directions} random unit directions v in each of {', '.join(by_dir)} "
-            "(<g, v> vs (J(θ+εv) - J(θ-εv))/2ε, float64)"
+            "(⟨g, v⟩ vs (J(θ+εv) - J(θ-εv))/2ε, float64)"
         )
+    parts.append(
+        "noise: |D_2ε - D_ε| (truncation) + δJ/ε (rounding of J, "
+        f"δJ = {delta_J:.1e}) + the float64 gradient's rounding"
+    )
     note = ""
     if excluded:
         note = (
-            f"{excluded} finite differences excluded: a ±ε step would bring a pre-activation within "
-            f"{kink_margin:g}x its move of a kink."
+            f"{excluded} finite differences excluded: a ±ε or ±2ε step would bring a pre-activation "
+            f"within {margin:g}x its move of a kink."
         )
     return summarise(
-        "finite_difference", "float64", blocks, threshold, "; ".join(parts), n_worst, excluded, note
+        "finite_difference", "float64", blocks, threshold, "; ".join(parts), ctx.n_worst, excluded, note
     )
 
 
-def _jvp(base, cfg, threshold, keep, n_directions, max_entries, seed, n_worst, jit) -> MethodResult:
-    m = keep.size
-    n_dropped = int((~keep).sum())
+def _jvp(ctx, g64, rounding, threshold, keep, n_directions, max_entries, cols):
+    m, n_dropped = keep.size, int((~keep).sum())
     strategy = (
-        f"jax.jvp of jaxnn.cost along {n_directions} random unit directions v per leaf, vs <g, v>, float64"
+        f"jax.jvp of jaxnn.cost along {n_directions} random unit directions v per leaf, vs ⟨g, v⟩, "
+        "float64; noise: ||rounding|| of both sides' float64 gradients"
     )
+    note = _drop_note(n_dropped, m) if n_dropped else ""
     if not keep.any():
-        return summarise(
-            "jvp", "float64", [], threshold, strategy, n_worst, n_dropped, _drop_note(n_dropped, m)
-        )
-    rng = np.random.default_rng(seed + 1)
-    blocks = {}
-    p64, g64 = base.p64, base.g64
+        return summarise("jvp", "float64", [], threshold, strategy, ctx.n_worst, n_dropped, note)
+    rng = np.random.default_rng(ctx.seed + 1)
+    blocks, p64 = {}, ctx.p64
     with jax.enable_x64(True):
-        X, Y = base.X64, base.Y64
-        if n_dropped:
-            X, Y = X[:, keep], Y[:, keep]
-            g64 = to_host(_kernel("base", jit)(p64, X, Y, base.key, **cfg)[2])
-        for group in _groups(p64, max_entries):
-            sizes = [p64[l][name].size for l, name in group]
+        X, Y = jnp.asarray(cols(np.asarray(ctx.X64))), jnp.asarray(cols(np.asarray(ctx.Y64)))
+        for group in groups(p64, max_entries):
+            sizes = [p64[l][k].size for l, k in group]
             # n_directions per leaf, each zero outside its own leaf; padded to a
             # power of two (>= 32) rows so shapes repeat across networks.
             D = len(group) * n_directions
@@ -431,15 +435,27 @@ def _jvp(base, cfg, threshold, keep, n_directions, max_entries, seed, n_worst, j
                     rng, n_directions, (size,)
                 )
                 start += size
-            ref = np.asarray(_kernel("jvp", jit)(p64, X, Y, base.key, jnp.asarray(T), group=group, **cfg))[:D]
+            ref = np.asarray(
+                kernel("jvp", ctx.jit)(p64, X, Y, ctx.key, jnp.asarray(T), group=group, **ctx.cfg)
+            )
             start = 0
-            for i, ((l, name), size) in enumerate(zip(group, sizes)):
+            for i, ((l, k), size) in enumerate(zip(group, sizes)):
                 rows = slice(i * n_directions, (i + 1) * n_directions)
-                manual = T[rows, start : start + size] @ g64[l][name].reshape(-1)
-                blocks[l, name] = Block(
-                    l + 1, name, "direction", manual, ref[rows], np.ones(n_directions, bool)
+                manual = T[rows, start : start + size] @ g64[l][k].ravel()
+                bound = float(
+                    np.linalg.norm(rounding["manual"][l][k][1])
+                    + np.linalg.norm(rounding["autodiff"][l][k][1])
+                )
+                blocks[l, k] = Block(
+                    f"{k}^[{l + 1}]",
+                    "direction",
+                    manual,
+                    ref[rows][:n_directions],
+                    np.full(n_directions, bound),
+                    np.ones(n_directions, bool),
+                    l + 1,
+                    k,
                 )
                 start += size
-    blocks = [blocks[l, name] for l in range(len(p64)) for name in PARAM_NAMES]
-    note = _drop_note(n_dropped, m) if n_dropped else ""
-    return summarise("jvp", "float64", blocks, threshold, strategy, n_worst, n_dropped, note)
+    blocks = [blocks[l, k] for l in range(len(p64)) for k in PARAM_NAMES]
+    return summarise("jvp", "float64", blocks, threshold, strategy, ctx.n_worst, n_dropped, note)

@@ -1,4 +1,9 @@
-"""Option and input checks shared by the checkers; thresholds of conventions §3."""
+"""Option and input checks shared by the checkers; thresholds of conventions §3.
+
+Each ``check_*`` raises ``ValueError`` naming the argument, what is wrong and
+the fix, before anything is compiled. Unit roundoffs and the thresholds live
+here, so every checker reads the same numbers.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,9 @@ import numpy as np
 from jaxnn.activations import Activation
 from jaxnn.losses import Loss
 from jaxnn.network import Network, check_problem
+from jaxnn.validation import as_float_array
 
 Array = jax.Array
-
 
 TINY = 1e-30
 METHODS = ("autodiff", "finite_difference", "jvp")
@@ -26,6 +31,8 @@ AUTODIFF_THRESHOLDS = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bflo
 FD_THRESHOLD = 1e-6
 JVP_THRESHOLD = 1e-10
 PARAM_NAMES = ("W", "b")
+# unit roundoff u = 2^-p of each format (p: significand bits, implicit bit included, minus one)
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 
 
 def full_precision_matmuls(fn):
@@ -35,6 +42,12 @@ def full_precision_matmuls(fn):
     precision by default; that rounding (~1e-3) would fail the 1e-5 autodiff
     threshold on a correct derivation. A check tests the derivation, not the
     hardware's matmul mode. On CPU this is already the default.
+
+    Args:
+      fn: the checker to wrap.
+
+    >>> full_precision_matmuls(lambda: 1)()
+    1
     """
 
     @functools.wraps(fn)
@@ -45,10 +58,39 @@ def full_precision_matmuls(fn):
     return wrapped
 
 
-# --- input checks --------------------------------------------------------------------------
+def dtype_name(dtype) -> str:
+    """The name of a floating dtype: ``"float32"``, ``"float64"``, ``"bfloat16"``, ``"float16"``.
+
+    Args:
+      dtype: a NumPy / JAX dtype or its name.
+
+    >>> dtype_name(jnp.float32)
+    'float32'
+    """
+    return jnp.dtype(dtype).name
+
+
+def unit_roundoff(dtype) -> float:
+    """The unit roundoff u of a floating dtype (2^-24 for float32, 2^-53 for float64).
+
+    Args:
+      dtype: a floating dtype or its name.
+
+    >>> unit_roundoff("float32") == 2.0 ** -24
+    True
+    """
+    return UNIT_ROUNDOFF.get(dtype_name(dtype), 2.0**-24)
 
 
 def check_eps(eps) -> float:
+    """Return the finite-difference step ε as a float if it is a finite number > 0.
+
+    Args:
+      eps: the step.
+
+    >>> check_eps(1e-6)
+    1e-06
+    """
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps) or eps <= 0:
         raise ValueError(
             f"eps = {eps!r} must be a finite number > 0 (the finite-difference step; "
@@ -57,62 +99,102 @@ def check_eps(eps) -> float:
     return float(eps)
 
 
-def check_methods(methods) -> tuple[str, ...]:
+def check_methods(methods, allowed=METHODS) -> tuple[str, ...]:
+    """Return ``methods`` as a tuple if every one is in ``allowed`` (a single name is accepted).
+
+    Args:
+      methods: a method name or a sequence of them.
+      allowed: the valid names.
+
+    >>> check_methods("jvp")
+    ('jvp',)
+    """
     if isinstance(methods, str):
         methods = (methods,)
     methods = tuple(methods)
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in allowed]
     if bad or not methods:
-        raise ValueError(f"methods = {methods!r}: choose one or more of {', '.join(METHODS)}.")
+        raise ValueError(f"methods = {methods!r}: choose one or more of {', '.join(allowed)}.")
     return methods
 
 
-def check_thresholds(thresholds, methods, dtype: str) -> dict[str, float]:
-    defaults = {
-        "autodiff": AUTODIFF_THRESHOLDS.get(dtype, 1e-5),
-        "finite_difference": FD_THRESHOLD,
-        "jvp": JVP_THRESHOLD,
-    }
+def check_thresholds(thresholds, methods, defaults: dict[str, float]) -> dict[str, float]:
+    """``{method: threshold}`` for ``methods``: ``defaults`` overridden by ``thresholds``.
+
+    Args:
+      thresholds: the caller's overrides ``{method: rtol}`` or None.
+      methods: the methods that run.
+      defaults: ``{method: rtol}`` for every valid method.
+
+    >>> check_thresholds({"jvp": 1e-9}, ("jvp",), {"jvp": 1e-10})
+    {'jvp': 1e-09}
+    """
+    out = dict(defaults)
     for name, value in dict(thresholds or {}).items():
-        if name not in METHODS:
-            raise ValueError(f"thresholds: unknown method {name!r}; valid: {', '.join(METHODS)}.")
+        if name not in defaults:
+            raise ValueError(f"thresholds: unknown method {name!r}; valid: {', '.join(defaults)}.")
         if (
             isinstance(value, bool)
             or not isinstance(value, numbers.Real)
             or not (value > 0 and math.isfinite(value))
         ):
             raise ValueError(f"thresholds[{name!r}] = {value!r} must be a finite number > 0.")
-        defaults[name] = float(value)
-    return {m: defaults[m] for m in methods}
+        out[name] = float(value)
+    return {m: out[m] for m in methods}
+
+
+def check_positive_ints(**values) -> None:
+    """Raise unless every keyword's value is an integer >= 1 (bools refused).
+
+    Args:
+      **values: ``name=value`` pairs.
+
+    >>> check_positive_ints(n_worst=5)
+    """
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name} = {value!r} must be an integer >= 1.")
 
 
 def param_dtype(params) -> str:
-    dtypes = {
-        str(np.dtype(x.dtype)) if str(x.dtype) != "bfloat16" else "bfloat16" for x in jax.tree.leaves(params)
-    }
+    """The dtype name of a pytree's leaves (their common result type when they differ).
+
+    Args:
+      params: a pytree of arrays.
+
+    >>> param_dtype({"W": jnp.ones(2)})
+    'float32'
+    """
+    dtypes = {dtype_name(x.dtype) for x in jax.tree.leaves(params)}
     if len(dtypes) == 1:
         return dtypes.pop()
-    return str(jnp.result_type(*jax.tree.leaves(params)))
-
-
-def check_finite(what: str, x) -> None:
-    a = np.asarray(x, dtype=np.float64)
-    if not np.all(np.isfinite(a)):
-        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-        raise ValueError(
-            f"{what} has non-finite values (first at index {bad}: {a[bad]}); gradients there mean nothing."
-        )
+    return dtype_name(jnp.result_type(*jax.tree.leaves(params)))
 
 
 def check_network_inputs(params, X, Y, net) -> None:
-    """Clear ValueErrors for inputs that do not fit ``net`` (before any JAX tracing)."""
+    """Clear ValueErrors for inputs that do not fit ``net`` or hold NaN / inf (before any tracing).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      X: (n_x, m).
+      Y: (n_L, m).
+      net: the ``Network``.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> check_network_inputs(jaxnn.init_params(jax.random.key(0), net), jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    """
     check_problem(params, X, Y, net, "check_gradients")
     for l, p in enumerate(params, start=1):
         for name in PARAM_NAMES:
-            check_finite(f"check_gradients: layer {l}: {name}", p[name])
-    check_finite("check_gradients: X", X)
-    check_finite("check_gradients: Y", Y)
+            _finite(f"check_gradients: {name}^[{l}] (layer {l} {name})", p[name])
+    _finite("check_gradients: X", X)
+    _finite("check_gradients: Y", Y)
     check_callables(net, np.shape(X)[1])
+
+
+def _finite(name: str, x) -> None:
+    # the message names the array and its first bad column (one column per example)
+    as_float_array(name, x, np.float64)
 
 
 def check_callables(net: Network, m: int, dtype=jnp.float32) -> None:
@@ -120,6 +202,13 @@ def check_callables(net: Network, m: int, dtype=jnp.float32) -> None:
 
     A custom g' with the wrong output shape would otherwise surface as a
     broadcasting error deep inside JAX. ``jax.eval_shape`` runs nothing.
+
+    Args:
+      net: the ``Network``.
+      m: batch size.
+      dtype: dtype of the abstract inputs.
+
+    >>> check_callables(Network((2, 3, 1), ("tanh", "sigmoid"), "bce"), 4)
     """
     for l, (g, n) in enumerate(zip(net.layer_activations, net.layer_sizes[1:]), start=1):
         shape_check_activation(g, (n, m), dtype, f"layer {l}: ")
@@ -127,6 +216,16 @@ def check_callables(net: Network, m: int, dtype=jnp.float32) -> None:
 
 
 def shape_check_activation(g: Activation, shape, dtype, where: str = "") -> None:
+    """Raise ValueError unless g's forward and backward return arrays of Z's shape.
+
+    Args:
+      g: the ``Activation``.
+      shape: the shape of Z, (n_l, m).
+      dtype: the dtype of Z.
+      where: prefix of the message (e.g. ``"layer 2: "``).
+
+    >>> shape_check_activation(jaxnn.get_activation("tanh"), (3, 4), jnp.float32)
+    """
     Z = jax.ShapeDtypeStruct(shape, dtype)
     try:
         A = jax.eval_shape(g.forward, Z)
@@ -155,11 +254,28 @@ def shape_check_activation(g: Activation, shape, dtype, where: str = "") -> None
 
 
 def first_line(e: Exception) -> str:
+    """The first line of an exception's message, without its final period.
+
+    Args:
+      e: the exception.
+
+    >>> first_line(ValueError("bad shape.\\nmore"))
+    'bad shape'
+    """
     text = str(e).strip()
     return text.splitlines()[0].rstrip(".") if text else ""
 
 
 def shape_check_loss(loss: Loss, shape, dtype) -> None:
+    """Raise ValueError unless the loss returns (m,) values and a dL/dA of AL's shape.
+
+    Args:
+      loss: the ``Loss``.
+      shape: the shape of AL and Y, (n_L, m).
+      dtype: their dtype.
+
+    >>> shape_check_loss(jaxnn.get_loss("mse"), (1, 4), jnp.float32)
+    """
     A = jax.ShapeDtypeStruct(shape, dtype)
     for what, fn, expected in (
         ("forward(AL, Y)", loss.forward, (shape[1],)),

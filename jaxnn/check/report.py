@@ -1,4 +1,9 @@
-"""``GradientReport`` (per method, per leaf, worst entries) and ``FunctionReport``."""
+"""The checkers' reports: ``GradientReport`` (per method, per leaf, worst entries) and ``FunctionReport``.
+
+Every comparison carries its error, its threshold (conventions §3) and the
+floating-point noise bound estimated for that problem; it passes when
+error <= threshold + noise bound, and the tables print all three.
+"""
 
 from __future__ import annotations
 
@@ -6,80 +11,92 @@ import dataclasses
 from collections.abc import Sequence
 from typing import NamedTuple
 
-import jax
-
-Array = jax.Array
-
 
 class GradientCheckError(AssertionError):
     """Raised by ``raise_if_failed``; the message is the report's table."""
 
 
-# --- reports -------------------------------------------------------------------------------
-
-
 class Entry(NamedTuple):
-    """One compared number: an entry of W^[l] or b^[l], or one random direction v_k.
+    """One compared number: an entry of a leaf, or the projection on one random direction v_k.
 
-    ``manual`` is the hand-derived value, ``reference`` the method's (autodiff,
-    finite difference or jvp). For a direction both are directional derivatives
-    <g, v_k>.
+    ``leaf`` names the leaf (``"W^[2]"`` in a network, ``"primals[0]['W']"``
+    for ``check_vjp``); ``manual`` is the value under test, ``reference`` the
+    method's; ``noise`` the estimated floating-point noise of their
+    difference; ``cotangent`` which random cotangent (``check_vjp`` of a
+    non-scalar function) produced it; ``layer`` / ``param`` the network
+    coordinates (None elsewhere).
     """
 
-    layer: int
-    param: str
+    leaf: str
     index: tuple[int, ...]
     manual: float
     reference: float
     kind: str = "entry"
+    noise: float = 0.0
+    layer: int | None = None
+    param: str | None = None
+    cotangent: int | None = None
 
     @property
     def abs_error(self) -> float:
+        """|manual - reference|."""
         return abs(self.manual - self.reference)
 
     def where(self) -> str:
+        """``"W^[1][4, 3]"``, ``"primals[0]['W']·v2"``, with ``", cotangent k"`` where it applies."""
         if self.kind == "direction":
-            return f"{self.param}^[{self.layer}]·v{self.index[0]}"
-        return f"{self.param}^[{self.layer}][{', '.join(str(i) for i in self.index)}]"
+            text = f"{self.leaf}·v{self.index[0]}"
+        else:
+            text = f"{self.leaf}[{', '.join(str(i) for i in self.index)}]"
+        return text if self.cotangent is None else f"{text}, cotangent {self.cotangent}"
 
 
 class MethodResult(NamedTuple):
-    """The comparison of the manual gradient with one reference method.
+    """The comparison of the gradient under test with one reference method.
 
     Attributes:
-      method: ``"autodiff"``, ``"finite_difference"`` or ``"jvp"``.
+      method: ``"autodiff"`` / ``"reference"``, ``"finite_difference"`` or ``"jvp"``.
       dtype: the dtype both sides were computed in.
-      error: normwise relative error over the whole gradient (conventions §3);
-        nan when a side is not finite or nothing was compared.
-      threshold: the pass/fail threshold used.
-      status: ``"pass"``, ``"FAIL"`` or ``"skipped"`` (nothing left to compare).
+      error: normwise relative error over everything compared (conventions §3);
+        nan when a side is not finite.
+      noise: the estimated floating-point noise bound, in the units of
+        ``error`` (noise norm / (||g1|| + ||g2||)).
+      threshold: rtol of conventions §3. Passed when error <= threshold + noise.
+      status: ``"pass"``, ``"FAIL"`` or ``"skipped"`` (nothing compared).
       strategy: how the reference was computed.
-      param_errors: ``((l, "W", err), (l, "b", err), ...)`` for l = 1..L.
-      layer_errors: error of each layer's (W, b) together, layer 1 first.
-      worst_layer: when failed, the highest layer whose error exceeds the
-        threshold. A wrong derivative in layer l corrupts dZ^[l] and, through
-        the recursion dZ^[l-1] = W^T dZ^[l] ⊙ g'(Z^[l-1]), every layer below
-        it; the error enters the backward pass at the highest failing layer.
-      worst_param: ``"W"`` or ``"b"``, the worse of the two in ``worst_layer``.
+      leaf_errors: ``((leaf, error, noise), ...)`` per leaf.
+      param_errors: networks only: ``((l, "W", err), (l, "b", err), ...)``.
+      layer_errors: networks only: error of each layer's (W, b), layer 1 first.
+      worst_layer: networks, when failed: the highest layer over its
+        threshold + noise. A wrong derivative in layer l corrupts dZ^[l] and,
+        through dZ^[l-1] = W^T dZ^[l] ⊙ g'(Z^[l-1]), every layer below; the
+        error enters at the highest failing layer.
+      worst_param: ``"W"`` or ``"b"``, the worse leaf of ``worst_layer``.
+      worst_leaf: when failed, the failing leaf with the largest error
+        (in a network, ``"W^[l]"`` / ``"b^[l]"`` of ``worst_layer``).
+      failed_leaves: every leaf over its threshold + noise.
       worst_entries: the entries (or directions) with the largest |manual -
         reference|, largest first.
       compared: how many entries / directions were compared.
-      excluded: how many were left out because a ±ε step would cross a kink
-        (finite differences), or examples left out because a pre-activation
-        sits exactly on a kink of a custom activation (autodiff, jvp).
-      note: anything else worth knowing (non-finite values, exclusions).
+      excluded: how many were left out (a ±ε step across a kink; examples on
+        a kink of a custom activation).
+      note: anything else worth knowing.
     """
 
     method: str
     dtype: str
     error: float
+    noise: float
     threshold: float
     status: str
     strategy: str
+    leaf_errors: tuple[tuple[str, float, float], ...]
     param_errors: tuple[tuple[int, str, float], ...]
     layer_errors: tuple[float, ...]
     worst_layer: int | None
     worst_param: str | None
+    worst_leaf: str | None
+    failed_leaves: tuple[str, ...]
     worst_entries: tuple[Entry, ...]
     compared: int
     excluded: int
@@ -87,28 +104,47 @@ class MethodResult(NamedTuple):
 
     @property
     def passed(self) -> bool:
+        """True unless the comparison failed (skipped counts as not failed)."""
         return self.status != "FAIL"
+
+
+class LayerCoverage(NamedTuple):
+    """Which pre-activations Z^[l] a network check exercised (its derivative is tested there only)."""
+
+    layer: int
+    z_min: float
+    z_max: float
+    beyond_4: float  # share of entries with |z| > 4, where sigmoid / tanh saturate
 
 
 @dataclasses.dataclass(frozen=True)
 class GradientReport:
-    """The result of ``check_gradients``: immutable; ``str(report)`` is a table.
+    """The result of ``check_gradients`` / ``check_vjp`` / ``check_grad``: immutable; ``str(report)`` is a table.
 
     Attributes:
-      network: ``net.describe()``-style text of the checked network.
-      m: batch size.
-      dtype: dtype of the caller's params.
+      subject: what was checked (the network, or the function and its primals).
+      m: batch size (networks; None for functions).
+      dtype: dtype of the params / primals.
       eps: finite-difference step ε.
-      cost: J at the params, in float64.
+      cost: J at the params (networks) or ⟨c, f(primals)⟩ for the first cotangent, float64.
       results: one ``MethodResult`` per method, in the order requested.
+      kind: ``"check_gradients"``, ``"check_vjp"`` or ``"check_grad"``.
+      coverage: networks: one ``LayerCoverage`` per layer.
     """
 
-    network: str
-    m: int
+    subject: str
+    m: int | None
     dtype: str
     eps: float
     cost: float
     results: tuple[MethodResult, ...]
+    kind: str = "check_gradients"
+    coverage: tuple[LayerCoverage, ...] = ()
+
+    @property
+    def network(self) -> str:
+        """The checked network's description (``subject``)."""
+        return self.subject
 
     @property
     def passed(self) -> bool:
@@ -120,6 +156,11 @@ class GradientReport:
         """``{method: overall error}`` (a fresh dict)."""
         return {r.method: r.error for r in self.results}
 
+    @property
+    def noise(self) -> dict[str, float]:
+        """``{method: noise bound}`` in the units of the error (a fresh dict)."""
+        return {r.method: r.noise for r in self.results}
+
     def __getitem__(self, method: str) -> MethodResult:
         for r in self.results:
             if r.method == method:
@@ -128,21 +169,26 @@ class GradientReport:
 
     @property
     def failed(self) -> tuple[MethodResult, ...]:
+        """The failing methods' results."""
         return tuple(r for r in self.results if r.status == "FAIL")
 
     @property
     def worst_layer(self) -> int | None:
-        """Where the error enters the backward pass (see ``MethodResult.worst_layer``), from the
-        first failing method; None when all passed."""
+        """Networks: where the error enters the backward pass (first failing method); else None."""
         return self.failed[0].worst_layer if self.failed else None
 
     @property
     def worst_param(self) -> str | None:
-        """``"W^[l]"`` or ``"b^[l]"``: the worse leaf of ``worst_layer``; None when all passed."""
-        if not self.failed:
+        """Networks: ``"W^[l]"`` or ``"b^[l]"``, the worse leaf of ``worst_layer``; else None."""
+        if not self.failed or self.failed[0].worst_layer is None:
             return None
         r = self.failed[0]
         return f"{r.worst_param}^[{r.worst_layer}]"
+
+    @property
+    def worst_leaf(self) -> str | None:
+        """The failing leaf with the largest error (first failing method); None when all passed."""
+        return self.failed[0].worst_leaf if self.failed else None
 
     def raise_if_failed(self) -> None:
         """Raise ``GradientCheckError`` (an ``AssertionError``) with the table if any method failed."""
@@ -150,37 +196,59 @@ class GradientReport:
             raise GradientCheckError("\n" + str(self))
 
     def __str__(self) -> str:
-        head = (
-            f"check_gradients: {self.network}, m = {self.m}, params {self.dtype}, "
-            f"eps = {self.eps:g}, J = {self.cost:.6g}"
-        )
+        head = f"{self.kind}: {self.subject}" + (f", m = {self.m}" if self.m is not None else "")
+        head += f", {'params' if self.m is not None else 'primals'} {self.dtype}, eps = {self.eps:g}"
+        if self.m is not None:
+            head += f", J = {self.cost:.6g}"
         rows = [
-            [r.method, r.dtype, fmt(r.error), f"{r.threshold:.0e}", r.status, _compared(r)]
+            [r.method, r.dtype, fmt(r.error), fmt(r.noise), f"{r.threshold:.0e}", r.status, _compared(r)]
             for r in self.results
         ]
-        out = [head, table(["method", "dtype", "error", "threshold", "result", "compared"], rows)]
-        if self.results and self.results[0].param_errors:
-            leaves = [f"{p}^[{l}]" for l, p, _ in self.results[0].param_errors]
-            cols = [[fmt(e) for _, _, e in r.param_errors] for r in self.results]
+        header = ["method", "dtype", "error", "noise bound", "threshold", "result", "compared"]
+        out = [head, table(header, rows)]
+        out.append(
+            "A method passes when error <= threshold + noise bound (the floating-point noise "
+            "estimated for this problem, conventions §3)."
+        )
+        if self.results and self.results[0].leaf_errors:
+            leaves = [name for name, _, _ in self.results[0].leaf_errors]
+            cols = [{n: f"{fmt(e)} ({fmt(s)})" for n, e, s in r.leaf_errors} for r in self.results]
             out.append(
                 table(
-                    ["leaf", *(r.method for r in self.results)],
-                    [[leaf, *(c[i] for c in cols)] for i, leaf in enumerate(leaves)],
+                    ["leaf", *(f"{r.method} (noise)" for r in self.results)],
+                    [[leaf, *(c.get(leaf, "-") for c in cols)] for leaf in leaves],
                 )
             )
         for r in self.results:
             out.append(f"{r.method}: {r.strategy}." + (f" {r.note}" if r.note else ""))
-        for r in self.failed:
-            out.append(
-                f"{r.method} FAILED: the error enters the backward pass at layer {r.worst_layer} "
-                f"(the highest layer over the threshold; layers below inherit it), worst leaf "
-                f"{r.worst_param}^[{r.worst_layer}]. Largest differences:"
-            )
+        if self.coverage:
+            out.append("Pre-activations exercised (a derivative is tested only where Z was):")
             out.append(
                 table(
-                    ["where", "manual", "reference", "|diff|"],
+                    ["layer", "min Z", "max Z", "share |z| > 4"],
                     [
-                        [e.where(), f"{e.manual:.8e}", f"{e.reference:.8e}", fmt(e.abs_error)]
+                        [str(c.layer), f"{c.z_min:.3g}", f"{c.z_max:.3g}", f"{c.beyond_4:.0%}"]
+                        for c in self.coverage
+                    ],
+                )
+            )
+        for r in self.failed:
+            if r.worst_layer is not None:
+                out.append(
+                    f"{r.method} FAILED: the error enters the backward pass at layer {r.worst_layer} "
+                    f"(the highest layer over threshold + noise; layers below inherit it), worst leaf "
+                    f"{r.worst_param}^[{r.worst_layer}]. Largest differences:"
+                )
+            else:
+                out.append(
+                    f"{r.method} FAILED at {r.worst_leaf} (leaves over threshold + noise: "
+                    f"{', '.join(r.failed_leaves) or 'none alone'}). Largest differences:"
+                )
+            out.append(
+                table(
+                    ["where", "under test", "reference", "|diff|", "noise"],
+                    [
+                        [e.where(), f"{e.manual:.8e}", f"{e.reference:.8e}", fmt(e.abs_error), fmt(e.noise)]
                         for e in r.worst_entries
                     ],
                 )
@@ -190,6 +258,14 @@ class GradientReport:
 
 
 def fmt(x: float | None) -> str:
+    """``"1.23e-04"``, or ``"nan"`` for None / nan.
+
+    Args:
+      x: the number.
+
+    >>> fmt(0.000123), fmt(None)
+    ('1.23e-04', 'nan')
+    """
     return "nan" if x is None or x != x else f"{x:.2e}"
 
 
@@ -202,7 +278,17 @@ def _compared(r: MethodResult) -> str:
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """A Markdown table with aligned columns."""
+    """A Markdown table with aligned columns.
+
+    Args:
+      header: the column titles.
+      rows: the cells, row by row.
+
+    >>> print(table(["a", "b"], [["1", "22"]]))
+    | a | b  |
+    | - | -- |
+    | 1 | 22 |
+    """
     cells = [list(map(str, header)), *[list(map(str, r)) for r in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
@@ -227,6 +313,28 @@ class PointReport(NamedTuple):
     reference: str
 
 
+class PointMethod(NamedTuple):
+    """One method of ``check_activation`` / ``check_loss``.
+
+    Attributes:
+      method: ``"autodiff"`` (jax.vjp / jax.grad), ``"finite_difference"`` or ``"jvp"``.
+      error: normwise relative error over the inputs (largest per example for losses).
+      noise: the estimated floating-point noise bound, in the units of ``error``.
+      threshold: rtol; passed when error <= threshold + noise.
+      status: ``"pass"``, ``"FAIL"`` or ``"skipped"``.
+      worst: the input with the largest disagreement.
+      strategy: what was compared with what.
+    """
+
+    method: str
+    error: float
+    noise: float
+    threshold: float
+    status: str
+    worst: PointReport | None
+    strategy: str
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionReport:
     """Result of ``check_activation`` / ``check_loss``; ``str(report)`` is readable.
@@ -235,15 +343,19 @@ class FunctionReport:
       kind: ``"activation"`` or ``"loss"``.
       name: the activation's or loss's name.
       dtype: dtype of the check (float64 by default).
-      error: largest relative error (see the function's docstring); nan if a
-        manual derivative is not finite where the function is.
-      threshold: pass/fail threshold.
+      error: the decisive method's error (the first failing one, else the
+        first): normwise relative error; nan if a manual derivative is not
+        finite where the function is.
+      threshold: that method's threshold.
       n_points: number of inputs compared.
       n_skipped: inputs outside the function's domain (its value, or the
-        autodiff reference, is not finite there) and so not compared.
-      worst: the input with the largest disagreement (a non-finite manual
+        reference, is not finite there) and so not compared.
+      worst: the decisive method's worst input (a non-finite manual
         derivative first).
-      strategy: what was compared with what.
+      strategy: what that method compared.
+      noise: that method's noise bound (units of ``error``).
+      grid: the inputs the derivative was tested on: it is tested nowhere else.
+      results: every method's ``PointMethod``.
     """
 
     kind: str
@@ -255,10 +367,20 @@ class FunctionReport:
     n_skipped: int
     worst: PointReport | None
     strategy: str
+    noise: float = 0.0
+    grid: str = ""
+    results: tuple[PointMethod, ...] = ()
 
     @property
     def passed(self) -> bool:
-        return self.n_points > 0 and self.error <= self.threshold
+        """True when inputs were compared and no method failed."""
+        if not self.results:
+            return self.n_points > 0 and self.error <= self.threshold + self.noise
+        return (
+            self.n_points > 0
+            and all(r.status != "FAIL" for r in self.results)
+            and any(r.status == "pass" for r in self.results)
+        )
 
     def raise_if_failed(self) -> None:
         """Raise ``GradientCheckError`` with ``str(self)`` unless passed."""
@@ -267,20 +389,23 @@ class FunctionReport:
 
     def __str__(self) -> str:
         lines = [
-            f"check_{self.kind}({self.name!r}): {'PASSED' if self.passed else 'FAILED'}: error "
-            f"{fmt(self.error)} (threshold {self.threshold:.0e}, {self.dtype}) over {self.n_points} "
-            f"inputs, {self.n_skipped} skipped outside the domain.",
-            f"  compared: {self.strategy}.",
+            f"check_{self.kind}({self.name!r}): {'PASSED' if self.passed else 'FAILED'} over "
+            f"{self.n_points} inputs, {self.n_skipped} skipped outside the domain ({self.dtype}).",
+            f"  inputs: {self.grid}." if self.grid else "",
         ]
-        if self.worst is not None:
-            lines.append(f"  worst input: {self.worst.where}")
-            lines.append(f"    manual:    {self.worst.manual}")
-            lines.append(f"    reference: {self.worst.reference}")
-        return "\n".join(lines)
+        for r in self.results or (
+            PointMethod("", self.error, self.noise, self.threshold, "", self.worst, self.strategy),
+        ):
+            lines.append(
+                f"  {r.method}: {r.status}: error {fmt(r.error)}, noise bound {fmt(r.noise)}, threshold "
+                f"{r.threshold:.0e}; {r.strategy}."
+            )
+            if r.worst is not None and r.status != "skipped":
+                lines.append(f"    worst input: {r.worst.where}")
+                lines.append(f"      manual:    {r.worst.manual}")
+                lines.append(f"      reference: {r.worst.reference}")
+        return "\n".join(line for line in lines if line)
 
 
 ActivationReport = FunctionReport
 LossReport = FunctionReport
-
-# Inputs for check_activation: a dense grid where activations bend, then large |z|
-# (saturation, overflow of exp) up to where float64 exp overflows.

@@ -1,0 +1,176 @@
+"""The computations behind ``check_gradients``, as pure functions of arrays (jitted or not).
+
+Each takes arrays first and hashable configuration last (net, l2, keep_prob,
+backward, group, eps, margin), so ``jax.jit`` with those static caches one
+program per network, dtype and shape; ``check_gradients(jit=False)`` runs them
+op by op instead. Also the kink bookkeeping: a finite difference across a
+kink measures neither one-sided derivative, so a perturbation is flagged
+when some pre-activation Z lies closer to a kink than ``margin`` times the
+distance the step moved it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.activations import ACTIVATIONS
+from jaxnn.backward import backward as manual_backward
+from jaxnn.backward import value_and_autodiff_grad
+from jaxnn.check.options import PARAM_NAMES
+from jaxnn.forward import cost, cost_from_cache, forward
+
+
+def _k_both(params, X, Y, key, net, l2, keep_prob, backward):
+    """(J, Z^[1..L], gradient under test, jax.grad gradient) in the dtype of the inputs."""
+    _, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    J = cost_from_cache(params, cache, Y, net, l2=l2)
+    if backward is None:
+        gm = manual_backward(params, cache, Y, net, l2=l2)
+    else:
+        gm = backward(params, cache, Y, net)
+    _, ga = value_and_autodiff_grad(params, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)
+    return J, [c["Z"] for c in cache], gm, ga
+
+
+def _cost_and_kink(params, X, Y, key, Z0, net, l2, keep_prob, margin):
+    _, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    J = cost_from_cache(params, cache, Y, net, l2=l2)
+    return J, near_kink(cache, Z0, net.layer_activations, margin)
+
+
+def _k_fd_entries(params, X, Y, key, Z0, js, ss, net, l2, keep_prob, group, eps, margin):
+    """J(θ + s_i ε e_{j_i}) and its kink flag, for a batch of (j, s) over the group's entries."""
+    f = lambda p: _cost_and_kink(p, X, Y, key, Z0, net, l2, keep_prob, margin)  # noqa: E731
+    flat, g = group_fn(params, group, f)
+    return jax.vmap(lambda j, s: g(flat.at[j].add(s * eps)))(js, ss)
+
+
+def _k_fd_deltas(params, X, Y, key, Z0, D, net, l2, keep_prob, group, margin):
+    """J(θ + δ_i) and its kink flag, for a batch of steps δ_i over the group's entries."""
+    f = lambda p: _cost_and_kink(p, X, Y, key, Z0, net, l2, keep_prob, margin)  # noqa: E731
+    flat, g = group_fn(params, group, f)
+    return jax.vmap(lambda d: g(flat + d))(D)
+
+
+def _k_jvp(params, X, Y, key, T, net, l2, keep_prob, group):
+    """jax.jvp of the cost along each row of T (tangents over the group's entries)."""
+    f = lambda p: cost(p, X, Y, net, l2=l2, key=key, keep_prob=keep_prob)  # noqa: E731
+    flat, g = group_fn(params, group, f)
+    return jax.vmap(lambda t: jax.jvp(g, (flat,), (t,))[1])(T)
+
+
+_KERNELS = {
+    "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
+    "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),
+    "fd_deltas": (_k_fd_deltas, ("net", "l2", "keep_prob", "group", "margin")),
+    "jvp": (_k_jvp, ("net", "l2", "keep_prob", "group")),
+}
+_JITTED = {name: jax.jit(f, static_argnames=static) for name, (f, static) in _KERNELS.items()}
+
+
+def kernel(name: str, jit: bool):
+    """The computation ``name`` (``"both"``, ``"fd_entries"``, ``"fd_deltas"``, ``"jvp"``), jitted or not.
+
+    Args:
+      name: which computation.
+      jit: the compiled version (one program per network and shape) or the eager one.
+
+    >>> callable(kernel("both", False))
+    True
+    """
+    return _JITTED[name] if jit else _KERNELS[name][0]
+
+
+def groups(p64, max_entries: int) -> list[tuple[tuple[int, str], ...]]:
+    """Leaves evaluated together in one batched pass: ``[((l, "W"), (l, "b"), ...), ...]``.
+
+    A small network (at most ``max_entries`` parameters) is one group: one
+    vmapped evaluation perturbs everything, few dispatches. A larger one goes
+    leaf by leaf, so each batched pass re-evaluates only the layers from the
+    perturbed leaf on (``jax.vmap`` batches only what depends on it).
+
+    Args:
+      p64: the params ``[{"W", "b"}]``.
+      max_entries: the largest network perturbed in one group.
+
+    >>> groups([{"W": np.ones((2, 2)), "b": np.ones((2, 1))}], 10)
+    [((0, 'W'), (0, 'b'))]
+    """
+    leaves = tuple((l, name) for l in range(len(p64)) for name in PARAM_NAMES)
+    if sum(p64[l][name].size for l, name in leaves) <= max_entries:
+        return [leaves]
+    return [(leaf,) for leaf in leaves]
+
+
+def group_fn(params, group, fn):
+    """``(flat, f)``: the group's leaves concatenated into one flat vector, and ``fn(params)`` of it.
+
+    Args:
+      params: the params ``[{"W", "b"}]``.
+      group: ``((l, "W"), ...)`` with l the 0-based list index.
+      fn: a function of params.
+
+    >>> flat, f = group_fn([{"W": jnp.ones((1, 1)), "b": jnp.zeros((1, 1))}], ((0, "W"),), lambda p: p[0]["W"])
+    >>> f(flat + 1).tolist()
+    [[2.0]]
+    """
+    shapes = [params[l][name].shape for l, name in group]
+    sizes = [math.prod(s) for s in shapes]
+    flat = jnp.concatenate([params[l][name].reshape(-1) for l, name in group])
+
+    def f(new_flat):
+        p, start = list(params), 0
+        for (l, name), shape, size in zip(group, shapes, sizes):
+            p[l] = dict(p[l], **{name: new_flat[start : start + size].reshape(shape)})
+            start += size
+        return fn(p)
+
+    return flat, f
+
+
+def near_kink(cache, Z0, acts, margin):
+    """True when a pre-activation is within ``margin`` x (how far this step moved it) of a kink.
+
+    Args:
+      cache: the perturbed forward pass's cache.
+      Z0: the unperturbed Z^[1..L].
+      acts: the layers' ``Activation``s.
+      margin: the safety factor (>= 1).
+
+    >>> bool(near_kink([{"Z": jnp.array([1e-6])}], [jnp.array([0.0])], [jaxnn.get_activation("relu")], 4.0))
+    True
+    """
+    flag = jnp.zeros((), bool)
+    for c, z0, g in zip(cache, Z0, acts):
+        if not g.kinks:
+            continue
+        moved = jnp.abs(c["Z"] - z0)
+        for k in g.kinks:
+            flag = flag | jnp.any(jnp.abs(z0 - k) < margin * moved)
+    return flag
+
+
+def custom_kink_examples(Z0, acts) -> np.ndarray:
+    """(m,) mask of examples with a pre-activation exactly on a kink of a custom activation.
+
+    There the derivative is a convention (relu'(0) = 0 in JAX, 1 in some
+    texts); built-in activations follow JAX's, custom ones may not.
+
+    Args:
+      Z0: Z^[1..L], each (n_l, m).
+      acts: the layers' ``Activation``s.
+
+    >>> custom_kink_examples([np.zeros((1, 2))], [jaxnn.get_activation("relu")]).tolist()
+    [False, False]
+    """
+    hit = np.zeros(np.shape(Z0[0])[1], bool)
+    for z0, g in zip(Z0, acts):
+        if g.kinks and ACTIVATIONS.get(g.name) is not g:
+            z = np.asarray(z0)
+            for k in g.kinks:
+                hit |= np.any(z == k, axis=0)
+    return hit
