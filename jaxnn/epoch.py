@@ -197,6 +197,11 @@ def run_epochs(state: TrainState, frozen, X, Y, orders, l2, val, spec: EpochSpec
     (2, -1, (2,))
     """
     if spec.ensemble:  # members on a leading axis; the data are shared
-        return jax.vmap(_epochs, in_axes=(0, 0, None, None, None if orders is None else 0, 0,
-                                          None, None))(state, frozen, X, Y, orders, l2, val, spec)
-    return _epochs(state, frozen, X, Y, orders, l2, val, spec)
+        out = jax.vmap(_epochs, in_axes=(0, 0, None, None, None if orders is None else 0, 0,
+                                         None, None))(state, frozen, X, Y, orders, l2, val, spec)
+    else:
+        out = _epochs(state, frozen, X, Y, orders, l2, val, spec)
+    if spec.mesh is not None:  # the history and flags whole on every device (and process)
+        state, *rest = out
+        out = (state, *jax.tree.map(lambda x: _constrain(x, spec.mesh, ()), rest))
+    return out

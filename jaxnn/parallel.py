@@ -65,6 +65,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxnn.distributed import put_global
 from jaxnn.network import Network
 from jaxnn.step import settings, train_step
 from jaxnn.validation import check_l2
@@ -266,9 +267,8 @@ def shard_host_batch(X_local, Y_local, mesh: Mesh) -> tuple[Array, Array]:
 
 
 def _put(tree, sharding):
-    """device_put onto ``sharding``; leaves already placed there are left as they are."""
-    return jax.tree.map(lambda x: x if getattr(x, "sharding", None) == sharding
-                        else jax.device_put(x, sharding), tree)
+    """Onto ``sharding``, also when its devices span several processes (each fills its own)."""
+    return put_global(tree, sharding)
 
 
 def place_replicated(mesh, tree):

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.distributed import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.divergence import DivergenceError, replay_epoch
 from jaxnn.epoch import EpochSpec, epoch_order, run_epochs
 from jaxnn.network import Network, check_params, check_X, check_Y
@@ -173,6 +174,13 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                      1 if mesh is None or shard != "batch" else n_devices(mesh))
     frozen = np.zeros(E, bool)
     key_data, epoch0 = jax.device_get((jax.random.key_data(state.key), state.epoch))  # one sync
+    if jax.process_count() > 1:  # every process must train on the same data with the same settings
+        check_same_across_processes(
+            {"X": X, "Y": Y, "validation": val, "key": key_data, "epoch": epoch0, "l2": l2,
+             "params": state.params, "settings": (net.describe(), s.tx.__class__.__name__, grad,
+                                                  keep_prob, str(compute_dtype), B, epochs,
+                                                  per_call, spec.eval_train, shard)},
+            "the data and settings of train_epochs")
     state, (frozen, X, Y, l2, val) = place_training(mesh, shard, B, m, batch_size, ensemble,
                                                     state, (frozen, X, Y, np.asarray(l2, dtype), val))
     history: dict[str, np.ndarray] = {}
@@ -187,9 +195,10 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
         while done < epochs:
             n = min(per_call, epochs - done)
             orders = None if B == m else place_replicated(mesh, _orders(key_data, epoch0, done, n, m))
-            state, frozen, first_bad, outs = run_epochs(state, frozen, X, Y, orders, l2, val,
-                                                        spec._replace(n_epochs=n))
-            outs, first_bad = jax.device_get((outs, first_bad))  # the call's one host sync
+            with peer_loss_as_error():  # several processes: a dead peer ends this one too
+                state, frozen, first_bad, outs = run_epochs(state, frozen, X, Y, orders, l2, val,
+                                                            spec._replace(n_epochs=n))
+                outs, first_bad = jax.device_get((outs, first_bad))  # the call's one host sync
             outs = {"epoch": first + done + np.arange(n)} | outs
             if not ensemble and int(first_bad) >= 0:
                 outs = {k: v[: int(first_bad)] for k, v in outs.items()}
@@ -299,7 +308,12 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
                                   batch_size=batch_size, grad=grad, l2=l2, keep_prob=keep_prob,
                                   validation=validation, progress=progress, mesh=mesh,
                                   compute_dtype=compute_dtype, **kwargs)
-    return state.params, history
+    return _returned(state.params), history
+
+
+def _returned(params):
+    """Params for the caller: across processes, each process's own whole copy (ordinary arrays)."""
+    return to_local(params) if jax.process_count() > 1 else params
 
 
 def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None,
@@ -338,7 +352,7 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
                        ensemble=True)
     state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer, l2=l2,
                                   **kwargs)
-    return state.params, history
+    return _returned(state.params), history
 
 
 # The names this module held before the pieces moved to their own modules; kept importable.
