@@ -1,4 +1,4 @@
-"""Cheap fingerprints of arrays and settings, compared across processes by ``jaxnn.distributed``.
+"""Cheap fingerprints of arrays and settings, compared across processes (``jaxnn.distributed``).
 
 Each leaf becomes ``WORDS`` uint32 words (uint32 so that gathering them
 across processes never depends on ``jax_enable_x64``): a crc32 of its name
@@ -13,6 +13,7 @@ import zlib
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 WORDS = 11
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")  # differs per process in a repr
@@ -116,3 +117,43 @@ def array_text(words: np.ndarray) -> str:
     dtype = words[9:11].copy().view("S8")[0].decode(errors="replace").strip()
     total = float(words[1:3].copy().view(np.float64)[0])
     return f"shape {shape} {dtype} sum {total:.9g} crc32 {int(words[3]):#010x}"
+
+
+def raise_if_different(name_to_value: dict, what: str) -> None:
+    """Gather the fingerprints of every process; the same ValueError on each when they differ.
+
+    The body of ``jaxnn.distributed.check_same_across_processes`` (see there);
+    two small collectives: the names first, then the fingerprints.
+
+    >>> raise_if_different({"X": np.ones((2, 4))}, "data")  # one process: nothing to compare
+    """
+    if jax.process_count() == 1:
+        return
+    names, texts, rows = fingerprints(name_to_value)
+    header = np.array([len(names), zlib.crc32("\n".join(names).encode())], np.uint32)
+    headers = multihost_utils.process_allgather(header)  # (P, 2)
+    me = jax.process_index()
+    if not (headers == headers[0]).all():
+        groups = group_processes(headers)
+        raise ValueError(
+            f"the processes check different sets of names for {what} (processes {groups}): "
+            "they run different programs or jaxnn versions. This process "
+            f"({me}) checks: {names}."
+        )
+    everyone = multihost_utils.process_allgather(rows)  # (P, k, WORDS)
+    problems = []
+    for i, name in enumerate(names):
+        column = everyone[:, i, :]
+        if (column == column[0]).all():
+            continue
+        if column[:, 1:].any() or rows[i, 4]:  # an array: every process's shape and sum
+            detail = "; ".join(f"process {p}: {array_text(column[p])}"
+                               for p in range(len(column)))
+        else:
+            detail = f"this process ({me}) has {texts[i]}"
+        problems.append(f"{name} differs between processes {group_processes(column)} ({detail})")
+    if problems:
+        raise ValueError(
+            f"{what} must be the same on every process, but " + "; ".join(problems) + ". Pass "
+            "the same values on every process (same files, same seed, same settings)."
+        )

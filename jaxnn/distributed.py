@@ -13,22 +13,22 @@ A process that dies: the survivors stop by themselves, with the runtime's
 error, within ``heartbeat_timeout_s`` of its last heartbeat ("Terminating
 process because the JAX distributed service detected fatal errors. This most
 likely indicates that another task died"), or sooner, with a gloo error, when
-a collective's connection to the dead process closes. No process waits forever.
+a collective's connection to the dead process closes (``peer_loss_as_error``
+turns that one into a ``PeerLostError``). No process waits forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-import zlib
 
 import jax
 import numpy as np
-from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn._fingerprint import array_text, fingerprints, group_processes, host_value, is_key
+from jaxnn._fingerprint import host_value, is_key, raise_if_different
 
 # The environment that scripts/launch_local.py sets and initialize() reads.
 ENV_COORDINATOR = "JAXNN_COORDINATOR"
@@ -221,6 +221,50 @@ def is_main_process() -> bool:
     True
     """
     return jax.process_index() == 0
+
+
+# --- a process that dies ----------------------------------------------------------------------
+
+# what the runtime's errors say when a peer process is gone
+_PEER_LOST = re.compile(r"gloo|connection (reset|closed|refused)|heartbeat|unavailable|"
+                        r"deadline_exceeded|task died", re.I)
+
+
+class PeerLostError(RuntimeError):
+    """Another process of the run died, was killed or stopped answering."""
+
+
+@contextlib.contextmanager
+def peer_loss_as_error():
+    """Turn the runtime's error for a vanished peer process into a ``PeerLostError``.
+
+    Wrap the calls that run collectives (a training epoch). When another
+    process dies, the collectives waiting on it fail with a gloo or
+    coordination-service error ("Connection reset by peer", "heartbeat
+    timeout"); this re-raises it as ``PeerLostError`` with one plain
+    sentence. Other errors, and everything in one process, pass unchanged.
+    (If the runtime's heartbeat check fires first, it ends the process
+    itself, with its own message: see the module docstring.)
+
+    Raises:
+      PeerLostError: a collective failed because another process is gone.
+
+    >>> with peer_loss_as_error():
+    ...     total = int(jnp.sum(jnp.ones(3)))
+    >>> total
+    3
+    """
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        if jax.process_count() == 1 or not _PEER_LOST.search(str(e)):
+            raise
+        first = str(e).strip().splitlines()[0][:300]
+        raise PeerLostError(
+            f"process {jax.process_index()} of {jax.process_count()}: another process of the "
+            f"run died, was killed or stopped answering, so a collective failed ({first}). "
+            "See the other processes' output for the cause; this process stops too."
+        ) from e
 
 
 # --- global arrays ---------------------------------------------------------------------------
@@ -427,43 +471,18 @@ def check_same_across_processes(name_to_value: dict, what: str) -> None:
                          f"{type(name_to_value).__name__}.")
     if jax.process_count() == 1:
         return
-    names, texts, rows = fingerprints(name_to_value)
-    header = np.array([len(names), zlib.crc32("\n".join(names).encode())], np.uint32)
-    headers = multihost_utils.process_allgather(header)  # (P, 2)
-    me = jax.process_index()
-    if not (headers == headers[0]).all():
-        groups = group_processes(headers)
-        raise ValueError(
-            f"the processes check different sets of names for {what} (processes {groups}): "
-            "they run different programs or jaxnn versions. This process "
-            f"({me}) checks: {names}."
-        )
-    everyone = multihost_utils.process_allgather(rows)  # (P, k, words)
-    problems = []
-    for i, name in enumerate(names):
-        column = everyone[:, i, :]
-        if (column == column[0]).all():
-            continue
-        if column[:, 1:].any() or rows[i, 4]:  # an array: every process's shape and sum
-            detail = "; ".join(f"process {p}: {array_text(column[p])}"
-                               for p in range(len(column)))
-        else:
-            detail = f"this process ({me}) has {texts[i]}"
-        problems.append(f"{name} differs between processes {group_processes(column)} ({detail})")
-    if problems:
-        raise ValueError(
-            f"{what} must be the same on every process, but " + "; ".join(problems) + ". Pass "
-            "the same values on every process (same files, same seed, same settings)."
-        )
+    raise_if_different(name_to_value, what)
 
 
 __all__ = [
     "ENV_COORDINATOR",
     "ENV_NUM_PROCESSES",
     "ENV_PROCESS_ID",
+    "PeerLostError",
     "check_same_across_processes",
     "initialize",
     "is_main_process",
+    "peer_loss_as_error",
     "process_count",
     "put_global",
     "replicate_global",

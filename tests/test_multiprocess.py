@@ -179,8 +179,11 @@ def test_one_process_checks():
 
 @pytest.fixture(scope="module")
 def fits(tmp_path_factory):
+    """The 2-process fit (then a death in process 1) and the one-process reference run."""
     out = tmp_path_factory.mktemp("fit")
-    two = run("fit", out, timeout=60)
+    # heartbeat timeout 10 s in the worker; after the death the launcher waits 40 s before
+    # killing anyone, so a process 0 that stops by itself does so well within that
+    two = run("fit", out, timeout=90, grace=40)
     one = run("one", out, n=1, devices=4, timeout=60)
     return two, one, out
 
@@ -192,8 +195,8 @@ def _params(r, prefix):
 
 @WAIT_FOR_FIT
 def test_fit_on_two_processes_equals_one_process(fits):
-    (status, output), (status1, output1), out = fits
-    assert status == 0, output
+    (_, output), (status1, output1), out = fits
+    assert output.count("FIT DONE") == 2, output
     assert status1 == 0, output1
     p0, p1 = (_params(load(out, f"fit-{p}"), "p_") for p in (0, 1))
     for a, b in zip(p0, p1, strict=True):
@@ -204,8 +207,8 @@ def test_fit_on_two_processes_equals_one_process(fits):
 
 @WAIT_FOR_FIT
 def test_checkpoint_of_two_processes_resumes_in_one(fits):
-    (status, output), (status1, output1), out = fits
-    assert status == 0 and status1 == 0, output + output1
+    (_, output), (status1, output1), out = fits
+    assert output.count("FIT DONE") == 2 and status1 == 0, output + output1
     one = load(out, "one-0")
     assert int(one["epoch_restored"]) == 3 and int(one["epoch_resumed"]) == 4
     saved = _params(load(out, "fit-0"), "p_")
@@ -215,16 +218,18 @@ def test_checkpoint_of_two_processes_resumes_in_one(fits):
 
 
 @WAIT_FOR_FIT
-def test_dead_process_stops_the_other(tmp_path):
-    # heartbeat timeout 10 s in the worker; the launcher waits 40 s before killing anyone
-    status, output = run("die", tmp_path, timeout=60, grace=40)
-    assert "[1] epoch 1 done" in output, output
+def test_dead_process_stops_the_other(fits):
+    (status, output), _, _ = fits
+    # both resumed from the checkpoint on 2 processes; process 1 died after epoch 4
+    assert "[0] epoch 4 done" in output and "[1] epoch 4 done" in output, output
     mine = lines_of(output, 0)
     assert "TRAINING FINISHED" not in mine
     # process 0 stopped by itself, in time: neither the launcher's timeout nor its grace kill
     assert "timeout after" not in output and "killing the others" not in output, output
     assert "[launch] process 1 failed first (exit status 3)" in output, output
     # the runtime's message: the heartbeat timeout, or gloo when the dead peer's socket closed
-    assert re.search(r"another task died|stopped sending heartbeats|gloo", mine), output
+    assert re.search(r"another task died|stopped sending heartbeats|PeerLostError|gloo", mine), \
+        output
     codes = re.search(r"exit status per process: \[(\d+), (\d+)\]", output)
     assert codes and int(codes.group(1)) != 0 and int(codes.group(2)) == 3, output
+    assert status != 0
