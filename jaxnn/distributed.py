@@ -25,6 +25,7 @@ import re
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -408,36 +409,37 @@ def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
 
 
 def to_local(tree):
-    """Fully replicated global arrays -> ordinary arrays on this process's first device.
+    """Global arrays -> ordinary arrays, whole, on this process's first device.
 
-    The result is usable as usual (printing, numpy, a jitted function on one
-    device, saving); no data moves, each process reads its own copy.
-    Leaves that are not ``jax.Array`` are returned unchanged.
+    A fully replicated leaf (trained params) is this process's own copy: no
+    data moves. A leaf split over devices (an ensemble's models split over
+    the processes) is gathered first, a collective: then every process must
+    call ``to_local`` on the same tree. The result is usable as usual
+    (printing, numpy, a jitted function on one device, saving). Leaves that
+    are not ``jax.Array`` are returned unchanged.
 
     Args:
-      tree: a pytree whose ``jax.Array`` leaves are fully replicated (e.g. trained params).
+      tree: a pytree of global arrays (e.g. trained params).
 
     Returns:
-      The same tree with single-device arrays.
-
-    Raises:
-      ValueError: for an array split over devices (gather it first, e.g. replicate in a jit).
+      The same tree with whole single-device arrays.
 
     >>> params = to_local(replicate_global([{"W": np.ones((3, 2))}], jaxnn.make_mesh()))
     >>> len(params[0]["W"].devices())
     1
     """
     def one(x):
-        if not isinstance(x, jax.Array):
+        if not isinstance(x, jax.Array) or len(x.devices()) == 1:
             return x
-        if len(x.devices()) == 1:
-            return x
-        if not x.is_fully_replicated:
-            raise ValueError(
-                f"to_local: an array of shape {x.shape} is split over devices ({x.sharding}); "
-                "only fully replicated arrays have a whole copy on this process."
-            )
-        return x.addressable_shards[0].data
+        if is_key(x):
+            return jax.random.wrap_key_data(one(jax.random.key_data(x)),
+                                            impl=jax.random.key_impl(x))
+        if x.is_fully_replicated:
+            return x.addressable_shards[0].data
+        if x.is_fully_addressable:  # one process: a plain transfer gathers it
+            return jax.device_put(x, jax.local_devices()[0])
+        return jax.device_put(multihost_utils.process_allgather(x, tiled=True),
+                              jax.local_devices()[0])
 
     return jax.tree.map(one, tree)
 

@@ -68,6 +68,7 @@ def blocks():
     noise = jax.jit(lambda t, x: jax.random.normal(t["key"], (2,)) + jnp.sum(t["W"]) + jnp.sum(x),
                     out_shardings=NamedSharding(mesh, P()))(rep, Xg)
     local = dist.to_local(rep)
+    split_local = dist.to_local({"X": Xg, "key": rep["key"]})  # a split leaf is gathered
     doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
     dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
     save(full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
@@ -75,6 +76,8 @@ def blocks():
          rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
          held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,
          local_devices=np.array(len(local["W"].devices())),
+         split_local=np.asarray(split_local["X"]),
+         split_local_devices=np.array(len(split_local["X"].devices())),
          key_typed=np.array(jax.dtypes.issubdtype(rep["key"].dtype, jax.dtypes.prng_key)),
          n_global=np.array(len(mesh.devices.flat)))
     X_bad = X.copy()

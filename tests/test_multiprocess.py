@@ -30,7 +30,6 @@ from jaxnn.distributed import check_same_across_processes, initialize, shard_col
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "scripts" / "launch_local.py"
 WORKER = Path(__file__).resolve().parent / "_multiprocess_worker.py"
-WAIT_FOR_FIT = pytest.mark.xfail(strict=False, reason="waiting for fit integration")
 
 
 def run(scenario, out, *, n=2, devices=2, timeout=45, grace=5):
@@ -105,6 +104,8 @@ def test_shard_columns_global_full_local_rows_and_put_global(blocks):
         r = load(out, f"blocks-{p}")
         np.testing.assert_array_equal(r["full"], X)
         np.testing.assert_array_equal(r["put"], X)
+        np.testing.assert_array_equal(r["split_local"], X)  # to_local gathers a split array
+        assert int(r["split_local_devices"]) == 1
         np.testing.assert_array_equal(r["local"], X)  # blocks concatenated in process order
         np.testing.assert_array_equal(r["rows"], X.T)
         assert str(r["spec"]) == str(P(None, "batch"))
@@ -193,7 +194,6 @@ def _params(r, prefix):
                                  key=lambda k: int(k[len(prefix):]))]
 
 
-@WAIT_FOR_FIT
 def test_fit_on_two_processes_equals_one_process(fits):
     (_, output), (status1, output1), out = fits
     assert output.count("FIT DONE") == 2, output
@@ -205,7 +205,6 @@ def test_fit_on_two_processes_equals_one_process(fits):
     assert float(relative_error(p0, reference)) <= 1e-6
 
 
-@WAIT_FOR_FIT
 def test_checkpoint_of_two_processes_resumes_in_one(fits):
     (_, output), (status1, output1), out = fits
     assert output.count("FIT DONE") == 2 and status1 == 0, output + output1
@@ -217,7 +216,6 @@ def test_checkpoint_of_two_processes_resumes_in_one(fits):
     assert float(relative_error(_params(one, "resumed_"), _params(one, "e4_"))) <= 1e-6
 
 
-@WAIT_FOR_FIT
 def test_dead_process_stops_the_other(fits):
     (status, output), _, _ = fits
     # both resumed from the checkpoint on 2 processes; process 1 died after epoch 4
