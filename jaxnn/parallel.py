@@ -275,14 +275,14 @@ def place_replicated(mesh, tree):
     """``tree`` as device arrays: replicated over ``mesh``, or on the default device (mesh None).
 
     Args:
-      mesh: a 1-D mesh, or None.
+      mesh: a 1-D mesh, or None (then the tree is returned as it is).
       tree: a pytree of arrays (host or device).
 
     >>> place_replicated(None, np.ones(2)).shape
     (2,)
     """
-    if mesh is None:
-        return jax.tree.map(jnp.asarray, tree)
+    if mesh is None:  # host arrays travel with the compiled call that takes them
+        return tree
     return _put(tree, replicated(mesh))
 
 

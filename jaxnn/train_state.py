@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from jaxnn.initializers import init_params
 from jaxnn.network import Network
@@ -72,7 +71,7 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
         raise ValueError("params must be a pytree of floating-point arrays, e.g. "
                          "jaxnn.init_params(key, net).")
     key = as_key(key)
-    dtype = optax.tree.dtype(params, "highest")  # α in the params' precision
+    dtype = jnp.result_type(*(x.dtype for x in leaves))  # α in the params' precision
     lr = np.zeros(())
     if named:
         name = optimizer or "gd"

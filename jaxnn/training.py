@@ -181,8 +181,11 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                                                   keep_prob, str(compute_dtype), B, epochs,
                                                   per_call, spec.eval_train, shard)},
             "the data and settings of train_epochs")
-    state, (frozen, X, Y, l2, val) = place_training(mesh, shard, B, m, batch_size, ensemble,
-                                                    state, (frozen, X, Y, np.asarray(l2, dtype), val))
+    # frozen and l2 are carried from call to call: device arrays from the start, so every call
+    # passes the same kind of argument and hits the same compiled program
+    state, (frozen, X, Y, l2, val) = place_training(
+        mesh, shard, B, m, batch_size, ensemble, state,
+        (jnp.asarray(frozen), X, Y, jnp.asarray(l2, dtype), val))
     history: dict[str, np.ndarray] = {}
     bar = None
     if show:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -270,6 +271,25 @@ def _all_finite(x):
     return jnp.all(jnp.isfinite(x))
 
 
+# JAX arrays are immutable: one found finite stays finite, so a training loop that passes the
+# same arrays call after call (one epoch per call) checks them once. id -> weak reference.
+_FINITE: dict[int, weakref.ref] = {}
+
+
+def _known_finite(x) -> bool:
+    ref = _FINITE.get(id(x))
+    return ref is not None and ref() is x
+
+
+def _remember_finite(x) -> None:
+    if len(_FINITE) > 256:
+        _FINITE.clear()
+    try:
+        _FINITE[id(x)] = weakref.ref(x)
+    except TypeError:  # an array type without weak references: simply not cached
+        pass
+
+
 def as_data(name: str, x, dtype) -> jax.Array:
     """Data for a training or checking run: a device array of ``dtype``, values checked.
 
@@ -292,8 +312,11 @@ def as_data(name: str, x, dtype) -> jax.Array:
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
         if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
             raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}.")
-        x = x.astype(dtype)
-        if x.is_fully_addressable and not bool(_all_finite(x)):
-            first_bad_column(name, np.asarray(x))
+        if x.dtype != dtype:
+            x = x.astype(dtype)
+        if x.is_fully_addressable and not _known_finite(x):
+            if not bool(_all_finite(x)):
+                first_bad_column(name, np.asarray(x))
+            _remember_finite(x)
         return x
     return jnp.asarray(as_float_array(name, x, dtype))
