@@ -1,16 +1,11 @@
 """Checkpoints of a ``TrainState`` and its ``Network`` that verify themselves, without pickle.
 
-One checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, written by
-``np.savez`` and read with ``allow_pickle=False``, so loading a file never runs code):
-
-* ``leaf_00000``, ``leaf_00001``, ...: the flattened ``TrainState`` leaves in
-  tree order: params ``W: (n_l, n_{l-1})``, ``b: (n_l, 1)`` (formulas §1), the
-  optimizer state, step, the PRNG key as ``jax.random.key_data`` (uint32),
-  epoch. Dtypes numpy cannot name (bfloat16) are stored as same-width uints.
-* ``meta``: a 0-d unicode array holding JSON: format and version, the
-  ``net.describe()`` of the Network, each leaf's path / shape / dtype and the
-  sha256 of its bytes, the key's PRNG implementation, and free-form ``config``
-  (e.g. the CLI's flags).
+One checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read with
+``allow_pickle=False``, so loading a file never runs code): one array per
+``TrainState`` leaf (params, optimizer state, step, PRNG key data, epoch) and
+a JSON ``meta`` with the ``net.describe()`` of the Network, each leaf's path /
+shape / dtype / sha256, the key's PRNG implementation and free-form ``config``.
+``jaxnn.checkpoint_format`` defines the file and reads it with verification.
 
 Reading verifies, never trusts: every problem with a file (missing, empty, truncated,
 flipped bytes, not a zip, an ``.npz`` that is not a jaxnn checkpoint, missing or
@@ -37,34 +32,26 @@ places on its mesh.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
 import tempfile
-import zipfile
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
 from jaxnn.network import Network
 from jaxnn.train_state import TrainState
 
-FORMAT, VERSION = "jaxnn-checkpoint", 2
+__all__ = ["CheckpointError", "save", "resolve", "read_metadata", "restore", "FORMAT", "VERSION",
+           "LATEST"]
+
 LATEST = "LATEST"
 _CKPT = re.compile(r"ckpt-(\d+)\.npz")
 _TEMP = re.compile(r"\.(ckpt-\d+\.npz|LATEST)\..+\.tmp")
-_MAX_NPY_HEADER = 1 << 16  # bytes a .npy header may add to its data (numpy writes 128)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file, folder or ``LATEST`` pointer that cannot be trusted.
-
-    The message names the file and what is wrong with it. A ``ValueError``, so
-    callers that already catch bad input catch it too.
-    """
 
 
 # ------------------------------------------------------------------------- save
@@ -89,18 +76,6 @@ def _to_host(name: str, x) -> np.ndarray:
             f"{getattr(x, 'sharding', '?')}), not fully replicated, so this process does not "
             "hold all of it. Replicate the state on every device before saving (e.g. "
             "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).") from None
-
-
-def _storage_dtype(dtype_name: str) -> np.dtype:
-    """The dtype an array of ``dtype_name`` is stored as (same-width uint if numpy can't name it)."""
-    dtype = jnp.dtype(dtype_name)
-    if dtype.kind == "V" or dtype_name == "bfloat16":
-        return np.dtype(f"uint{8 * dtype.itemsize}")
-    return dtype
-
-
-def _sha256(x: np.ndarray) -> str:
-    return hashlib.sha256(x.tobytes()).hexdigest()
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -185,22 +160,14 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
         raise CheckpointError(f"checkpoint folder {directory} is a file, not a folder; pass a "
                               "folder path.")
     paths, leaves, _ = _flatten(state)
-    arrays, described = {}, []
-    for i, (name, x) in enumerate(zip(paths, leaves, strict=True)):
-        x = _to_host(name, x)
-        dtype = str(x.dtype)
-        x = x.view(_storage_dtype(dtype)) if _storage_dtype(dtype) != x.dtype else x
-        arrays[f"leaf_{i:05d}"] = x
-        described.append({"path": name, "shape": list(x.shape), "dtype": dtype,
-                          "sha256": _sha256(x)})
-    meta = {"format": FORMAT, "version": VERSION, "network": net.describe(),
-            "key_impl": str(jax.random.key_impl(state.key)), "leaves": described,
-            "epoch": int(np.max(_to_host("epoch", state.epoch))),
-            "step": int(np.max(_to_host("step", state.step))), "config": config_json}
-    path = directory / f"ckpt-{meta['epoch']:06d}.npz"
+    leaves = [_to_host(name, x) for name, x in zip(paths, leaves, strict=True)]
+    epoch = int(np.max(_to_host("epoch", state.epoch)))
+    step = int(np.max(_to_host("step", state.step)))
+    path = directory / f"ckpt-{epoch:06d}.npz"
     if jax.process_count() > 1 and jax.process_index() != 0:
         return path  # process 0 writes the (replicated) state for everyone
-    arrays["meta"] = np.array(json.dumps(meta))
+    arrays = pack(paths, leaves, network=net.describe(), key_impl=str(jax.random.key_impl(state.key)),
+                  epoch=epoch, step=step, config=config_json)
     directory.mkdir(parents=True, exist_ok=True)
     _tidy(directory, None, path.name)
     _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
@@ -263,122 +230,6 @@ def resolve(path) -> Path:
     return path
 
 
-def _malformed(path: Path, what: str) -> CheckpointError:
-    return CheckpointError(f"{path}: malformed jaxnn checkpoint metadata: {what}.")
-
-
-def _check_meta(meta, path: Path) -> dict:
-    """Refuse metadata that is not the dict :func:`save` writes; return it."""
-    if not isinstance(meta, dict):
-        raise _malformed(path, f"expected a JSON object, got {type(meta).__name__}")
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path} is not a jaxnn checkpoint (metadata format "
-                              f"{meta.get('format')!r}, expected {FORMAT!r}).")
-    if meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} is a version-{meta.get('version')!r} jaxnn checkpoint; "
-                              f"this jaxnn reads version {VERSION} (with per-array checksums); "
-                              "re-create it by training again.")
-    net = meta.get("network")
-    if not (isinstance(net, dict) and isinstance(net.get("layer_sizes"), list)
-            and isinstance(net.get("activations"), list) and isinstance(net.get("loss"), str)):
-        raise _malformed(path, "'network' must hold layer_sizes, activations and loss")
-    for key, kind in (("key_impl", str), ("epoch", int), ("step", int), ("config", dict),
-                      ("leaves", list)):
-        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
-            raise _malformed(path, f"{key!r} must be a {kind.__name__}, got "
-                                   f"{meta.get(key)!r:.60}")
-    for i, d in enumerate(meta["leaves"]):
-        ok = (isinstance(d, dict) and isinstance(d.get("path"), str)
-              and isinstance(d.get("dtype"), str) and isinstance(d.get("shape"), list)
-              and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0
-                      for n in d["shape"])
-              and isinstance(d.get("sha256"), str) and re.fullmatch("[0-9a-f]{64}", d["sha256"]))
-        if not ok:
-            raise _malformed(path, f"leaf {i} must have a path, a shape of ints >= 0, a dtype "
-                                   f"and a sha256, got {d!r:.120}")
-    return meta
-
-
-def _read_npy(zf: zipfile.ZipFile, member: str, n_bytes: int | None, path: Path) -> np.ndarray:
-    """One array of the zip, refusing one far larger than ``n_bytes`` before reading it."""
-    info = zf.getinfo(member)
-    if n_bytes is not None and not n_bytes <= info.file_size <= n_bytes + _MAX_NPY_HEADER:
-        raise CheckpointError(f"{path}: {member} holds {info.file_size} bytes, but its "
-                              f"metadata describes {n_bytes} bytes of data; the file is "
-                              "corrupt or was edited.")
-    with zf.open(member) as f:
-        x = np.lib.format.read_array(f, allow_pickle=False)
-        if f.read(1):  # reading to the end also makes zipfile check the member's CRC-32
-            raise CheckpointError(f"{path}: {member} has bytes after its array.")
-    return x
-
-
-def _read(path: Path, check=None):
-    """(metadata, stored arrays) of a checkpoint file, every array verified.
-
-    Without ``check`` only the metadata is read (arrays: None); otherwise
-    ``check(metadata)`` runs before any array is read.
-    """
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            magic = f.read(4)
-    except OSError as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
-    if size == 0:
-        raise CheckpointError(f"checkpoint {path} is empty (0 bytes).")
-    if magic != b"PK\x03\x04":
-        raise CheckpointError(f"checkpoint {path} is not an .npz (zip) file: it starts with "
-                              f"{magic!r}, not b'PK\\x03\\x04'.")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-            if "meta.npy" not in names:
-                raise CheckpointError(f"{path} is an .npz but not a jaxnn checkpoint: it has "
-                                      f"no 'meta' array (arrays: {sorted(names)[:8]}).")
-            meta_array = _read_npy(zf, "meta.npy", None, path)
-            if meta_array.shape != () or meta_array.dtype.kind != "U":
-                raise _malformed(path, f"'meta' must be a 0-d string, got {meta_array.dtype} "
-                                       f"{meta_array.shape}")
-            try:
-                meta = json.loads(str(meta_array))
-            except ValueError as err:
-                raise _malformed(path, f"not JSON ({err})") from None
-            _check_meta(meta, path)
-            if check is None:
-                return meta, None
-            check(meta)
-            want = [f"leaf_{i:05d}.npy" for i in range(len(meta["leaves"]))]
-            extra = sorted(set(names) - {*want, "meta.npy"})
-            missing = sorted(set(want) - set(names))
-            if extra or missing or len(names) != len(set(names)):
-                raise CheckpointError(f"{path}: its arrays do not match its metadata "
-                                      f"({len(want)} leaves): missing {missing[:4]}, not "
-                                      f"described {extra[:4]}, {len(names)} members.")
-            stored = []
-            for member, d in zip(want, meta["leaves"], strict=True):
-                dtype = _storage_dtype(d["dtype"])
-                shape = tuple(d["shape"])
-                x = _read_npy(zf, member, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize,
-                              path)
-                what = (f"shape {x.shape}" if x.shape != shape
-                        else f"dtype {x.dtype}" if x.dtype != dtype
-                        else "a different sha256" if _sha256(x) != d["sha256"] else None)
-                if what:
-                    raise CheckpointError(
-                        f"{path}: array {member[:-4]} ({d['path']}) has {what}, but the "
-                        f"metadata says shape {shape}, dtype {d['dtype']} (stored as {dtype}) "
-                        "and its checksum; the file is corrupt or was edited, refused.")
-                wanted = jnp.dtype(d["dtype"])
-                stored.append(x.view(wanted) if wanted != dtype else x)
-            return meta, stored
-    except CheckpointError:
-        raise
-    except Exception as err:  # any failure to parse these untrusted bytes means a bad file
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
-                              f"({type(err).__name__}: {err}).") from None
-
-
 def read_metadata(path) -> dict:
     """The JSON metadata of a checkpoint (file or folder), without loading the arrays.
 
@@ -399,7 +250,7 @@ def read_metadata(path) -> dict:
     ...     print(read_metadata(folder)["config"])
     {'lr': 0.5}
     """
-    return _read(resolve(path))[0]
+    return read_verified(resolve(path))[0]
 
 
 def _check_matches(meta: dict, path: Path, net: Network, paths, leaves, impl: str) -> None:
@@ -457,7 +308,7 @@ def restore(path, net: Network, like: TrainState) -> TrainState:
     path = resolve(path)
     paths, leaves, treedef = _flatten(like)
     impl = str(jax.random.key_impl(like.key))
-    _, stored = _read(path, check=lambda meta: _check_matches(meta, path, net, paths, leaves,
-                                                              impl))
+    _, stored = read_verified(path, check=lambda meta: _check_matches(meta, path, net, paths,
+                                                                      leaves, impl))
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in stored])
     return state._replace(key=jax.random.wrap_key_data(state.key, impl=impl))
