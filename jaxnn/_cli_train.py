@@ -132,7 +132,11 @@ def _load_data(s: dict):
     from jaxnn import datasets
 
     if s["dataset"] is not None:
-        return datasets.load(s["dataset"], test_fraction=s["test_fraction"], seed=s["seed"]), ""
+        try:
+            ds = datasets.load(s["dataset"], test_fraction=s["test_fraction"], seed=s["seed"])
+        except ValueError as e:
+            raise ValueError(f"--dataset {s['dataset']}: {e}") from None
+        return ds, ""
     path, label = s["csv"], s["label_column"]
     label = int(label) if label.lstrip("-").isdigit() else label
     try:
@@ -187,9 +191,13 @@ def _read_checkpoint(out: Path) -> dict:
     from jaxnn import checkpoint
 
     try:
-        return checkpoint.read_metadata(out)["config"]
-    except (FileNotFoundError, ValueError, KeyError) as e:
+        config = checkpoint.read_metadata(out).get("config")
+    except (FileNotFoundError, ValueError) as e:
         raise ValueError(f"--resume: {e}") from None
+    if not isinstance(config, dict) or not set(FIXED_ON_RESUME) <= set(config):
+        raise ValueError(f"--resume: the checkpoint in {out} holds no jaxnn train settings (it "
+                         "was saved by another program); resume it with jaxnn.checkpoint.restore.")
+    return config
 
 
 def run(args) -> int:
@@ -216,7 +224,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else None
     saved = None
     if args.resume:
-        out = out or Path("runs") / (args.dataset or _cli_recipes.GENERIC["dataset"])
+        out = out or Path("runs") / (args.dataset or (Path(args.csv).stem if args.csv else
+                                                      _cli_recipes.GENERIC["dataset"]))
         saved = _read_checkpoint(out)
     s = settings(args, saved)
     out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
@@ -290,12 +299,12 @@ def run(args) -> int:
     if main:
         _cli_report.write_history(history, config | {"epochs": s["epochs"],
                                                      "network": net.describe()}, history_path)
-        if not args.no_plot:
-            _cli_report.plot(history, out / "curves.png", metric_names(net)[0],
-                             _cli_report.title(net, ds.name, s))
     # The last epoch's entries hold the train and test scores of the final params, without
     # dropout: no extra evaluation pass to compile.
-    say("\n" + _cli_report.table(history, metric_names(net)))
+    say("\n" + _cli_report.table(history, metric_names(net)), flush=True)
+    if main and not args.no_plot:
+        _cli_report.plot(history, out / "curves.png", metric_names(net)[0],
+                         _cli_report.title(net, ds.name, s))
     say(f"\ntrained {s['epochs'] - done} epochs, {steps} steps in {seconds:.2f} s (incl. "
         f"compilation): {steps / seconds:.0f} steps/s; total {time.perf_counter() - t_start:.1f}"
         f" s. Wrote {out}/ (checkpoint, history.json{'' if args.no_plot else ', curves.png'}).")

@@ -106,6 +106,7 @@ def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys
     (["--task", "regression"], r"--task applies to --csv files"),
     (["--label-column", "0"], r"--label-column applies to --csv files"),
     (["--resume", "--out", "nothing"], r"--resume: .*nothing"),
+    (["--dataset", "iris", "--test-fraction", "0.99"], r"--dataset iris: .*test_fraction"),
     (["--process-id", "1"], r"--process-id needs --coordinator, --num-processes too"),
     (["--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"],
      r"--coordinator: coordinator_address = 'nohost' must be HOST:PORT"),
@@ -136,6 +137,18 @@ def test_resume_refuses_other_settings_and_corrupt_checkpoints(tmp_path, capsys)
         path.write_bytes(bytes(corrupt))
         err = _one_line_error(["--resume", "--out", "r", "--epochs", "4"], capsys).err
         assert re.search(rf"--resume: .*{path.name}", err), err
+
+
+def test_resume_of_a_checkpoint_without_cli_settings(tmp_path, capsys):
+    import jax
+
+    from jaxnn import Network, init_params, init_state
+
+    net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    state = init_state(init_params(jax.random.key(0), net), jax.random.key(1))
+    checkpoint.save(tmp_path / "lib", state, net)
+    err = _one_line_error(["--resume", "--out", "lib"], capsys).err
+    assert "--resume: the checkpoint in lib holds no jaxnn train settings" in err
 
 
 def test_divergence_is_one_line_naming_the_epoch(capsys):
