@@ -150,9 +150,10 @@ def jaxnn_network(sizes):
 
 def _jaxnn_scan_program(net, tx, nb: int, grad: str):
     """``train(carry, Xs, Ys, steps)``: jaxnn's gradient + an optax update, in one lax.scan."""
-    from jaxnn.updates import GRAD_FUNCTIONS
+    import jaxnn
 
-    value_and_grad = GRAD_FUNCTIONS[grad]
+    value_and_grad = {"manual": jaxnn.value_and_manual_grad,
+                      "autodiff": jaxnn.value_and_autodiff_grad}[grad]
 
     def train(carry, Xs, Ys, steps):
         def body(carry, i):
@@ -421,30 +422,45 @@ def _fit_data(sizes, data: Batches, steps: int):
 
 
 def make_jaxnn_fit(sizes, data: Batches, seed: int = 0, n_models: int | None = None, **fit_kwargs):
-    """``jaxnn.training.fit`` (or ``fit_ensemble`` for ``n_models``), adam, one epoch per run.
+    """``jaxnn.fit`` (or ``jaxnn.fit_ensemble`` for ``n_models``), adam, one epoch per run.
 
     The data set has ``steps * B`` examples, so one epoch is ``steps`` updates of
-    batch B (shuffled, as fit does). Each run is one ``fit`` call: what a user pays.
+    batch B (shuffled, as fit does; ``steps=1`` is a one-batch call). Each run is
+    one ``fit`` call, set-up included: what a user pays.
     """
-    from jaxnn import training
+    import jaxnn
 
     net = jaxnn_network(sizes)
     batch = data.x.shape[1]
     if n_models is None:
-        state = [jax.block_until_ready(training.init_params(jax.random.key(seed), net))]
+        state = [jax.block_until_ready(jaxnn.init_params(jax.random.key(seed), net))]
     else:
-        state = [jax.block_until_ready(training.init_ensemble(jax.random.key(seed), net, n_models))]
+        state = [jax.block_until_ready(jaxnn.init_ensemble(jax.random.key(seed), net, n_models))]
     cache: dict[int, tuple] = {}
     calls = [0]
+    train = jaxnn.fit if n_models is None else jaxnn.fit_ensemble
 
     def run(steps: int) -> None:
         if steps not in cache:
             cache[steps] = jax.block_until_ready(_fit_data(sizes, data, steps))
         calls[0] += 1
-        train = training.fit if n_models is None else training.fit_ensemble
         params, _ = train(state[0], net, cache[steps], epochs=1, key=jax.random.key(calls[0]),
                           optimizer="adam", batch_size=batch, progress=False, **fit_kwargs)
         _block(params)
         state[0] = params
+
+    return run
+
+
+def make_jaxnn_init_state(sizes, data: Batches, seed: int = 0):
+    """``jaxnn.init_state(params, key, optimizer="adam")`` alone: the set-up part of a fit call."""
+    import jaxnn
+
+    net = jaxnn_network(sizes)
+    params = jax.block_until_ready(jaxnn.init_params(jax.random.key(seed), net))
+
+    def run(steps: int) -> None:
+        for i in range(steps):
+            _block(jaxnn.init_state(params, jax.random.key(i), optimizer="adam"))
 
     return run
