@@ -133,7 +133,7 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
         if "D" in prev:
             dA_prev = dA_prev * prev["D"]  # the same inverted-dropout factor the forward pass applied
         dZ = acts[l - 1].backward(dA_prev, prev["Z"], prev["A"])
-    return grads
+    return grads if isinstance(params, list) else type(params)(grads)  # the params' container
 
 
 def value_and_manual_grad(

@@ -153,8 +153,9 @@ def finish_sums(sums: dict[str, Array], Y: Array, net: Network) -> dict[str, Arr
       ``{"train_cost", "train_accuracy"}`` or ``{"train_cost", "train_r2", "train_rmse"}``.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> finish_sums({"loss": jnp.array(2.0), "hits": jnp.array(3.0)}, jnp.ones((1, 4)), net)
-    {'train_cost': Array(0.5, dtype=float32), 'train_accuracy': Array(0.75, dtype=float32)}
+    >>> out = finish_sums({"loss": jnp.array(2.0), "hits": jnp.array(3.0)}, jnp.ones((1, 4)), net)
+    >>> {k: float(v) for k, v in out.items()}
+    {'train_cost': 0.5, 'train_accuracy': 0.75}
     """
     n_L, m = Y.shape
     out = {"train_cost": sums["loss"] / m}

@@ -376,3 +376,73 @@ def test_bad_arguments_raise_value_error(kwargs, match):
     kw = {"epochs": 1, "key": jax.random.key(0), "progress": False} | kwargs
     with pytest.raises(ValueError, match=match):
         training.fit(params, net, data, **kw)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"key": 0}, r"key = 0 is not a PRNG key: pass key=jax.random.key\(0\)"),
+    ({"key": None}, "key = None is not a PRNG key"),
+    ({"learning_rate": "abc"}, "learning_rate = 'abc' must be a finite number > 0"),
+    ({"keep_prob": "high"}, "keep_prob = 'high' must be a number in"),
+    ({"eval_train": "sometimes"}, "eval_train = 'sometimes'"),
+    ({"l2": [0.1, 0.2]}, "l2 = .* must be a finite number >= 0"),
+])
+def test_bad_argument_values_are_named(kwargs, match):
+    net = _net("softmax", "cross_entropy")
+    params, X, Y = _problem(net, 6)
+    kw = {"epochs": 1, "key": jax.random.key(0), "progress": False} | kwargs
+    with pytest.raises(ValueError, match=match):
+        training.fit(params, net, (X, Y), **kw)
+
+
+@pytest.mark.parametrize("where,column", [("X", 4), ("Y", 2)])
+def test_nan_in_the_data_is_refused_before_training(where, column):
+    net = Network((3, 4, 1), ("relu", "identity"), "mse")
+    params, X, Y = _problem(net, 8)
+    X, Y = np.array(X), np.array(Y)
+    (X if where == "X" else Y)[0, column] = np.nan
+    before = run_epochs._cache_size()
+    with pytest.raises(ValueError, match=rf"data: {where} holds NaN or inf: first in column {column}"):
+        training.fit(params, net, (X, Y), epochs=1, key=jax.random.key(0), progress=False)
+    with pytest.raises(ValueError, match=rf"validation: {where} holds NaN"):
+        training.fit(params, net, (np.nan_to_num(X), np.nan_to_num(Y)), epochs=1,
+                     key=jax.random.key(0), progress=False, validation=(X, Y))
+    assert run_epochs._cache_size() == before  # refused before anything was compiled
+    dev = jnp.asarray(X if where == "X" else Y)
+    data = (dev, Y) if where == "X" else (X, dev)
+    with pytest.raises(ValueError, match=f"{where} holds NaN or inf"):  # on the device too
+        training.fit(params, net, data, epochs=1, key=jax.random.key(0), progress=False)
+
+
+def test_integer_labels_say_how_to_one_hot():
+    net = _net("softmax", "cross_entropy")
+    params, X, _ = _problem(net, 6)
+    labels = np.array([0, 1, 2, 0, 1, 2])
+    for y in (labels, labels[None, :]):
+        with pytest.raises(ValueError, match=r"jax\.nn\.one_hot\(y, 3\)\.T"):
+            training.fit(params, net, (X, y), epochs=1, key=jax.random.key(0), progress=False)
+    with pytest.raises(ValueError, match="must hold numbers"):
+        training.fit(params, net, (X, np.array([["a"] * 6] * 3)), epochs=1,
+                     key=jax.random.key(0), progress=False)
+
+
+def test_nested_lists_and_tuple_params_work():
+    net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    params = init_params(jax.random.key(0), net)
+    X = [[0.0, 1.0, 2.0, 3.0], [1.0, 0.0, 1.0, 0.0]]
+    Y = [[0.0, 1.0, 1.0, 0.0]]
+    p1, h1 = training.fit(params, net, (X, Y), epochs=2, key=jax.random.key(0), progress=False)
+    p2, h2 = training.fit(tuple(params), net, (np.array(X), np.array(Y)), epochs=2,
+                          key=jax.random.key(0), progress=False)
+    np.testing.assert_array_equal(h1["cost"], h2["cost"])
+    assert float(relative_error(list(p2), p1)) == 0.0
+
+
+def test_a_consumed_state_is_refused():
+    net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    state = jaxnn.init_state(init_params(jax.random.key(0), net), jax.random.key(1))
+    data = (jnp.ones((2, 4)), jnp.ones((1, 4)))
+    new, _ = training.train_epochs(state, net, data, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="consumed by an earlier train_epochs call.*use the state "
+                                         "that call returned"):
+        training.train_epochs(state, net, data, epochs=1, progress=False)
+    training.train_epochs(new, net, data, epochs=1, progress=False)  # the returned one works
