@@ -83,6 +83,10 @@ def make_mesh(devices=None, axis_name: str = "batch") -> Mesh:
     The axis is ``Auto`` (the partitioner decides the collectives), not
     ``Explicit`` sharding-in-types.
 
+    Args:
+      devices: the devices of the mesh (default: ``jax.devices()``, all processes').
+      axis_name: the name of the mesh's one axis.
+
     >>> mesh = make_mesh()
     >>> mesh.shape["batch"] == len(jax.devices())
     True
@@ -114,6 +118,9 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     The placement of X: (n_x, m) and Y: (n_L, m) in data-parallel training
     (each of the D devices holds m/D columns); ``shard_batch`` applies it.
 
+    Args:
+      mesh: a 1-D mesh.
+
     >>> tuple(batch_sharding(make_mesh()).spec)
     (None, 'batch')
     """
@@ -127,6 +134,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 def replicate(tree, mesh: Mesh):
     """Every leaf of ``tree`` (params, optimizer state) copied to every device of ``mesh``.
+
+    Args:
+      tree: a pytree of arrays.
+      mesh: a 1-D mesh.
 
     >>> params = replicate([{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}], make_mesh())
     >>> params[0]["W"].sharding.is_fully_replicated
@@ -146,6 +157,11 @@ def _check_batch(X, Y, mesh: Mesh) -> int:
 
 def shard_batch(X, Y, mesh: Mesh) -> tuple[Array, Array]:
     """Place X: (n_x, m) and Y: (n_L, m) with m/D columns on each of the D devices.
+
+    Args:
+      X: (n_x, m).
+      Y: (n_L, m).
+      mesh: a 1-D mesh of D devices.
 
     Raises:
       ValueError: when m is not divisible by D; ``shard_padded_batch`` pads
@@ -172,6 +188,11 @@ def shard_batch(X, Y, mesh: Mesh) -> tuple[Array, Array]:
 
 def pad_batch(X, Y, multiple: int) -> tuple[Array, Array, Array]:
     """Zero-pad the columns of X: (n_x, m), Y: (n_L, m) up to a multiple of ``multiple``.
+
+    Args:
+      X: (n_x, m).
+      Y: (n_L, m).
+      multiple: pad m up to a multiple of this.
 
     Returns:
       ``(X_pad, Y_pad, w)``: (n_x, m_pad), (n_L, m_pad) and the example mask

@@ -57,6 +57,13 @@ def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Calla
     params leaf (J to the first leaf's) on the way out, so the update and the
     optimizer state stay in the params' precision.
 
+    Args:
+      value_and_grad_fn: e.g. ``jaxnn.value_and_manual_grad``.
+      dtype: the compute dtype (bfloat16).
+
+    Returns:
+      The wrapped function, with the same signature.
+
     >>> vg = jax.jit(with_compute_dtype(jaxnn.value_and_manual_grad, jnp.bfloat16), static_argnames="net")
     >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> params = jaxnn.init_params(jax.random.key(0), net)
@@ -91,6 +98,13 @@ X: (n_x, m); Y: (n_L, m). Returns ``(J, grads)``: J a scalar () and grads with
 the structure of params, both in the params' dtype, good to about
 ``BF16_GRAD_TOL`` relative to the float32 gradient.
 
+Args:
+  params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
+  X: (n_x, m).
+  Y: (n_L, m).
+  net: the ``Network``.
+  **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
+
 >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
 >>> params = jaxnn.init_params(jax.random.key(0), net)
 >>> vg = jax.jit(value_and_manual_grad_bf16, static_argnames="net")  # net is static
@@ -105,6 +119,13 @@ value_and_autodiff_grad_bf16.__doc__ = """``value_and_autodiff_grad`` computed i
 Returns ``(J, grads)`` in the params' dtype. The reference that
 ``value_and_manual_grad_bf16`` is checked against: the two round in different
 orders, so they agree to ``BF16_GRAD_TOL`` (conventions §3's relative error).
+
+Args:
+  params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
+  X: (n_x, m).
+  Y: (n_L, m).
+  net: the ``Network``.
+  **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
 
 >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
 >>> params = jaxnn.init_params(jax.random.key(0), net)

@@ -26,10 +26,13 @@ Array = jax.Array
 class TrainState(NamedTuple):
     """Everything a resumed run needs; leaves get a leading (E,) axis in an ensemble.
 
-    params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``; opt_state: the optimizer's
-    state (for the named optimizers it holds the learning rate); step: int32 (),
-    updates applied; key: the run's PRNG key (epoch e uses ``fold_in(key, e)``
-    for its data order and dropout masks); epoch: int32 (), epochs completed.
+    Attributes:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      opt_state: the optimizer's state (for the named optimizers it holds the learning rate).
+      step: int32 (), updates applied.
+      key: the run's PRNG key; epoch e draws its data order (``epoch_order``) and
+        dropout masks (``fold_in(key, e)``) from it.
+      epoch: int32 (), epochs completed.
     """
 
     params: list
