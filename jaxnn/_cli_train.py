@@ -264,8 +264,13 @@ def run(args) -> int:
     say(_cli_report.gradcheck_line(err, worst, limit, min(B, ds.m_train), s), flush=True)
     if not err <= limit:
         return 1
-    recipe = "" if s["dataset"] not in _cli_recipes.RECIPES else f", the {s['dataset']} recipe"
-    say(f"training {'-'.join(map(str, net.layer_sizes))} {act} on {ds.name} ({ds.m_train} "
+    recipe = ""
+    if s["dataset"] in _cli_recipes.RECIPES and saved is None:
+        changed = [f"--{k.replace('_', '-')}" for k, v in _cli_recipes.RECIPES[s["dataset"]].items()
+                   if getattr(args, k) is not None and v != s[k]]
+        recipe = f", the {s['dataset']} recipe" + (f" but {' '.join(changed)}" if changed else "")
+    acts = "/".join(a.name for a in net.layer_activations)
+    say(f"training {'-'.join(map(str, net.layer_sizes))} {acts} on {ds.name} ({ds.m_train} "
         f"train / {ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
         f"{done + 1}..{s['epochs']}{recipe}"
         + (f", data parallel over {mesh.size} devices, {jax.process_count()} processes"

@@ -55,6 +55,8 @@ def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys
     assert re.search(r"gradient check \(first batch, m = 32\): dW, db of every layer from the "
                      r"hand-derived backward pass .* vs jax\.grad of the same cost: relative "
                      r"error .*: ok\n", out)
+    assert "training 4-8-3 tanh/softmax on iris" in out
+    assert "the iris recipe but --layers --epochs --batch-size ->" in out
     assert "| test |" in out and "steps/s" in out
     assert {p.name for p in (tmp_path / "a").iterdir()} >= {"LATEST", "history.json", "curves.png"}
     assert (tmp_path / "a" / "curves.png").stat().st_size > 10_000
