@@ -19,7 +19,8 @@ line is prefixed with ``[i]``, the process id. When a process fails, the
 others get ``--grace`` seconds to stop by themselves (the survivors of a dead
 peer stop within their heartbeat timeout), then all are killed; the same
 after ``--timeout`` seconds in all. The exit status is the worst of the
-processes' (124 on timeout, 128+N for a process killed by signal N).
+processes that ended by themselves (128+N for one killed by signal N), or
+124 on timeout.
 
 On real hosts, do not use this script: run the same command on every host,
 with ``JAXNN_COORDINATOR=<host 0>:PORT JAXNN_NUM_PROCESSES=P JAXNN_PROCESS_ID=i``
@@ -72,13 +73,17 @@ def _status(code: int) -> int:
     return 128 - code if code < 0 else code
 
 
-def _kill(procs) -> None:
-    for p in procs:
+def _kill(procs) -> set[int]:
+    """SIGKILL the processes still running (and what they started); returns their indices."""
+    killed = set()
+    for i, p in enumerate(procs):
         if p.poll() is None:
+            killed.add(i)
             try:
                 os.killpg(p.pid, signal.SIGKILL)  # its group: also what it started itself
             except ProcessLookupError:
                 pass
+    return killed
 
 
 def launch(command, n: int, *, devices: int | None = None, timeout: float | None = None,
@@ -126,14 +131,17 @@ def launch(command, n: int, *, devices: int | None = None, timeout: float | None
                 break
             time.sleep(0.05)
     finally:
-        _kill(procs)
+        killed = _kill(procs)
     for p, t in zip(procs, pumps):
         p.wait()
         t.join(timeout=5)
     codes = [_status(p.returncode) for p in procs]
     with lock:
         print(f"[launch] exit status per process: {codes}", flush=True)
-    return max([*codes, TIMEOUT_STATUS if timed_out else 0])
+    if timed_out:
+        return TIMEOUT_STATUS
+    # the processes killed here only followed a failure: report the failures themselves
+    return max(c for i, c in enumerate(codes) if i not in killed)
 
 
 def main(argv=None) -> int:

@@ -128,6 +128,48 @@ def test_different_data_raises_on_every_process(blocks):
             in mine
 
 
+# --- the launcher on its own (no JAX) --------------------------------------------------------------
+
+
+def _launch(*args, timeout=30):
+    proc = subprocess.run([sys.executable, str(LAUNCHER), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_launcher_sets_the_environment_and_prefixes_output():
+    code = ("import os; print(os.environ['JAXNN_PROCESS_ID'], os.environ['JAXNN_NUM_PROCESSES'], "
+            "os.environ['JAXNN_COORDINATOR'].split(':')[0], os.environ['XLA_FLAGS'])")
+    status, output = _launch("-n", "2", "--devices-per-process", "3", "--", sys.executable,
+                             "-c", code)
+    assert status == 0, output
+    for p in (0, 1):
+        assert f"[{p}] {p} 2 127.0.0.1 --xla_force_host_platform_device_count=3" in output, output
+
+
+def test_launcher_kills_the_others_when_one_fails_and_exits_with_the_worst_status():
+    code = ("import os, sys, time\n"
+            "if os.environ['JAXNN_PROCESS_ID'] == '1': sys.exit(5)\n"
+            "time.sleep(60)")
+    status, output = _launch("-n", "2", "--grace", "0.5", "--", sys.executable, "-c", code)
+    assert "[launch] process 1 failed first (exit status 5)" in output, output
+    assert "exit status per process: [137, 5]" in output, output  # 0 killed (SIGKILL) after 0.5 s
+    assert status == 5  # the failure itself, not the kill that followed it
+
+
+def test_launcher_timeout():
+    status, output = _launch("-n", "2", "--timeout", "1", "--", sys.executable, "-c",
+                             "import time; time.sleep(60)")
+    assert "[launch] timeout after 1 s" in output, output
+    assert "exit status per process: [137, 137]" in output, output
+    assert status == 124
+
+
+def test_launcher_needs_a_command():
+    status, output = _launch("-n", "2")
+    assert status == 2 and "no command: put it after --" in output
+
+
 # --- one process: argument checks (nothing is started) ------------------------------------------
 
 
