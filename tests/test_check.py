@@ -455,3 +455,100 @@ def test_run_sweep_deep_cases():
     assert max(r.finite_difference for r in rows) <= 1e-6
     assert max(r.jvp for r in rows) <= 1e-10
     assert all(r.seconds > 0 for r in rows)
+
+
+# --- a student's own backward ------------------------------------------------------------------
+
+
+def student_backward(params, cache, Y, net, *, slip=None):
+    """The delta recursion written out by hand for tanh hidden layers and a softmax + CE output."""
+    m = Y.shape[1]
+    grads = [None] * len(params)
+    dZ = cache[-1]["A"] - Y
+    for l in range(len(params) - 1, -1, -1):
+        A_prev = cache[l]["A_prev"]
+        grads[l] = {"W": dZ @ A_prev.T / m, "b": jnp.sum(dZ, axis=1, keepdims=True) / m}
+        if slip == "no_bias_sum":
+            grads[l]["b"] = dZ / m
+        if l:
+            dA = params[l]["W"].T @ dZ
+            dZ = dA * (1 - A_prev**2) * (1.001 if slip == "tanh_0p1" and l == 1 else 1.0)
+    return grads
+
+
+def test_student_backward_is_checked_and_its_bug_located():
+    net, params, X, Y = problem(("tanh", "tanh", "softmax"), "cross_entropy")
+    report = check_gradients(params, X, Y, net, backward=student_backward, methods=ALL, jit=False)
+    assert report.passed, str(report)
+    assert "backward = student_backward" in str(report)
+    bad = lambda p, c, Y, net: student_backward(p, c, Y, net, slip="tanh_0p1")  # noqa: E731
+    report = check_gradients(params, X, Y, net, backward=bad, methods=ALL, jit=False)
+    assert not report.passed and report.worst_layer == 1  # dZ^[1] is the one scaled
+    with pytest.raises(ValueError, match=r"backward returned db\^\[1\] of shape \(4, 8\) .* expected \(4, 1\)"):
+        check_gradients(params, X, Y, net, backward=lambda p, c, Y, net: student_backward(p, c, Y, net,
+                                                                                           slip="no_bias_sum"))
+    with pytest.raises(ValueError, match="expected a list of 3"):
+        check_gradients(params, X, Y, net, backward=lambda p, c, Y, net: {"W": 0})
+    with pytest.raises(ValueError, match="without λ"):
+        check_gradients(params, X, Y, net, backward=student_backward, l2=0.1)
+
+
+def test_report_states_the_pre_activation_range_exercised():
+    net, params, X, Y = problem(("tanh", "softmax"), "cross_entropy")
+    report = check_gradients(params, X, Y, net, jit=False)
+    assert [c.layer for c in report.coverage] == [1, 2]
+    _, cache = jaxnn.forward(params, X, net)
+    Z1 = cache[0]["Z"]
+    assert report.coverage[0].z_min == pytest.approx(float(Z1.min()), rel=1e-6)
+    assert report.coverage[0].z_max == pytest.approx(float(Z1.max()), rel=1e-6)
+    assert report.coverage[0].beyond_4 == float(jnp.mean(jnp.abs(Z1) > 4))
+    assert "share |z| > 4" in str(report)
+
+
+# --- check_activation with a custom_vjp forward, jvp, NaN inputs, grids ------------------------
+
+
+def custom_vjp_tanh(scale):
+    @jax.custom_vjp
+    def op(z):
+        return jnp.tanh(z)
+
+    op.defvjp(lambda z: (jnp.tanh(z), z), lambda z, c: (scale * (1 - jnp.tanh(z) ** 2) * c,))
+    return op
+
+
+def test_check_activation_does_not_pass_a_custom_vjp_rule_1_percent_off():
+    op = custom_vjp_tanh(1.01)
+    # the backward under test IS the op's own rule: jax.vjp of forward cannot be its reference
+    act = jaxnn.Activation("tanh_vjp", op, lambda dA, Z, A: jax.vjp(op, Z)[1](dA)[0])
+    report = check_activation(act, methods=("autodiff", "finite_difference", "jvp"))
+    assert not report.passed
+    by = {r.method: r for r in report.results}
+    assert by["autodiff"].error == 0.0 and "not an independent reference" in by["autodiff"].strategy
+    assert by["finite_difference"].status == "FAIL"
+    assert by["jvp"].status == "skipped"  # forward mode refuses custom_vjp: a note, not a TypeError
+    assert report.error == pytest.approx(0.01 / 2.01, rel=1e-3)
+    good = custom_vjp_tanh(1.0)
+    assert check_activation(jaxnn.Activation("tanh_vjp_ok", good, lambda dA, Z, A: jax.vjp(good, Z)[1](dA)[0])).passed
+
+
+def test_methods_jvp_and_grids():
+    report = check_activation("tanh", methods=("autodiff", "finite_difference", "jvp"))
+    assert report.passed and [r.method for r in report.results] == ["autodiff", "finite_difference", "jvp"]
+    assert "±750" in report.grid and "nothing in between is tested" in report.grid
+    assert "inputs:" in str(report)
+    assert "4 units" in check_activation("softmax").grid
+    loss_report = check_loss("cross_entropy", methods=("autodiff", "finite_difference", "jvp"))
+    assert loss_report.passed and "softmax(Z)" in loss_report.grid
+    assert "your Z of shape (1, 2)" in check_activation("relu", Z=jnp.array([[-1.0, 2.0]])).grid
+    with pytest.raises(ValueError, match="choose one or more of"):
+        check_activation("tanh", methods=("magic",))
+
+
+def test_nan_inputs_to_function_checks_are_errors():
+    with pytest.raises(ValueError, match=r"check_activation: Z holds NaN or inf: first in column 1"):
+        check_activation("tanh", Z=jnp.array([[0.0, jnp.nan]]))
+    with pytest.raises(ValueError, match=r"check_loss: AL holds NaN or inf"):
+        check_loss("mse", AL=jnp.array([[jnp.nan, 1.0]]), Y=jnp.ones((1, 2)))
+    with pytest.raises(ValueError, match=r"check_loss: Y holds NaN or inf"):
+        check_loss("mse", AL=jnp.ones((1, 2)), Y=jnp.array([[jnp.inf, 1.0]]))

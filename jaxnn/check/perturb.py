@@ -87,7 +87,7 @@ def entry_differences(run: Callable, x: np.ndarray, idx: np.ndarray, eps: float)
 
     >>> run = lambda js, ss: ((np.arange(3.0)[js] + ss * 1e-3)[:, None] ** 2, np.zeros(len(js), bool))
     >>> D1, D2, ex = entry_differences(run, np.arange(3.0), np.arange(3), 1e-3)
-    >>> np.round(D1[:, 0], 6).tolist()
+    >>> np.round(D1[:, 0], 2).tolist()
     [0.0, 2.0, 4.0]
     """
     k = idx.size
@@ -115,9 +115,9 @@ def direction_differences(run: Callable, V: np.ndarray, eps: float):
     Returns:
       ``(D_ε (k, K), D_2ε (k, K), excluded (k,))``.
 
-    >>> run = lambda d: ((1.0 + d.sum(axis=1)) ** 2)[:, None], np.zeros(len(d), bool)
+    >>> run = lambda d: (((1.0 + d.sum(axis=1)) ** 2)[:, None], np.zeros(len(d), bool))
     >>> D1, _, _ = direction_differences(run, np.ones((1, 1)), 1e-3)
-    >>> round(float(D1[0, 0]), 6)
+    >>> round(float(D1[0, 0]), 2)
     2.0
     """
     k = V.shape[0]
