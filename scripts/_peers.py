@@ -413,20 +413,22 @@ def make_jaxnn_train_step(sizes, data: Batches, seed: int = 0, grad: str = "manu
     return run
 
 
-def _fit_data(sizes, data: Batches, steps: int):
-    """(X: (n_x, steps*B), Y: (n_L, steps*B)) on device: one epoch of fit is ``steps`` steps."""
+def _fit_data(sizes, data: Batches, steps: int, rest: int = 0):
+    """(X: (n_x, steps*B + rest), Y: (n_L, same)) on device: ``steps`` full batches per epoch."""
     idx = np.arange(steps) % data.nb
-    x = data.x[idx].reshape(-1, sizes[0])
-    y = data.y[idx].reshape(-1)
+    x = np.concatenate([data.x[idx].reshape(-1, sizes[0]), data.x[0, :rest]])
+    y = np.concatenate([data.y[idx].reshape(-1), data.y[0, :rest]])
     return jnp.asarray(x.T), jnp.asarray(np.eye(sizes[-1], dtype=np.float32)[y].T)
 
 
-def make_jaxnn_fit(sizes, data: Batches, seed: int = 0, n_models: int | None = None, **fit_kwargs):
+def make_jaxnn_fit(sizes, data: Batches, seed: int = 0, n_models: int | None = None,
+                   rest: int = 0, **fit_kwargs):
     """``jaxnn.fit`` (or ``jaxnn.fit_ensemble`` for ``n_models``), adam, one epoch per run.
 
-    The data set has ``steps * B`` examples, so one epoch is ``steps`` updates of
-    batch B (shuffled, as fit does; ``steps=1`` is a one-batch call). Each run is
-    one ``fit`` call, set-up included: what a user pays.
+    The data set has ``steps * B + rest`` examples, so one epoch is ``steps``
+    updates of batch B (shuffled, as fit does; ``steps=1`` is a one-batch call),
+    plus one of ``rest`` examples when ``rest`` > 0. Each run is one ``fit``
+    call, set-up included: what a user pays.
     """
     import jaxnn
 
@@ -442,7 +444,7 @@ def make_jaxnn_fit(sizes, data: Batches, seed: int = 0, n_models: int | None = N
 
     def run(steps: int) -> None:
         if steps not in cache:
-            cache[steps] = jax.block_until_ready(_fit_data(sizes, data, steps))
+            cache[steps] = jax.block_until_ready(_fit_data(sizes, data, steps, rest))
         calls[0] += 1
         params, _ = train(state[0], net, cache[steps], epochs=1, key=jax.random.key(calls[0]),
                           optimizer="adam", batch_size=batch, progress=False, **fit_kwargs)
