@@ -300,6 +300,9 @@ def run(args) -> int:
                   f"{e.where} is NaN or inf; try a smaller --lr (now {s['lr']:g}), --optimizer "
                   "adam, or --l2 > 0.", file=sys.stderr)
         return 1
+    except distributed.PeerLostError as e:  # every survivor says so: process 0 may be the lost one
+        print(f"jaxnn train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - t0
     steps = int(state.step) - step0
     history = _cli_report.cli_history(history)

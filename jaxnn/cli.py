@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
 
     Returns:
       The exit status: 0 on success, 1 when the run failed (gradient check,
-      divergence); user errors exit with 2 through ``SystemExit``.
+      divergence, a lost peer process); user errors exit with 2 and Ctrl-C
+      with 130, through ``SystemExit``.
 
     >>> from jaxnn import cli
     >>> cli.main(["train", "--seed", "-1"])  # prints one line on stderr
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         # Bad flag values and bad data are the user's to fix: one line, no traceback.
         message = " ".join(str(e).split())
         parser.exit(2, f"jaxnn {args.command}: error: {message}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"jaxnn {args.command}: interrupted (Ctrl-C)\n")
 
 
 if __name__ == "__main__":

@@ -81,3 +81,13 @@ def test_entry_point_imports_sklearn_and_matplotlib_only_when_needed(tmp_path):
     assert "jaxnn._cli_train" in imported and "Traceback" not in run.stderr
     assert not {m for m in imported if m.split(".")[0] in ("sklearn", "matplotlib")}
     assert "| test |" in run.stdout
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli_train, "run", interrupted)
+    with pytest.raises(SystemExit) as e:
+        cli.main(["train"])
+    assert e.value.code == 130 and capsys.readouterr().err == "jaxnn train: interrupted (Ctrl-C)\n"

@@ -163,6 +163,18 @@ def test_divergence_is_one_line_naming_the_epoch(capsys):
                      r"smaller --lr \(now 1e\+30\)", captured.err), captured.err
 
 
+def test_a_lost_peer_process_is_one_line(monkeypatch, capsys):
+    import jaxnn
+
+    def lost(*args, **kwargs):
+        raise jaxnn.distributed.PeerLostError("process 1 of 2: another process of the run died")
+
+    monkeypatch.setattr(jaxnn, "train_epochs", lost)
+    assert cli.main(["train", *FAST, "--epochs", "2", "--out", "p", "--no-plot"]) == 1
+    err = capsys.readouterr().err
+    assert err == "jaxnn train: error: process 1 of 2: another process of the run died\n"
+
+
 @pytest.fixture
 def label_first_csv(tmp_path):
     """label,a,b,c: integer classes in the FIRST column, float features."""
