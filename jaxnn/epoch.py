@@ -57,6 +57,7 @@ class EpochSpec(NamedTuple):
     mesh: Any = None
     shard: str = "batch"
     pad_to: int = 1
+    local: bool = False  # each device trains on its own block of the rows (``local_orders``)
 
 
 def epoch_order(key_data, epoch: int, m: int) -> np.ndarray:
@@ -79,6 +80,45 @@ def epoch_order(key_data, epoch: int, m: int) -> np.ndarray:
     """
     seed = [int(x) for x in np.ravel(key_data)] + [int(epoch)]
     return np.random.default_rng(seed).permutation(m).astype(np.int32)
+
+
+def local_orders(key_data, epoch: int, m: int, D: int) -> np.ndarray:
+    """Column orders of a local-data epoch: each of D devices permutes its own block of m/D.
+
+    Block d of the result is a permutation of 0..m/D-1 drawn from
+    ``(key_data, epoch, d)``: the rows device d holds, in the order it visits them.
+
+    Args:
+      key_data: ``jax.random.key_data(state.key)``.
+      epoch: the number of epochs completed before this one.
+      m: the global number of columns (a multiple of D).
+      D: the number of devices.
+
+    Returns:
+      (m,) int32, local indices.
+
+    >>> local_orders(np.array([0, 7], np.uint32), 0, 6, 2).reshape(2, 3).max(axis=1).tolist()
+    [2, 2]
+    """
+    seed = [int(x) for x in np.ravel(key_data)] + [int(epoch)]
+    return np.concatenate([np.random.default_rng(seed + [d]).permutation(m // D)
+                           for d in range(D)]).astype(np.int32)
+
+
+def _local_batch(Xr, Yr, rows, spec: EpochSpec):
+    """Each device gathers its share of the batch from its OWN rows (no data crosses devices).
+
+    Xr: (m, n_x) split by rows over the mesh; rows: (D, b) local indices, split by
+    device. Returns X_b (n_x, D b), Y_b, split by columns, as ``_batch`` does.
+    """
+    axis = spec.mesh.axis_names[0]
+    P = jax.sharding.PartitionSpec
+
+    def gather(xr, yr, idx):  # one device: its (m/D, n) rows and its (1, b) indices
+        return jnp.take(xr, idx[0], axis=0).T, jnp.take(yr, idx[0], axis=0).T
+
+    return (*jax.shard_map(gather, mesh=spec.mesh, in_specs=(P(axis, None), P(axis, None), P(axis)),
+                           out_specs=(P(None, axis), P(None, axis)))(Xr, Yr, rows), None)
 
 
 def _constrain(x, mesh, spec):
@@ -122,7 +162,19 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
     zero = jnp.zeros((), X.dtype)
     carry = (state.params, state.opt_state, zero, zero_sums(spec.step.net, X.dtype))
     if order is None:  # full batch (formulas §5's gradient descent): the order is irrelevant
-        carry = step(carry, 0, *_batch(Xr, Yr, jnp.arange(m), spec))
+        carry = step(carry, 0, *((X, Y, None) if spec.local else _batch(Xr, Yr, jnp.arange(m), spec)))
+    elif spec.local:  # each device visits its own m/D rows, B/D of them per step
+        D = spec.pad_to
+        b, per_device = B // D, order.reshape(D, m // D)
+        n_full, rest = divmod(m // D, b)
+
+        def body(carry, i):
+            rows = jax.lax.dynamic_slice_in_dim(per_device, i * b, b, axis=1)
+            return step(carry, i, *_local_batch(Xr, Yr, rows, spec)), None
+
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(n_full))
+        if rest:
+            carry = step(carry, n_full, *_local_batch(Xr, Yr, per_device[:, n_full * b:], spec))
     else:
         full = order[: n_full * B].reshape(n_full, B)
 
@@ -140,7 +192,7 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
     keep = ~bad & ~frozen
     # A bad epoch hands back its start state, from which the replay finds the failing update.
     select = functools.partial(jax.tree.map, lambda new, old: jnp.where(keep, new, old))
-    steps = n_full + (rest > 0) if order is not None else 1
+    steps = 1 if order is None else n_full + (rest > 0)
     new = TrainState(select(params, state.params), select(opt_state, state.opt_state),
                      state.step + keep.astype(state.step.dtype) * steps, state.key,
                      state.epoch + keep.astype(state.epoch.dtype))

@@ -65,7 +65,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn.distributed import put_global
+from jaxnn.distributed import put_global, shard_columns_global
 from jaxnn.network import Network
 from jaxnn.step import settings, train_step
 from jaxnn.validation import check_l2
@@ -307,7 +307,8 @@ def place_replicated(mesh, tree):
     return _put(tree, replicated(mesh))
 
 
-def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool, state, arrays):
+def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool, state, arrays,
+                   local_data=None):
     """Check the mesh settings of a ``fit`` call and put its state and data where they go.
 
     With ``shard="batch"`` the state and data are replicated and each batch's
@@ -324,6 +325,9 @@ def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool,
       ensemble: the state holds E models.
       state: the ``TrainState``.
       arrays: a tuple of per-member arrays first ((E,) or ()), then data, replicated.
+      local_data: None, or (X_p, Y_p): this process's own columns, placed split by
+        columns over its devices (``train_epochs(..., local_data=True)``); m is then
+        the global count.
 
     Returns:
       ``(state, arrays)`` placed.
@@ -346,7 +350,10 @@ def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool,
         split = NamedSharding(mesh, P(_axis(mesh)))
         per_member, data = arrays[0], arrays[1:]
         return _put(state, split), (_put(per_member, split), *place_replicated(mesh, data))
-    if shard != "batch":
+    if shard != "batch" or (local_data is not None and ensemble):
+        if local_data is not None:
+            raise ValueError("local_data=True trains one model with shard='batch' (each device "
+                             "takes its share of every batch from its own columns).")
         raise ValueError(f"shard = {shard!r}; valid: 'batch' (split the columns of each batch) "
                          "or 'ensemble' (split the models of an ensemble).")
     if B % D and batch_size is not None and batch_size < m:
@@ -355,7 +362,16 @@ def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool,
             f"batch_size = {B} is not divisible by the {D} devices of the mesh: use a "
             f"multiple of {D} (e.g. {lo or hi} or {hi}), so each device gets the same "
             "number of columns. (Full-batch training pads and masks by itself.)")
-    return _put(state, replicated(mesh)), place_replicated(mesh, arrays)
+    placed = place_replicated(mesh, arrays)
+    if local_data is not None:
+        if B % D or m % D:
+            raise ValueError(
+                f"local_data=True: the global m = {m} columns and the batch size B = {B} must both "
+                f"be multiples of the {D} devices (each device holds m/D columns and takes B/D "
+                "of them per step); drop or add a few columns on each process.")
+        return _put(state, replicated(mesh)), (placed, shard_columns_global(local_data, mesh,
+                                                                             local=True))
+    return _put(state, replicated(mesh)), placed
 
 
 # --- the sharded step ------------------------------------------------------------------------

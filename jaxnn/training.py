@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxnn.distributed import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.divergence import DivergenceError, replay_epoch
-from jaxnn.epoch import EpochSpec, epoch_order, run_epochs
+from jaxnn.epoch import EpochSpec, epoch_order, local_orders, run_epochs
 from jaxnn.network import Network, check_params, check_X, check_Y
 from jaxnn.parallel import n_devices, place_replicated, place_training
 from jaxnn.step import settings
@@ -86,7 +86,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                  keep_prob: float = 1.0, validation=None, progress: bool | None = None,
                  eval_train: bool | str = True, epochs_per_call: int | None = None,
                  callback: Callable[[TrainState, dict], None] | None = None,
-                 mesh=None, shard: str | None = None, compute_dtype=None):
+                 mesh=None, shard: str | None = None, compute_dtype=None,
+                 local_data: bool = False):
     """Run ``epochs`` more epochs (formulas §4-§5 on each batch) from ``state``.
 
     Restarting from a saved state reproduces uninterrupted training bit for
@@ -132,6 +133,14 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
       shard: "batch" or "ensemble" (with a mesh).
       compute_dtype: e.g. ``jnp.bfloat16``: forward and backward in that dtype,
         params, optimizer state, update and evaluation in the params' dtype.
+      local_data: with a mesh over several processes, each process passes only
+        ITS OWN columns (the same number on every process; the global data set
+        is their concatenation in process order). Each device then keeps its
+        m/D columns and every batch takes B/D columns from each device: the data
+        are shuffled within each device's block (from ``(key, epoch, device)``),
+        never across devices, so the batches differ from a run on the full data
+        (which draws each batch from all m columns); every example still counts
+        once per epoch. Divergence is reported by epoch, without the replay.
 
     Returns:
       ``(state, history)``; history's arrays are (epochs,), or (E, epochs).
@@ -160,7 +169,10 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     if validation is not None and hasattr(validation, "X_test"):
         validation = (validation.X_test, validation.Y_test)
     val = None if validation is None else _xy(validation, dtype, net, "validation")
-    m = X.shape[1]
+    if local_data and mesh is None:
+        raise ValueError("local_data=True splits the data over the devices of a mesh: pass "
+                         "mesh=jaxnn.make_mesh() (or local_data=False).")
+    m = X.shape[1] * (jax.process_count() if local_data else 1)  # the global m
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     show = _show_progress(progress)
@@ -170,22 +182,29 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     l2 = np.broadcast_to(np.asarray(l2, float), E)
     B = min(batch_size or m, m)
     shard = shard or ("ensemble" if ensemble else "batch")
+    D = 1 if mesh is None or shard != "batch" else n_devices(mesh)
     spec = EpochSpec(s, B, 0, EVAL_TRAIN[eval_train], ensemble, bool(np.any(l2 > 0)), mesh, shard,
-                     1 if mesh is None or shard != "batch" else n_devices(mesh))
+                     D, bool(local_data))
     frozen = np.zeros(E, bool)
     key_data, epoch0 = jax.device_get((jax.random.key_data(state.key), state.epoch))  # one sync
     if jax.process_count() > 1:  # every process must train on the same data with the same settings
+        data_print = {"X shape": X.shape, "Y shape": Y.shape} if local_data else {"X": X, "Y": Y}
         check_same_across_processes(
-            {"X": X, "Y": Y, "validation": val, "key": key_data, "epoch": epoch0, "l2": l2,
+            {**data_print, "validation": val, "key": key_data, "epoch": epoch0, "l2": l2,
              "params": state.params, "settings": (net.describe(), s.tx.__class__.__name__, grad,
                                                   keep_prob, str(compute_dtype), B, epochs,
-                                                  per_call, spec.eval_train, shard)},
+                                                  per_call, spec.eval_train, shard, local_data)},
             "the data and settings of train_epochs")
     # frozen and l2 are carried from call to call: device arrays from the start, so every call
     # passes the same kind of argument and hits the same compiled program
-    state, (frozen, X, Y, l2, val) = place_training(
+    state, placed = place_training(
         mesh, shard, B, m, batch_size, ensemble, state,
-        (jnp.asarray(frozen), X, Y, jnp.asarray(l2, dtype), val))
+        (jnp.asarray(frozen), X, Y, jnp.asarray(l2, dtype), val),
+        local_data=(X, Y) if local_data else None)
+    if local_data:
+        (frozen, _, _, l2, val), (X, Y) = placed
+    else:
+        frozen, X, Y, l2, val = placed
     history: dict[str, np.ndarray] = {}
     bar = None
     if show:
@@ -197,7 +216,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     try:
         while done < epochs:
             n = min(per_call, epochs - done)
-            orders = None if B == m else place_replicated(mesh, _orders(key_data, epoch0, done, n, m))
+            orders = None if B == m else place_replicated(
+                mesh, _orders(key_data, epoch0, done, n, m, D if local_data else 0))
             with peer_loss_as_error():  # several processes: a dead peer ends this one too
                 state, frozen, first_bad, outs = run_epochs(state, frozen, X, Y, orders, l2, val,
                                                             spec._replace(n_epochs=n))
@@ -209,7 +229,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
                 history[k] = v if k not in history else np.concatenate([history[k], v], -1)
             if not ensemble and int(first_bad) >= 0:
                 _raise_diverged(state, int(epoch0) + done + int(first_bad), X, Y, l2,
-                                spec, key_data, history)
+                                spec, key_data, history, replay=not local_data)
             done += n
             if bar is not None:
                 bar.update(n)
@@ -224,10 +244,16 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     return state, history
 
 
-def _orders(key_data, epoch0, done, n, m) -> np.ndarray:
-    """The column orders of the next n epochs: (n, m), or (E, n, m) for an ensemble."""
+def _orders(key_data, epoch0, done, n, m, local_D=0) -> np.ndarray:
+    """The column orders of the next n epochs: (n, m), or (E, n, m) for an ensemble.
+
+    With ``local_D`` devices of local data, block d of each order permutes device d's rows.
+    """
     key_data, epoch0 = np.asarray(key_data), np.asarray(epoch0)
     if epoch0.ndim == 0:
+        if local_D:
+            return np.stack([local_orders(key_data, int(epoch0) + done + j, m, local_D)
+                             for j in range(n)])
         return np.stack([epoch_order(key_data, int(epoch0) + done + j, m) for j in range(n)])
     return np.stack([_orders(k, e, done, n, m) for k, e in zip(key_data, epoch0)])
 
@@ -240,12 +266,15 @@ def _postfix(history) -> dict[str, str]:
     return shown
 
 
-def _raise_diverged(state, e, X, Y, l2, spec, key_data, history):
+def _raise_diverged(state, e, X, Y, l2, spec, key_data, history, replay=True):
     """Replay epoch e (0-based; its start state came back) and raise with the exact update."""
     state = jax.tree.map(jnp.asarray, jax.device_get(state))  # off the mesh: one device suffices
-    order = None if spec.batch_size >= X.shape[1] else epoch_order(key_data, e, X.shape[1])
-    X, Y = (jnp.asarray(jax.device_get(a)) for a in (X, Y))
-    last, i, where = replay_epoch(state, X, Y, order, spec.batch_size, jnp.asarray(l2), spec.step)
+    last, i, where = state, None, None
+    if replay:
+        order = None if spec.batch_size >= X.shape[1] else epoch_order(key_data, e, X.shape[1])
+        X, Y = (jnp.asarray(jax.device_get(a)) for a in (X, Y))
+        last, i, where = replay_epoch(state, X, Y, order, spec.batch_size, jnp.asarray(l2),
+                                      spec.step)
     epoch = e + 1
     if i is None:  # the replay's rounding stayed finite: name the epoch only
         where = "a cost or parameter somewhere in this epoch"

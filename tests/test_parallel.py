@@ -203,6 +203,25 @@ CHILD = textwrap.dedent(
             out["fit_ensemble_shards"] = sorted(s_.data.shape for s_ in got[0]["W"].addressable_shards)
     out["fit_ensemble_errors"] = ens
 
+    # local_data=True: each device keeps its own 10 of the 40 columns and takes 3 of them per
+    # step (B = 12), the last step the 1 left over; the same as a hand loop over those batches
+    from jaxnn.epoch import local_orders
+    X40, Y40 = X[:, :40], Ys["softmax"][:, :40]
+    got, h_local = jaxnn.fit(p0, net, (X40, Y40), epochs=2, key=jax.random.key(8), batch_size=12,
+                             learning_rate=0.5, mesh=mesh, local_data=True, progress=False)
+    step = jax.jit(lambda p, X, Y: jaxnn.value_and_manual_grad(p, X, Y, net))
+    p, costs = p0, []
+    for e in range(2):
+        order, total = local_orders(jax.random.key_data(jax.random.key(8)), e, 40, 4).reshape(4, 10), 0.0
+        for lo, hi in ((0, 3), (3, 6), (6, 9), (9, 10)):
+            cols = np.concatenate([d * 10 + order[d, lo:hi] for d in range(4)])
+            J, g = step(p, X40[:, cols], Y40[:, cols])
+            p, total = jaxnn.sgd_update(p, g, 0.5), total + float(J) * len(cols)
+        costs.append(total / 40)
+    out["local_error"] = float(jaxnn.relative_error(host(p), host(got)))
+    out["local_cost_error"] = float(np.max(np.abs(np.asarray(h_local["cost"]) - costs)))
+    out["local_moved"] = float(jaxnn.relative_error(host(got), host(p0)))
+
     print("RESULT " + json.dumps(out))
     '''
 )
@@ -278,6 +297,12 @@ def test_fit_ensemble_with_mesh(four_devices):
         assert err <= REDUCTION_ORDER_TOL, (shard, err)
     # shard="ensemble": each of the 4 devices holds 2 of the 8 models
     assert four_devices["fit_ensemble_shards"] == [[2, 16, 4]] * 4
+
+
+def test_fit_local_data_equals_a_hand_loop_over_each_devices_columns(four_devices):
+    assert four_devices["local_error"] <= REDUCTION_ORDER_TOL
+    assert four_devices["local_cost_error"] <= 1e-5
+    assert four_devices["local_moved"] > 1e3 * REDUCTION_ORDER_TOL
 
 
 def test_host_batch_single_host(four_devices):
