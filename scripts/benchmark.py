@@ -675,6 +675,7 @@ def section_parallel(b: Bench) -> str:
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
                JAX_PLATFORMS="cpu")
     steps = 5 if b.s.quick else 100
+    proc = None
     try:
         proc = subprocess.run([sys.executable, "-c", _PARALLEL_CHILD, str(steps),
                                str(b.s.repeats)], capture_output=True, text=True, timeout=900,
@@ -682,8 +683,10 @@ def section_parallel(b: Bench) -> str:
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
         res = json.loads(line[len("RESULT "):])
     except (subprocess.TimeoutExpired, StopIteration) as e:
-        b.record("parallel", status=f"failed: {type(e).__name__}")
-        return title + "\n\nn/a (the child process failed)"
+        why = type(e).__name__ if proc is None else (
+            f"exit {proc.returncode}: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:200])
+        b.record("parallel", status=f"failed: {why}")
+        return title + f"\n\nn/a (the child process failed: {why})"
     one = res.pop("1 device")
     res.pop("devices")
     rows = [["1 device", f"{one * 1e3:.3g}", f"{1 / one:,.0f}", "1.00"]]
