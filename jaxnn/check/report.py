@@ -19,12 +19,16 @@ class GradientCheckError(AssertionError):
 class Entry(NamedTuple):
     """One compared number: an entry of a leaf, or the projection on one random direction v_k.
 
-    ``leaf`` names the leaf (``"W^[2]"`` in a network, ``"primals[0]['W']"``
-    for ``check_vjp``); ``manual`` is the value under test, ``reference`` the
-    method's; ``noise`` the estimated floating-point noise of their
-    difference; ``cotangent`` which random cotangent (``check_vjp`` of a
-    non-scalar function) produced it; ``layer`` / ``param`` the network
-    coordinates (None elsewhere).
+    Attributes:
+      leaf: the leaf's name (``"W^[2]"`` in a network, ``"primals[0]['W']"`` for ``check_vjp``).
+      index: the entry's index in the leaf, or ``(k,)`` for direction v_k.
+      manual: the value under test.
+      reference: the method's value.
+      kind: ``"entry"`` or ``"direction"``.
+      noise: the estimated floating-point noise bound of manual - reference.
+      layer: the network layer l (None outside networks).
+      param: ``"W"`` or ``"b"`` (None outside networks).
+      cotangent: which random cotangent produced it (``check_vjp`` of a non-scalar f), else None.
     """
 
     leaf: str
@@ -109,12 +113,19 @@ class MethodResult(NamedTuple):
 
 
 class LayerCoverage(NamedTuple):
-    """Which pre-activations Z^[l] a network check exercised (its derivative is tested there only)."""
+    """Which pre-activations Z^[l] a network check exercised (its derivative is tested there only).
+
+    Attributes:
+      layer: l, 1..L.
+      z_min: the smallest entry of Z^[l] over the batch.
+      z_max: the largest.
+      beyond_4: the share of entries with |z| > 4, where sigmoid and tanh saturate.
+    """
 
     layer: int
     z_min: float
     z_max: float
-    beyond_4: float  # share of entries with |z| > 4, where sigmoid / tanh saturate
+    beyond_4: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,9 +314,10 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 class PointReport(NamedTuple):
     """The worst input of an activation or loss check.
 
-    ``where`` is the input (``z`` for an elementwise activation, a column of Z,
-    or ``AL``/``Y`` columns for a loss); ``manual`` and ``reference`` the two
-    derivatives there.
+    Attributes:
+      where: the input (``z`` for an elementwise activation, a column of Z, or an AL column for a loss).
+      manual: the hand-written derivative there.
+      reference: the method's derivative there.
     """
 
     where: str

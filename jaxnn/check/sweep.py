@@ -34,7 +34,17 @@ SWEEP_PAIRINGS: tuple[tuple[str, str], ...] = tuple(
 
 
 class SweepRow(NamedTuple):
-    """One case of ``run_sweep``: the errors of each method (nan if not run)."""
+    """One case of ``run_sweep``: the errors of each method (nan if not run).
+
+    Attributes:
+      case: ``"4-4-4 relu,softmax cross_entropy"``.
+      autodiff: the error vs jax.grad.
+      finite_difference: the error vs finite differences.
+      jvp: the error vs jax.jvp.
+      passed: every method within rtol + its noise bound.
+      seconds: wall time of the case.
+      report: the full ``GradientReport``.
+    """
 
     case: str
     autodiff: float
@@ -50,8 +60,18 @@ def sweep_cases(
     hidden: Sequence[str] | None = None,
     pairings: Sequence[tuple[str, str]] | None = None,
 ) -> list[tuple[tuple[str, ...], str]]:
-    """``[(activations, loss)]``: each hidden activation (all L-1 hidden layers) x each output
-    pairing x each depth L; depth 1 has no hidden layer, so one case per pairing."""
+    """``[(activations, loss)]``: each hidden activation (all L-1 hidden layers) x each output pairing x depth.
+
+    Depth 1 has no hidden layer, so one case per pairing.
+
+    Args:
+      depths: the depths L.
+      hidden: hidden activations (default: every built-in one).
+      pairings: ``(output activation, loss)`` pairs (default: every valid one).
+
+    >>> len(sweep_cases(depths=(1,)))
+    8
+    """
     hidden = SWEEP_HIDDEN if hidden is None else tuple(hidden)
     pairings = SWEEP_PAIRINGS if pairings is None else tuple(pairings)
     cases = []
@@ -72,6 +92,16 @@ def make_problem(net: Network, m: int, dtype="float32", seed: int = 0):
     outputs alive); X ~ N(0, 1); Y one-hot (softmax output), 0/1 (sigmoid) or
     N(0, 1). Drawn with NumPy on the host: no JAX compilation. Call inside
     ``jax.enable_x64(True)`` for float64.
+
+    Args:
+      net: the ``Network``.
+      m: batch size; X is (n_x, m), Y (n_L, m).
+      dtype: dtype of params, X and Y.
+      seed: NumPy seed.
+
+    >>> params, X, Y = make_problem(Network((2, 3, 1), ("tanh", "sigmoid"), "bce"), 4)
+    >>> X.shape, Y.shape
+    ((2, 4), (1, 4))
     """
     rng = np.random.default_rng(seed)
     jdt = jnp.dtype(dtype)
@@ -111,11 +141,15 @@ def run_sweep(
     are still caught: they give wrong numbers, not only wrong shapes.
 
     Args:
-      depths, hidden, pairings: the grid (defaults: 1-4, every activation,
-        every valid output pairing: 152 cases).
-      width, m: layer width and batch size.
+      depths: the depths L (default 1-4; with the defaults below, 152 cases).
+      hidden: hidden activations (default: every built-in one).
+      pairings: ``(output activation, loss)`` pairs (default: every valid one).
+      width: units per layer.
+      m: batch size.
       dtype: the model's dtype, ``"float32"`` or ``"float64"``.
-      seed, eps, methods: passed to ``make_problem`` / ``check_gradients``.
+      seed: seed of ``make_problem`` (case i uses seed + i) and of the directions.
+      eps: finite-difference step.
+      methods: passed to ``check_gradients``.
       on_row: called with each row as soon as it is done (for streaming output).
 
     Returns:
