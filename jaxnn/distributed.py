@@ -15,6 +15,10 @@ process because the JAX distributed service detected fatal errors. This most
 likely indicates that another task died"), or sooner, with a gloo error, when
 a collective's connection to the dead process closes (``peer_loss_as_error``
 turns that one into a ``PeerLostError``). No process waits forever.
+
+Tested (``tests/test_multiprocess.py``) with 2 processes x 2 forced CPU
+devices on one machine, gloo over 127.0.0.1, started by
+``scripts/launch_local.py``; not on several hosts, GPUs or TPUs.
 """
 
 from __future__ import annotations
