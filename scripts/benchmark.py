@@ -592,7 +592,7 @@ def section_train(b: Bench) -> str:
                 for impl in impls:
                     out = Path(tmp) / f"run-{impl}-{r}-{cache}"
                     env = dict(env0, JAX_COMPILATION_CACHE_DIR=str(caches[impl]))
-                    wall, why, stdout = _process_wall(commands[impl](out), 900, env)
+                    wall, why, stdout = _process_wall(commands[impl](out), 300, env)
                     log(f"  {impl} {cache} #{r}: {wall or 0:.1f} s, {why}")
                     if why != "ok":
                         status[impl, cache] = why
@@ -630,7 +630,7 @@ def section_gradcheck(b: Bench) -> str:
     """9. ``python -m jaxnn gradcheck`` (the full built-in sweep) as a whole process."""
     log("9. jaxnn gradcheck subprocess")
     title = "### 9. `python -m jaxnn gradcheck` (full sweep), whole subprocess, start to exit"
-    wall, status, _ = _process_wall([sys.executable, "-m", "jaxnn", "gradcheck"], 900)
+    wall, status, _ = _process_wall([sys.executable, "-m", "jaxnn", "gradcheck"], 300)
     b.record("gradcheck", wall_s=wall, status=status)
     return title + "\n\n" + table(["command", "wall time", "status", "goal"], [[
         "`python -m jaxnn gradcheck`", f"{wall:.1f} s" if wall is not None else "-", status,
@@ -678,7 +678,7 @@ def section_parallel(b: Bench) -> str:
     proc = None
     try:
         proc = subprocess.run([sys.executable, "-c", _PARALLEL_CHILD, str(steps),
-                               str(b.s.repeats)], capture_output=True, text=True, timeout=900,
+                               str(b.s.repeats)], capture_output=True, text=True, timeout=300,
                               env=env)
         line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
         res = json.loads(line[len("RESULT "):])
@@ -711,7 +711,7 @@ def section_multiprocess(b: Bench) -> str:
         import _bench_multiprocess as MP
 
         rows = MP.bench_multiprocess(steps=5 if b.s.quick else 100, repeats=b.s.repeats,
-                                     timeout=300 if b.s.quick else 600)
+                                     timeout=120 if b.s.quick else 300)
         header = getattr(MP, "HEADER", ["run", "ms/step", "steps/s", "× 1 process"])
         note = getattr(MP, "NOTE", "")
     except Exception as e:  # its author's file: report, do not sink the other sections
@@ -773,7 +773,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated, by name or number: {', '.join(SECTIONS)}, or "
                         "all (default: all; with --quick: all but the subprocess sections)")
     parser.add_argument("--repeats", type=int, default=None,
-                        help="timed runs per number (median); default 5, or 3 with --quick")
+                        help="timed runs per number (median); default 5, or 3 with --quick (and "
+                        "50 / 10 per-call runs in overhead and shuffle, 3 / 1 process pairs in "
+                        "train); given, it sets them all")
     parser.add_argument("--out", metavar="PATH",
                         help="also write the Markdown report to PATH (rewritten after each section)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
