@@ -65,7 +65,6 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn.distributed import put_global, shard_columns_global
 from jaxnn.network import Network
 from jaxnn.step import settings, train_step
 from jaxnn.validation import check_l2
@@ -101,7 +100,15 @@ def make_mesh(devices=None, axis_name: str = "batch") -> Mesh:
     return Mesh(np.asarray(devices), (axis_name,))  # older jax: Auto is the only kind
 
 
-def _axis(mesh: Mesh) -> str:
+def mesh_axis(mesh: Mesh) -> str:
+    """The name of a 1-D mesh's one axis; ValueError for anything else.
+
+    Args:
+      mesh: a 1-D ``jax.sharding.Mesh``.
+
+    >>> mesh_axis(make_mesh())
+    'batch'
+    """
     if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
         raise ValueError(f"mesh must be a 1-D jax.sharding.Mesh (see make_mesh), got {mesh!r}.")
     return mesh.axis_names[0]
@@ -109,7 +116,7 @@ def _axis(mesh: Mesh) -> str:
 
 def n_devices(mesh: Mesh) -> int:
     """D, the number of devices along the mesh's one axis."""
-    return int(mesh.shape[_axis(mesh)])
+    return int(mesh.shape[mesh_axis(mesh)])
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:
@@ -124,7 +131,7 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     >>> tuple(batch_sharding(make_mesh()).spec)
     (None, 'batch')
     """
-    return NamedSharding(mesh, P(None, _axis(mesh)))
+    return NamedSharding(mesh, P(None, mesh_axis(mesh)))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -224,7 +231,7 @@ def shard_padded_batch(X, Y, mesh: Mesh) -> tuple[Array, Array, Array]:
     D = _check_batch(X, Y, mesh)
     X, Y, w = pad_batch(X, Y, D)
     sharding = batch_sharding(mesh)
-    w_sharding = NamedSharding(mesh, P(_axis(mesh)))
+    w_sharding = NamedSharding(mesh, P(mesh_axis(mesh)))
     return jax.device_put(X, sharding), jax.device_put(Y, sharding), jax.device_put(w, w_sharding)
 
 
@@ -282,96 +289,6 @@ def shard_host_batch(X_local, Y_local, mesh: Mesh) -> tuple[Array, Array]:
     make = jax.make_array_from_process_local_data
     return (make(sharding, np.asarray(X_local), (np.shape(X_local)[0], m)),
             make(sharding, np.asarray(Y_local), (np.shape(Y_local)[0], m)))
-
-
-# --- placement for fit ------------------------------------------------------------------------
-
-
-def _put(tree, sharding):
-    """Onto ``sharding``, also when its devices span several processes (each fills its own)."""
-    return put_global(tree, sharding)
-
-
-def place_replicated(mesh, tree):
-    """``tree`` as device arrays: replicated over ``mesh``, or on the default device (mesh None).
-
-    Args:
-      mesh: a 1-D mesh, or None (then the tree is returned as it is).
-      tree: a pytree of arrays (host or device).
-
-    >>> place_replicated(None, np.ones(2)).shape
-    (2,)
-    """
-    if mesh is None:  # host arrays travel with the compiled call that takes them
-        return tree
-    return _put(tree, replicated(mesh))
-
-
-def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool, state, arrays,
-                   local_data=None):
-    """Check the mesh settings of a ``fit`` call and put its state and data where they go.
-
-    With ``shard="batch"`` the state and data are replicated and each batch's
-    columns are split inside the program (B must be a multiple of D unless the
-    batch is the whole data set, which is padded with weight-0 columns); with
-    ``shard="ensemble"`` the state's leading (E,) axis is split over the devices.
-
-    Args:
-      mesh: a 1-D mesh, or None (one device: arrays placed as they are).
-      shard: "batch" or "ensemble".
-      B: the batch size in effect.
-      m: the number of examples.
-      batch_size: the batch size the user asked for (None: full batch).
-      ensemble: the state holds E models.
-      state: the ``TrainState``.
-      arrays: a tuple of per-member arrays first ((E,) or ()), then data, replicated.
-      local_data: None, or (X_p, Y_p): this process's own columns, placed split by
-        columns over its devices (``train_epochs(..., local_data=True)``); m is then
-        the global count.
-
-    Returns:
-      ``(state, arrays)`` placed.
-
-    >>> place_training(None, "batch", 4, 4, None, False, (), (np.ones(2),))[1][0].shape
-    (2,)
-    """
-    if mesh is None:
-        return state, place_replicated(None, arrays)
-    D = n_devices(mesh)  # also checks that mesh is a 1-D Mesh
-    if shard == "ensemble":
-        if not ensemble:
-            raise ValueError("shard='ensemble' splits the models of an ensemble over the devices: "
-                             "use fit_ensemble, or shard='batch' for one model.")
-        E = int(np.shape(state.step)[0])
-        if E % D:
-            raise ValueError(f"shard='ensemble': E = {E} models cannot be split evenly over the "
-                             f"{D} devices of the mesh; use a multiple of {D} models, or "
-                             "shard='batch'.")
-        split = NamedSharding(mesh, P(_axis(mesh)))
-        per_member, data = arrays[0], arrays[1:]
-        return _put(state, split), (_put(per_member, split), *place_replicated(mesh, data))
-    if shard != "batch" or (local_data is not None and ensemble):
-        if local_data is not None:
-            raise ValueError("local_data=True trains one model with shard='batch' (each device "
-                             "takes its share of every batch from its own columns).")
-        raise ValueError(f"shard = {shard!r}; valid: 'batch' (split the columns of each batch) "
-                         "or 'ensemble' (split the models of an ensemble).")
-    if B % D and batch_size is not None and batch_size < m:
-        lo, hi = B // D * D, -(-B // D) * D
-        raise ValueError(
-            f"batch_size = {B} is not divisible by the {D} devices of the mesh: use a "
-            f"multiple of {D} (e.g. {lo or hi} or {hi}), so each device gets the same "
-            "number of columns. (Full-batch training pads and masks by itself.)")
-    placed = place_replicated(mesh, arrays)
-    if local_data is not None:
-        if B % D or m % D:
-            raise ValueError(
-                f"local_data=True: the global m = {m} columns and the batch size B = {B} must both "
-                f"be multiples of the {D} devices (each device holds m/D columns and takes B/D "
-                "of them per step); drop or add a few columns on each process.")
-        return _put(state, replicated(mesh)), (placed, shard_columns_global(local_data, mesh,
-                                                                             local=True))
-    return _put(state, replicated(mesh)), placed
 
 
 # --- the sharded step ------------------------------------------------------------------------
@@ -433,7 +350,7 @@ def make_sharded_train_step(
     """
     s = settings(net, optimizer, grad=grad, compute_dtype=compute_dtype)
     check_l2(l2)
-    axis = _axis(mesh)
+    axis = mesh_axis(mesh)
 
     def one(params, opt_state, X, Y, w):
         out = train_step(params, opt_state, X, Y, s, l2=l2, w=w)
@@ -481,10 +398,9 @@ __all__ = [
     "host_slice",
     "make_mesh",
     "make_sharded_train_step",
+    "mesh_axis",
     "n_devices",
     "pad_batch",
-    "place_replicated",
-    "place_training",
     "replicate",
     "replicated",
     "shard_batch",

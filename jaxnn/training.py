@@ -21,7 +21,8 @@ from jaxnn.distributed import check_same_across_processes, peer_loss_as_error, t
 from jaxnn.divergence import DivergenceError, replay_epoch
 from jaxnn.epoch import EpochSpec, epoch_order, local_orders, run_epochs
 from jaxnn.network import Network, check_params, check_X, check_Y
-from jaxnn.parallel import n_devices, place_replicated, place_training
+from jaxnn.parallel import n_devices
+from jaxnn.placement import place_replicated, place_training
 from jaxnn.step import settings
 from jaxnn.train_state import TrainState, init_ensemble, init_state
 from jaxnn.validation import as_data, check_l2, check_positive_int
