@@ -10,6 +10,7 @@ ONE line on stderr and exit status 2, never a traceback; a run that fails
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="jaxnn",
         description="jaxnn: textbook neural networks in JAX with a verified hand-derived "
                     "backward pass.",
-        epilog=_cli_train.CACHE_HELP,
+        epilog=f"{_cli_train.CACHE_HELP} An error is one line; JAXNN_TRACEBACK=1 shows the "
+               "traceback behind it (for a bug report).",
     )
     parser.add_argument("--version", action="version", version=f"jaxnn {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="{train,gradcheck}",
@@ -76,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except ValueError as e:
+        if os.environ.get("JAXNN_TRACEBACK"):  # for a bug report: the whole story
+            raise
         # Bad flag values and bad data are the user's to fix: one line, no traceback.
         message = " ".join(str(e).split())
         parser.exit(2, f"jaxnn {args.command}: error: {message}\n")

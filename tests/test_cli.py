@@ -91,3 +91,11 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["train"])
     assert e.value.code == 130 and capsys.readouterr().err == "jaxnn train: interrupted (Ctrl-C)\n"
+
+
+def test_jaxnn_traceback_shows_the_error_behind_the_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("JAXNN_TRACEBACK", "1")
+    monkeypatch.setenv("JAXNN_CACHE_DIR", "")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="^--resume: .*nothing"):
+        cli.main(["train", "--resume", "--out", "nothing"])
