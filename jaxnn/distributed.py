@@ -161,14 +161,12 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     }
     kwargs = {k: v for k, v in timeouts.items() if v is not None}
     if jax.distributed.is_initialized():
-        current = jax.distributed.global_state
-        now = (current.coordinator_address, current.num_processes, current.process_id)
-        if settings is None or tuple(settings) == now:
+        now = (jax.process_count(), jax.process_index())
+        if settings is None or tuple(settings[1:]) == now:
             return
-        raise ValueError(f"initialize: this process already joined the run {now} "
-                         f"(coordinator, processes, id); it cannot join {settings} as well.")
-    if _cpu_may_be_used():
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        raise ValueError(f"initialize: this process already joined a run as process {now[1]} of "
+                         f"{now[0]}; it cannot join another as process {settings[2]} of "
+                         f"{settings[1]}.")
     if settings is not None:
         address, P, p = settings
         kwargs.update(coordinator_address=address, num_processes=P, process_id=p)
@@ -191,6 +189,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                 "Open MPI."
             ) from None
         raise
+    if _cpu_may_be_used():  # read when the CPU backend starts, i.e. after this call
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
 
 def requested_by_environment() -> bool:

@@ -55,6 +55,12 @@ def gathered(x, mesh):
 
 
 def blocks():
+    dist.initialize()  # a second call with no (or the same) settings does nothing
+    try:
+        dist.initialize(os.environ["JAXNN_COORDINATOR"], 2, 1 - ME)
+        again = "NOT RAISED"
+    except ValueError as e:
+        again = str(e)
     mesh = jaxnn.make_mesh()
     D = mesh.shape["batch"]
     X = np.arange(3 * 2 * D, dtype=np.float32).reshape(3, 2 * D)
@@ -75,7 +81,7 @@ def blocks():
     split_local = dist.to_local({"X": Xg, "key": rep["key"]})  # a split leaf is gathered
     doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
     dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
-    save(full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
+    save(again=np.array(again), full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
          rows=gathered(rows, mesh),
          rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
          held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,

@@ -107,6 +107,8 @@ def test_replicate_global_and_to_local(blocks):
         assert bool(r["key_typed"])  # a typed PRNG key stays typed
         np.testing.assert_allclose(r["noise"], expected, rtol=1e-6)
         assert int(r["local_devices"]) == 1  # to_local: an ordinary single-device array
+        assert str(r["again"]) == (f"initialize: this process already joined a run as process {p} "
+                                   f"of 2; it cannot join another as process {1 - p} of 2.")
         np.testing.assert_array_equal(r["doubled"], np.full((3, 2), 3.0))
 
 
@@ -210,6 +212,14 @@ def test_initialize_reads_and_checks_the_environment(monkeypatch):
     monkeypatch.delenv("JAXNN_PROCESS_ID")
     with pytest.raises(ValueError, match="JAXNN_PROCESS_ID not given"):
         initialize()
+
+
+def test_initialize_after_jax_started_says_to_call_it_first():
+    import jax
+
+    jax.devices()  # the backend is up: too late to join a run
+    with pytest.raises(ValueError, match="initialize must run before any other JAX call"):
+        initialize("127.0.0.1:1", 1, 0)
 
 
 def test_initialize_rejects_bad_timeouts():
