@@ -112,14 +112,21 @@ def batch_sums(cache: list[dict], Y: Array, net: Network, w: Array | None = None
     ['hits', 'loss']
     """
     AL = cache[-1]["A"]
-    weight = jnp.ones(AL.shape[1], AL.dtype) if w is None else w.astype(AL.dtype)
     loss = per_example_loss(cache, Y, net)
-    out = {"loss": jnp.sum(jnp.where(weight > 0, weight * loss, 0))}
+    if w is None:  # the common case: plain sums, nothing to weigh
+        out = {"loss": jnp.sum(loss)}
+        if is_classifier(net):
+            out["hits"] = jnp.sum(_hits(AL, Y, net))
+        else:
+            out["sq"] = jnp.sum((Y - AL) ** 2, axis=1)
+        return out
+    w = w.astype(AL.dtype)
+    out = {"loss": jnp.sum(jnp.where(w > 0, w * loss, 0))}
     if is_classifier(net):
         hits = _hits(AL, Y, net)
-        out["hits"] = jnp.sum(hits * (weight if hits.ndim == 1 else weight[None, :]))
+        out["hits"] = jnp.sum(hits * (w if hits.ndim == 1 else w[None, :]))
     else:
-        out["sq"] = jnp.sum((Y - AL) ** 2 * weight[None, :], axis=1)
+        out["sq"] = jnp.sum((Y - AL) ** 2 * w[None, :], axis=1)
     return out
 
 
