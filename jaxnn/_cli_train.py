@@ -101,7 +101,8 @@ def settings(args, saved: dict | None) -> dict:
         if clash:
             raise ValueError("--resume continues with the checkpoint's settings; drop "
                              + ", ".join(clash) + ".")
-        return {**_cli_recipes.GENERIC, **saved, **given}
+        # --epochs is not saved: without it, train to the recipe's count
+        return {**_cli_recipes.starting_settings(saved.get("dataset")), **saved, **given}
     if "csv" in given and "dataset" in given:
         raise ValueError("--csv: give either --dataset or --csv, not both.")
     if "csv" not in given:
@@ -276,7 +277,7 @@ def run(args) -> int:
     say(f"training {'-'.join(map(str, net.layer_sizes))} {acts} on {ds.name} ({ds.m_train} "
         f"train / {ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
         f"{done + 1}..{s['epochs']}{recipe}"
-        + (f", data parallel over {mesh.size} devices, {jax.process_count()} processes"
+        + (f", data parallel over {mesh.size} device(s), {jax.process_count()} process(es)"
            if mesh is not None else "") + f" -> {out}", flush=True)
     history_path = out / "history.json"
     old = _cli_report.read_history(history_path) if saved is not None else {}

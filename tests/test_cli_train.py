@@ -163,16 +163,24 @@ def test_divergence_is_one_line_naming_the_epoch(capsys):
                      r"smaller --lr \(now 1e\+30\)", captured.err), captured.err
 
 
-def test_a_lost_peer_process_is_one_line(monkeypatch, capsys):
+def test_mesh_flag_and_a_lost_peer_process(monkeypatch, capsys):
+    import jax
+
     import jaxnn
 
-    def lost(*args, **kwargs):
+    meshes = []
+
+    def lost(*args, mesh=None, **kwargs):  # what a survivor sees when another process dies
+        meshes.append(mesh)
         raise jaxnn.distributed.PeerLostError("process 1 of 2: another process of the run died")
 
     monkeypatch.setattr(jaxnn, "train_epochs", lost)
-    assert cli.main(["train", *FAST, "--epochs", "2", "--out", "p", "--no-plot"]) == 1
-    err = capsys.readouterr().err
-    assert err == "jaxnn train: error: process 1 of 2: another process of the run died\n"
+    for flags in ([], ["--mesh"]):
+        assert cli.main(["train", *FAST, "--epochs", "2", "--out", "p", "--no-plot", *flags]) == 1
+        err = capsys.readouterr().err
+        assert err == "jaxnn train: error: process 1 of 2: another process of the run died\n"
+    assert meshes[0] is None  # one process: data parallel only with --mesh
+    assert list(meshes[1].devices.flat) == jax.devices()
 
 
 @pytest.fixture
@@ -245,6 +253,15 @@ def test_flags_override_the_recipe():
     assert s["layers"] == _cli_recipes.RECIPES["iris"]["layers"]
     default = _cli_train_settings(cli.build_parser().parse_args(["train"]))
     assert {k: default[k] for k in _cli_recipes.RECIPES["digits"]} == _cli_recipes.RECIPES["digits"]
+
+
+def test_resume_without_epochs_trains_to_the_recipes_count():
+    args = cli.build_parser().parse_args(["train", "--resume"])
+    saved = {**_cli_recipes.starting_settings("iris"), "dataset": "iris", "init": "xavier"}
+    del saved["epochs"]  # as the checkpoint's config holds it
+    from jaxnn import _cli_train
+
+    assert _cli_train.settings(args, saved)["epochs"] == _cli_recipes.RECIPES["iris"]["epochs"]
 
 
 def _cli_train_settings(args):
