@@ -311,8 +311,8 @@ def run(args) -> int:
     if main:
         _cli_report.write_history(history, config | {"epochs": s["epochs"],
                                                      "network": net.describe()}, history_path)
-    # The last epoch's entries hold the train and test scores of the final params, without
-    # dropout: no extra evaluation pass to compile.
+    # The table is the last epoch's history entries (train_epochs says what they measure):
+    # no extra evaluation pass to compile.
     say("\n" + _cli_report.table(history, metric_names(net)), flush=True)
     if main and not args.no_plot:
         _cli_report.plot(history, out / "curves.png", metric_names(net)[0],
