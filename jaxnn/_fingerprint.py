@@ -53,7 +53,7 @@ def describe(path: str, leaf) -> tuple[str, np.ndarray]:
     words = np.zeros(WORDS, np.uint32)
     if is_key(leaf):
         leaf = jax.random.key_data(leaf)
-    if isinstance(leaf, (np.ndarray, np.generic, jax.Array)):
+    if isinstance(leaf, (np.ndarray, np.generic, jax.Array)) and np.dtype(leaf.dtype).kind != "O":
         host = host_value(leaf)
         text = f"shape {host.shape} {host.dtype}"
         if host.dtype.kind in "biufc" and host.size:

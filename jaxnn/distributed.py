@@ -357,7 +357,8 @@ def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
     devices process by process). ``axis`` is the split dimension: 1 for the
     columns of (n_x, m), 0 for a leading axis (an example-major (m, n) array,
     a mask w: (m,), or the (E,) axis of an ensemble). A pytree of such arrays
-    is split leaf by leaf.
+    is split leaf by leaf. With ``local=True`` the block sizes are compared
+    across processes first (a collective: every process calls it).
 
     Args:
       X: (n_x, m) (or a pytree of arrays), the full array, or with ``local=True`` this process's block.
