@@ -282,7 +282,6 @@ def test_checkpoint_of_two_processes_resumes_in_one(fits):
     assert float(relative_error(_params(one, "resumed_"), _params(one, "e4_"))) <= 1e-6
 
 
-@pytest.mark.xfail(strict=False, reason="waiting for fit(local_data=True)")
 def test_local_data_on_two_processes_equals_one_process(fits):
     # each process passes only its own half of the columns; one process holds all of them, and
     # its 4 devices the same blocks of the rows: the same batches, the same params
