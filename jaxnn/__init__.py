@@ -6,7 +6,7 @@ the formulas (X is (n_x, m), one column per example).
 """
 
 # Built on the core above: verification toolkit, training engine, scaling.
-from jaxnn import checkpoint, datasets
+from jaxnn import checkpoint, datasets, distributed
 from jaxnn._tree import relative_error, tree_norm
 from jaxnn.activations import ACTIVATIONS, Activation, get_activation, make_activation
 from jaxnn.backward import (
@@ -85,6 +85,7 @@ __all__ = [
     "check_loss",
     "checkpoint",
     "datasets",
+    "distributed",
     "cost",
     "cost_from_cache",
     "epoch_order",

@@ -164,15 +164,20 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
     epoch = int(np.max(_to_host("epoch", state.epoch)))
     step = int(np.max(_to_host("step", state.step)))
     path = directory / f"ckpt-{epoch:06d}.npz"
-    if jax.process_count() > 1 and jax.process_index() != 0:
-        return path  # process 0 writes the (replicated) state for everyone
-    arrays = pack(paths, leaves, network=net.describe(), key_impl=str(jax.random.key_impl(state.key)),
-                  epoch=epoch, step=step, config=config_json)
-    directory.mkdir(parents=True, exist_ok=True)
-    _tidy(directory, None, path.name)
-    _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
-    _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
-    _tidy(directory, keep, path.name)
+    if jax.process_index() == 0:  # process 0 writes the (replicated) state for everyone
+        arrays = pack(paths, leaves, network=net.describe(),
+                      key_impl=str(jax.random.key_impl(state.key)), epoch=epoch, step=step,
+                      config=config_json)
+        directory.mkdir(parents=True, exist_ok=True)
+        _tidy(directory, None, path.name)
+        _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+        _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
+        _tidy(directory, keep, path.name)
+    if jax.process_count() > 1:
+        # every process returns once process 0's file is complete: a restore right after sees it
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"jaxnn checkpoint {path.name}")
     return path
 
 
