@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn import distributed
 from jaxnn.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
 from jaxnn.network import Network
 from jaxnn.train_state import TrainState
@@ -175,9 +176,7 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
         _tidy(directory, keep, path.name)
     if jax.process_count() > 1:
         # every process returns once process 0's file is complete: a restore right after sees it
-        from jax.experimental import multihost_utils
-
-        multihost_utils.sync_global_devices(f"jaxnn checkpoint {path.name}")
+        distributed.barrier(f"jaxnn checkpoint {path.name}")
     return path
 
 

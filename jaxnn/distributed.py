@@ -235,6 +235,20 @@ _PEER_LOST = re.compile(r"gloo|connection (reset|closed|refused)|heartbeat|unava
                         r"deadline_exceeded|task died", re.I)
 
 
+def barrier(name: str) -> None:
+    """Wait until every process has reached the barrier called ``name`` (no-op in one process).
+
+    Args:
+      name: the barrier's name, the same on every process.
+
+    >>> barrier("one process: returns at once")
+    """
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
+
+
 class PeerLostError(RuntimeError):
     """Another process of the run died, was killed or stopped answering."""
 
@@ -486,6 +500,7 @@ __all__ = [
     "ENV_NUM_PROCESSES",
     "ENV_PROCESS_ID",
     "PeerLostError",
+    "barrier",
     "check_same_across_processes",
     "initialize",
     "is_main_process",

@@ -16,7 +16,6 @@ diverged training run.
 
 from __future__ import annotations
 
-import math
 import numbers
 import weakref
 

@@ -11,6 +11,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
+import jaxnn
 from jaxnn import Network, TrainState, checkpoint
 
 CheckpointError = checkpoint.CheckpointError
@@ -267,8 +268,10 @@ def test_bfloat16_round_trip(tmp_path):
 def test_only_process_0_writes(tmp_path, monkeypatch):
     monkeypatch.setattr(jax, "process_count", lambda: 2)
     monkeypatch.setattr(jax, "process_index", lambda: 1)
+    waited = []  # every process waits for process 0's file before returning
+    monkeypatch.setattr(jaxnn.distributed, "barrier", waited.append)
     assert checkpoint.save(tmp_path / "run", _state(4), NET) == tmp_path / "run/ckpt-000004.npz"
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and waited == ["jaxnn checkpoint ckpt-000004.npz"]
     monkeypatch.setattr(jax, "process_index", lambda: 0)
     path = checkpoint.save(tmp_path / "run", _state(4), NET)
     assert _equal(checkpoint.restore(tmp_path / "run", NET, like=LIKE), _state(4))
