@@ -35,6 +35,7 @@ shape, so a sweep over many small networks reuses them.
 
 from __future__ import annotations
 
+from jaxnn.check.function_report import ActivationReport, FunctionReport, LossReport, PointMethod, PointReport
 from jaxnn.check.functions import check_activation, check_loss
 from jaxnn.check.gradients import check_gradients
 from jaxnn.check.options import (
@@ -44,18 +45,7 @@ from jaxnn.check.options import (
     JVP_THRESHOLD,
     METHODS,
 )
-from jaxnn.check.report import (
-    ActivationReport,
-    Entry,
-    FunctionReport,
-    GradientCheckError,
-    GradientReport,
-    LayerCoverage,
-    LossReport,
-    MethodResult,
-    PointMethod,
-    PointReport,
-)
+from jaxnn.check.report import Entry, GradientCheckError, GradientReport, LayerCoverage, MethodResult
 from jaxnn.check.sweep import SWEEP_HIDDEN, SWEEP_PAIRINGS, SweepRow, make_problem, run_sweep, sweep_cases
 from jaxnn.check.vjp import check_grad, check_vjp
 

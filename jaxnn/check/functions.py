@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.activations import Activation, get_activation
+from jaxnn.check.function_report import FunctionReport
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
     FD_THRESHOLD,
@@ -39,8 +40,7 @@ from jaxnn.check.options import (
     shape_check_activation,
     shape_check_loss,
 )
-from jaxnn.check.point_methods import compare_points, has_custom_vjp, row_differences
-from jaxnn.check.report import FunctionReport
+from jaxnn.check.point_methods import compare_points, has_custom_vjp
 from jaxnn.losses import Loss, get_loss
 from jaxnn.validation import as_float_array
 
@@ -104,7 +104,7 @@ def check_activation(
     eps: float = 1e-6,
     seed: int = 0,
 ) -> FunctionReport:
-    """Verify an activation's hand-written backward (formulas §2, §4a-b) against jax.vjp and finite differences.
+    """Verify an activation's hand-written backward (formulas §2, §4a-b) vs jax.vjp and finite differences.
 
     ``activation.backward(dA, Z, A)`` for a random dA is compared with each
     method's dZ on a stated grid (``report.grid``): z in [-8, 8] plus ±10 ...
@@ -268,7 +268,10 @@ def check_loss(
         Yh = as_float_array("check_loss: Y", Y, np.float64)
         if ALh.ndim != 2 or ALh.shape != Yh.shape:
             raise ValueError(f"check_loss: AL and Y must both be (n_L, m), got {ALh.shape} and {Yh.shape}.")
-        grid = f"your AL, Y of shape {ALh.shape}, AL in [{ALh.min():.3g}, {ALh.max():.3g}]; nothing else is tested"
+        grid = (
+            f"your AL, Y of shape {ALh.shape}, AL in [{ALh.min():.3g}, {ALh.max():.3g}]; "
+            "nothing else is tested"
+        )
     with jax.enable_x64(True):
         shape_check_loss(loss, ALh.shape, jnp.dtype(dtype))
         custom = has_custom_vjp(lambda a: loss.forward(a, jnp.asarray(Yh)), jnp.asarray(ALh))

@@ -35,8 +35,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.compare import Block, summarise
-from jaxnn.check.network_kernels import custom_kink_examples, group_fn, groups, kernel
+from jaxnn.check.network_kernels import custom_kink_examples, kernel
+from jaxnn.check.network_methods import FDContext, autodiff_result, fd_result, jvp_result
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
     DEFAULT_METHODS,
@@ -52,13 +52,9 @@ from jaxnn.check.options import (
     param_dtype,
 )
 from jaxnn.check.perturb import (
-    direction_differences,
-    entry_differences,
-    fd_noise,
     partner_dtype,
     phi_rounding,
     rounding_estimate,
-    unit_directions,
 )
 from jaxnn.check.report import GradientReport, LayerCoverage
 from jaxnn.forward import forward
@@ -209,15 +205,15 @@ def check_gradients(
     J_low = sides[low][0] if keep.all() else float(J64)
     delta_J = float(phi_rounding(np.array([float(J64)]), np.array([J_low]), np.array([float(J64)]), low)[0])
     g64h = _host(g64)
-    ctx = _Ctx(p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed)
+    ctx = FDContext(p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed)
 
     results = []
     for method in methods:
         if method == "autodiff":
-            results.append(_autodiff(sides[dtype], rounding, dtype, thr[method], keep, n_worst))
+            results.append(autodiff_result(sides[dtype], rounding, dtype, thr[method], keep, n_worst))
         elif method == "finite_difference":
             results.append(
-                _finite_differences(
+                fd_result(
                     ctx,
                     g64h,
                     rounding["manual"],
@@ -231,21 +227,15 @@ def check_gradients(
             )
         else:
             g_keep = sides["float64"][1]
-            results.append(_jvp(ctx, g_keep, rounding, thr[method], keep, n_directions, max_entries, cols))
+            results.append(
+                jvp_result(ctx, g_keep, rounding, thr[method], keep, n_directions, max_entries, cols)
+            )
     coverage = tuple(
         LayerCoverage(l, float(z.min()), float(z.max()), float(np.mean(np.abs(z) > 4)))
         for l, z in enumerate(Z0, start=1)
     )
     subject = _describe(net) + ("" if backward is None else f", backward = {_name(backward)}")
     return GradientReport(subject, m, dtype, eps, float(J64), tuple(results), "check_gradients", coverage)
-
-
-class _Ctx:
-    """The float64 point every FD / jvp comparison is made at, and the run options."""
-
-    def __init__(self, p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed):
-        self.p64, self.X64, self.Y64, self.key, self.Z0 = p64, X64, Y64, key, [jnp.asarray(z) for z in Z0]
-        self.cfg, self.eps, self.n_worst, self.jit, self.seed = cfg, eps, n_worst, jit, seed
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:
@@ -292,170 +282,3 @@ def _check_backward(backward, params, X, Y, net, key, keep_prob) -> None:
                     f"expected {tuple(want)} and {p[k].dtype} (those of {k}^[{l}]); a gradient has exactly "
                     "its parameter's shape (no broadcasting)."
                 )
-
-
-def _drop_note(n: int, m: int) -> str:
-    return (
-        f"{n} of {m} examples left out: a pre-activation sits exactly on a kink of a custom "
-        "activation, where its derivative is a convention that may differ from JAX's."
-    )
-
-
-def _blocks(manual, reference, noise, kind="entry", masks=None) -> list[Block]:
-    out = []
-    for l in range(len(manual)):
-        for k in PARAM_NAMES:
-            mask = np.ones(manual[l][k].shape, bool) if masks is None else masks[l][k]
-            out.append(
-                Block(f"{k}^[{l + 1}]", kind, manual[l][k], reference[l][k], noise[l][k], mask, l + 1, k)
-            )
-    return out
-
-
-def _autodiff(side, rounding, dtype, threshold, keep, n_worst):
-    m, n_dropped = keep.size, int((~keep).sum())
-    strategy = (
-        f"jax.grad of jaxnn.cost in {dtype}; noise: both sides' rounding, from their recomputation "
-        f"in {partner_dtype(dtype)}"
-    )
-    note = _drop_note(n_dropped, m) if n_dropped else ""
-    if not keep.any():
-        return summarise("autodiff", dtype, [], threshold, strategy, n_worst, n_dropped, note)
-    _, gm, ga = side
-    noise = [
-        {k: rounding["manual"][l][k][0] + rounding["autodiff"][l][k][0] for k in PARAM_NAMES}
-        for l in range(len(gm))
-    ]
-    return summarise("autodiff", dtype, _blocks(gm, ga, noise), threshold, strategy, n_worst, n_dropped, note)
-
-
-def _finite_differences(ctx, g64, r_manual, delta_J, threshold, fd_mode, max_entries, n_directions, margin):
-    p64, eps = ctx.p64, ctx.eps
-    rng = np.random.default_rng(ctx.seed)
-    blocks, by_entry, by_dir = {}, [], []
-    args = (p64, ctx.X64, ctx.Y64, ctx.key, ctx.Z0)
-    with jax.enable_x64(True):
-        for group in groups(p64, max_entries):
-            by_entries = tuple(
-                (l, k)
-                for l, k in group
-                if fd_mode == "entries" or (fd_mode == "auto" and p64[l][k].size <= max_entries)
-            )
-            if by_entries:
-
-                def run(js, ss, by_entries=by_entries):
-                    J, flag = kernel("fd_entries", ctx.jit)(
-                        *args, js, ss, group=by_entries, eps=eps, margin=float(margin), **ctx.cfg
-                    )
-                    return J[:, None], flag
-
-                x = np.asarray(group_fn(p64, by_entries, lambda p: 0)[0])
-                D1, D2, excl = entry_differences(run, x, np.arange(x.size), eps)
-                start = 0
-                for l, k in by_entries:
-                    shape, size = p64[l][k].shape, p64[l][k].size
-                    sl = slice(start, start + size)
-                    noise = fd_noise(D1[sl, 0], D2[sl, 0], delta_J, eps, r_manual[l][k][1].ravel())
-                    blocks[l, k] = Block(
-                        f"{k}^[{l + 1}]",
-                        "entry",
-                        g64[l][k],
-                        D1[sl, 0].reshape(shape),
-                        noise.reshape(shape),
-                        ~excl[sl].reshape(shape),
-                        l + 1,
-                        k,
-                    )
-                    by_entry.append(f"{k}^[{l + 1}]")
-                    start += size
-            for l, k in group:
-                if (l, k) in blocks:
-                    continue
-                V = unit_directions(rng, n_directions, p64[l][k].shape).reshape(n_directions, -1)
-
-                def run_d(D, leaf=((l, k),)):
-                    J, flag = kernel("fd_deltas", ctx.jit)(
-                        *args, D, group=leaf, margin=float(margin), **ctx.cfg
-                    )
-                    return J[:, None], flag
-
-                D1, D2, excl = direction_differences(run_d, V, eps)
-                noise = fd_noise(D1[:, 0], D2[:, 0], delta_J, eps, np.abs(V) @ r_manual[l][k][1].ravel())
-                blocks[l, k] = Block(
-                    f"{k}^[{l + 1}]", "direction", V @ g64[l][k].ravel(), D1[:, 0], noise, ~excl, l + 1, k
-                )
-                by_dir.append(f"{k}^[{l + 1}]")
-    blocks = [blocks[l, k] for l in range(len(p64)) for k in PARAM_NAMES]
-    excluded = int(sum((~b.mask).sum() for b in blocks))
-    parts = []
-    if by_entry:
-        parts.append(f"central differences in float64, every entry of {', '.join(by_entry)}")
-    if by_dir:
-        parts.append(
-            f"{n_directions} random unit directions v in each of {', '.join(by_dir)} "
-            "(⟨g, v⟩ vs (J(θ+εv) - J(θ-εv))/2ε, float64)"
-        )
-    parts.append(
-        "noise: |D_2ε - D_ε| (truncation) + δJ/ε (rounding of J, "
-        f"δJ = {delta_J:.1e}) + the float64 gradient's rounding"
-    )
-    note = ""
-    if excluded:
-        note = (
-            f"{excluded} finite differences excluded: a ±ε or ±2ε step would bring a pre-activation "
-            f"within {margin:g}x its move of a kink."
-        )
-    return summarise(
-        "finite_difference", "float64", blocks, threshold, "; ".join(parts), ctx.n_worst, excluded, note
-    )
-
-
-def _jvp(ctx, g64, rounding, threshold, keep, n_directions, max_entries, cols):
-    m, n_dropped = keep.size, int((~keep).sum())
-    strategy = (
-        f"jax.jvp of jaxnn.cost along {n_directions} random unit directions v per leaf, vs ⟨g, v⟩, "
-        "float64; noise: ||rounding|| of both sides' float64 gradients"
-    )
-    note = _drop_note(n_dropped, m) if n_dropped else ""
-    if not keep.any():
-        return summarise("jvp", "float64", [], threshold, strategy, ctx.n_worst, n_dropped, note)
-    rng = np.random.default_rng(ctx.seed + 1)
-    blocks, p64 = {}, ctx.p64
-    with jax.enable_x64(True):
-        X, Y = jnp.asarray(cols(np.asarray(ctx.X64))), jnp.asarray(cols(np.asarray(ctx.Y64)))
-        for group in groups(p64, max_entries):
-            sizes = [p64[l][k].size for l, k in group]
-            # n_directions per leaf, each zero outside its own leaf; padded to a
-            # power of two (>= 32) rows so shapes repeat across networks.
-            D = len(group) * n_directions
-            T = np.zeros((max(32, 1 << (D - 1).bit_length()), sum(sizes)))
-            start = 0
-            for i, size in enumerate(sizes):
-                T[i * n_directions : (i + 1) * n_directions, start : start + size] = unit_directions(
-                    rng, n_directions, (size,)
-                )
-                start += size
-            ref = np.asarray(
-                kernel("jvp", ctx.jit)(p64, X, Y, ctx.key, jnp.asarray(T), group=group, **ctx.cfg)
-            )
-            start = 0
-            for i, ((l, k), size) in enumerate(zip(group, sizes)):
-                rows = slice(i * n_directions, (i + 1) * n_directions)
-                manual = T[rows, start : start + size] @ g64[l][k].ravel()
-                bound = float(
-                    np.linalg.norm(rounding["manual"][l][k][1])
-                    + np.linalg.norm(rounding["autodiff"][l][k][1])
-                )
-                blocks[l, k] = Block(
-                    f"{k}^[{l + 1}]",
-                    "direction",
-                    manual,
-                    ref[rows][:n_directions],
-                    np.full(n_directions, bound),
-                    np.ones(n_directions, bool),
-                    l + 1,
-                    k,
-                )
-                start += size
-    blocks = [blocks[l, k] for l in range(len(p64)) for k in PARAM_NAMES]
-    return summarise("jvp", "float64", blocks, threshold, strategy, ctx.n_worst, n_dropped, note)

@@ -114,7 +114,8 @@ def group_fn(params, group, fn):
       group: ``((l, "W"), ...)`` with l the 0-based list index.
       fn: a function of params.
 
-    >>> flat, f = group_fn([{"W": jnp.ones((1, 1)), "b": jnp.zeros((1, 1))}], ((0, "W"),), lambda p: p[0]["W"])
+    >>> params = [{"W": jnp.ones((1, 1)), "b": jnp.zeros((1, 1))}]
+    >>> flat, f = group_fn(params, ((0, "W"),), lambda p: p[0]["W"])
     >>> f(flat + 1).tolist()
     [[2.0]]
     """

@@ -181,7 +181,8 @@ def check_network_inputs(params, X, Y, net) -> None:
       net: the ``Network``.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> check_network_inputs(jaxnn.init_params(jax.random.key(0), net), jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> check_network_inputs(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
     """
     check_problem(params, X, Y, net, "check_gradients")
     for l, p in enumerate(params, start=1):

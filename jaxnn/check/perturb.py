@@ -208,7 +208,7 @@ SCATTER_POINTS = 16
 
 
 def scatter_rounding(batched: Callable, x, u: float, *args, points: int = SCATTER_POINTS) -> np.ndarray:
-    """Rounding noise of a function at ``x``, measured: the scatter of its values about a line, per output entry.
+    """Rounding noise of a function at ``x``, measured: the scatter of its values about a line, per entry.
 
     The function is evaluated at x ⊙ (1 + t_s 64u r) for one random r in
     [-1, 1]^n and ``points`` values t_s in [-1, 1]: a move of a few dozen units

@@ -60,7 +60,7 @@ def sweep_cases(
     hidden: Sequence[str] | None = None,
     pairings: Sequence[tuple[str, str]] | None = None,
 ) -> list[tuple[tuple[str, ...], str]]:
-    """``[(activations, loss)]``: each hidden activation (all L-1 hidden layers) x each output pairing x depth.
+    """``[(activations, loss)]``: each hidden activation (all L-1 hidden layers) x output pairing x depth.
 
     Depth 1 has no hidden layer, so one case per pairing.
 

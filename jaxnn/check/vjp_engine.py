@@ -1,0 +1,276 @@
+"""The comparisons behind ``check_vjp`` / ``check_grad``, once the inputs are validated.
+
+For each seeded random cotangent c (c = 1 for a scalar f) the rule under test
+runs in the primals' dtype and in the partner precision (float64 for
+float32 / bfloat16, float32 for float64); the two, and the scatter of the
+rule's values under perturbations of a few dozen ulps (``scatter_rounding``),
+give its rounding estimate. Then the reference (``jax.vjp``), finite
+differences of ⟨c, f⟩ in float64 at ε and 2ε, and ``jax.jvp`` of the
+reference are compared with it leaf by leaf (``jaxnn.check.compare``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.check.compare import Block, summarise
+from jaxnn.check.options import (
+    AUTODIFF_THRESHOLDS,
+    FD_THRESHOLD,
+    JVP_THRESHOLD,
+    check_thresholds,
+    dtype_name,
+    unit_roundoff,
+)
+from jaxnn.check.perturb import (
+    partner_dtype,
+    phi_rounding,
+    rounding_estimate,
+    scatter_rounding,
+)
+from jaxnn.check.report import GradientReport
+from jaxnn.check.vjp_methods import fd_result, flat_fn, jvp_result, squeeze
+
+
+def leaf_names(tree, prefix: str) -> list[str]:
+    """Each leaf's name: ``prefix`` + its pytree key path (``primals[0]['W1']``).
+
+    Args:
+      tree: the pytree.
+      prefix: e.g. ``"primals"``.
+
+    >>> leaf_names(({"W": 1.0}, 2.0), "primals")
+    ["primals[0]['W']", 'primals[1]']
+    """
+    return [prefix + jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def _cast(tree, dtype):
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float64), dtype), tree)
+
+
+def _host(tree) -> list[np.ndarray]:
+    return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
+
+
+def compare_rule(
+    who,
+    f,
+    primals,
+    names,
+    out,
+    rule,
+    what,
+    reference,
+    methods,
+    eps,
+    thresholds,
+    seed,
+    n_worst,
+    n_cot,
+    max_entries,
+    n_directions,
+    jit,
+) -> GradientReport:
+    """Run every method on a validated problem and build the ``GradientReport`` (see ``check_vjp``).
+
+    Args:
+      who: ``"check_vjp"`` or ``"check_grad"`` (the report's kind and messages).
+      f: the function.
+      primals: the tuple of primal pytrees.
+      names: the primal leaves' names.
+      out: ``jax.eval_shape(f, *primals)``.
+      rule: the rule under test, ``rule(primals, cotangent)``.
+      what: how to name the rule in the report.
+      reference: the plain implementation, or None.
+      methods: the methods to run.
+      eps: ε.
+      thresholds: the caller's rtol overrides.
+      seed: seed of cotangents and directions.
+      n_worst: worst entries per method.
+      n_cot: cotangents for a non-scalar f.
+      max_entries: largest leaf perturbed entry by entry.
+      n_directions: directions per large leaf (and per leaf for jvp).
+      jit: compile the evaluations.
+
+    Returns:
+      The ``GradientReport``.
+
+    >>> rule = lambda p, c: (2 * p[0] * c,)
+    >>> x = (jnp.ones(2),)
+    >>> compare_rule("check_vjp", jnp.square, x, ["primals[0]"], jax.eval_shape(jnp.square, *x), rule, "vjp",
+    ...     None, ("finite_difference",), 1e-6, None, 0, 3, 3, 4096, 4, False).passed
+    True
+    """
+    dtype = dtype_name(jnp.result_type(*jax.tree.leaves(primals)))
+    partner = partner_dtype(dtype)
+    low = dtype if partner == "float64" else "float32"
+    defaults = {
+        "reference": AUTODIFF_THRESHOLDS.get(dtype, 1e-5),
+        "finite_difference": FD_THRESHOLD,
+        "jvp": JVP_THRESHOLD,
+    }
+    thr = check_thresholds(thresholds, methods, defaults)
+    maybe_jit = jax.jit if jit else (lambda g: g)
+    rng = np.random.default_rng(seed)
+    out_leaves, out_def = jax.tree.flatten(out)
+    scalar = n_cot == 1 and len(out_leaves) == 1 and out_leaves[0].shape == ()
+    K = 1 if scalar else n_cot
+    cots = [[np.ones(()) if scalar else rng.standard_normal(s.shape) for s in out_leaves] for _ in range(K)]
+
+    def vjps(rule_fn, fn, p):
+        """Each cotangent's result, as float64 NumPy leaves: [k][leaf]."""
+        r = maybe_jit(rule_fn)
+        # each cotangent in the dtype fn's output has at p (closed-over constants may widen it)
+        dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(fn, *p))]
+        return [
+            _host(r(p, jax.tree.unflatten(out_def, [jnp.asarray(c, d) for c, d in zip(ck, dts)])))
+            for ck in cots
+        ]
+
+    sides = {}
+    for dt in (dtype, partner):
+        # the caller's own precision rules for the native run; float64 needs x64 on
+        with jax.enable_x64(True) if "float64" in (dt, dtype) else contextlib.nullcontext():
+            p = primals if dt == dtype else _cast(primals, dt)
+            y = _host(maybe_jit(lambda *a: f(*a))(*p))
+            if dt == dtype and not all(np.all(np.isfinite(v)) for v in y):
+                bad = next(n for n, v in zip(leaf_names(out, "out"), y) if not np.all(np.isfinite(v)))
+                raise ValueError(
+                    f"{who}: f(*primals) is not finite in {bad}: a gradient there means nothing."
+                )
+            entry = {"f": y, "rule": vjps(rule, f, p)}
+            u = unit_roundoff(dtype if dt == dtype else dt)
+            entry["rule_scatter"] = _scatter(rule, f, p, cots, out_def, u, maybe_jit)
+            if reference is not None:
+                ref_rule = lambda q, c: jax.vjp(reference, *q)[1](c)  # noqa: E731
+                entry["ref"] = vjps(ref_rule, reference, p)
+                entry["ref_scatter"] = _scatter(ref_rule, reference, p, cots, out_def, u, maybe_jit)
+            sides[dt] = entry
+    r_rule = _rounding(sides, "rule", dtype, partner)
+    r_ref = _rounding(sides, "ref", dtype, partner) if reference is not None else None
+    g64 = sides["float64"]["rule"]
+    phi = lambda y: np.array([sum(float(np.sum(c * v)) for c, v in zip(ck, y)) for ck in cots])  # noqa: E731
+    phi64, phi_low = phi(sides["float64"]["f"]), phi(sides[low]["f"])
+    phi_abs = np.array(
+        [sum(float(np.sum(np.abs(c * v))) for c, v in zip(ck, sides["float64"]["f"])) for ck in cots]
+    )
+    delta_phi = phi_rounding(phi64, phi_low, phi_abs, low)
+    with jax.enable_x64(True):
+        x64, phi_fn, _ = flat_fn(f, primals, cots, out_def)
+        delta_phi = np.maximum(delta_phi, scatter_rounding(maybe_jit(jax.vmap(phi_fn)), x64, 2.0**-53))
+    shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
+
+    def stack(per_k, i):  # [k][leaf] -> (K, *shape) of leaf i, or the leaf itself for one cotangent
+        a = np.stack([per_k[k][i] for k in range(K)])
+        return a if K > 1 else a[0]
+
+    results = []
+    for method in methods:
+        if method == "reference":
+            blocks = [
+                Block(
+                    n,
+                    "entry",
+                    stack(sides[dtype]["rule"], i),
+                    stack(sides[dtype]["ref"], i),
+                    squeeze(np.stack([r_rule[k][i][0] + r_ref[k][i][0] for k in range(K)]), K),
+                    np.ones((K, *shapes[i]) if K > 1 else shapes[i], bool),
+                    cotangents=K > 1,
+                )
+                for i, n in enumerate(names)
+            ]
+            strategy = (
+                f"jax.vjp(reference) in {dtype}, {K} cotangent(s); noise: both sides' rounding, from "
+                f"their recomputation in {partner}"
+            )
+            results.append(summarise("reference", dtype, blocks, thr[method], strategy, n_worst))
+        elif method == "finite_difference":
+            results.append(
+                fd_result(
+                    f,
+                    primals,
+                    names,
+                    shapes,
+                    cots,
+                    out_def,
+                    g64,
+                    r_rule,
+                    delta_phi,
+                    eps,
+                    K,
+                    thr[method],
+                    max_entries,
+                    n_directions,
+                    rng,
+                    n_worst,
+                    maybe_jit,
+                )
+            )
+        else:
+            results.append(
+                jvp_result(
+                    reference,
+                    primals,
+                    names,
+                    shapes,
+                    cots,
+                    out_def,
+                    g64,
+                    r_rule,
+                    r_ref,
+                    K,
+                    thr[method],
+                    n_directions,
+                    rng,
+                    n_worst,
+                    maybe_jit,
+                )
+            )
+    fname = getattr(f, "__name__", type(f).__name__)
+    leaves_text = ", ".join(f"{n} {s}" for n, s in zip(names[:6], shapes[:6])) + (
+        ", ..." if len(names) > 6 else ""
+    )
+    subject = f"f = {fname}({leaves_text}), rule under test: {what}, {K} cotangent(s)"
+    return GradientReport(subject, None, dtype, eps, float(phi64[0]), tuple(results), who)
+
+
+def _rounding(sides, key, dtype, partner):
+    """[k][leaf] -> (r_native, r_64): the larger of the two-precision gap and the measured scatter."""
+    out = []
+    for k, (ka, kb) in enumerate(zip(sides[dtype][key], sides[partner][key])):
+        row = []
+        for i, (a, b) in enumerate(zip(ka, kb)):
+            r_nat, r64 = rounding_estimate(a, b, dtype)
+            s_nat, s_par = sides[dtype][key + "_scatter"][k][i], sides[partner][key + "_scatter"][k][i]
+            s64 = s_nat if partner == "float32" else s_par
+            row.append((np.maximum(r_nat, s_nat), np.maximum(r64, s64)))
+        out.append(row)
+    return out
+
+
+def _scatter(rule, fn, p, cots, out_def, u, maybe_jit):
+    """The rule's measured rounding noise (``scatter_rounding``) for each cotangent: [k][leaf]."""
+    leaves, treedef = jax.tree.flatten(p)
+    dts = [a.dtype for a in leaves]
+    sizes = [int(np.size(a)) for a in leaves]
+    x = jnp.concatenate([jnp.ravel(a) for a in leaves])
+    out_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(fn, *p))]
+
+    def flat_rule(flat, c):
+        parts = np.split(np.arange(flat.shape[0]), np.cumsum(sizes)[:-1])
+        q = [flat[ix].reshape(np.shape(a)).astype(d) for ix, a, d in zip(parts, leaves, dts)]
+        out = rule(jax.tree.unflatten(treedef, q), c)
+        return jnp.concatenate([jnp.ravel(o).astype(x.dtype) for o in jax.tree.leaves(tuple(out))])
+
+    batched = maybe_jit(jax.vmap(flat_rule, in_axes=(0, None)))
+    res = []
+    for ck in cots:
+        c = jax.tree.unflatten(out_def, [jnp.asarray(v, d) for v, d in zip(ck, out_dts)])
+        s = scatter_rounding(batched, x, u, c)
+        res.append([a.reshape(np.shape(b)) for a, b in zip(np.split(s, np.cumsum(sizes)[:-1]), leaves)])
+    return res
