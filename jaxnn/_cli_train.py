@@ -87,7 +87,9 @@ def _join_processes(args) -> None:
     if not (given or args.distributed or os.environ.get(distributed.ENV_COORDINATOR)):
         return
     try:
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+        # 30 s without a heartbeat: a dead process stops the others well before JAX's default 100 s
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                               heartbeat_timeout_s=30)
     except ValueError as e:
         raise ValueError(f"{'--coordinator' if given else '--distributed'}: {e}") from None
 
