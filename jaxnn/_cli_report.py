@@ -8,7 +8,6 @@ called ``validation`` inside ``jaxnn.train_epochs``, whose history says ``val_``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -55,18 +54,14 @@ def write_history(history: dict, settings: dict, path: Path) -> None:
     """history.json: ``{"settings": {...}, "epoch": [...], "train_cost": [...], ...}``."""
     from jaxnn import save_history
 
-    save_history(history, path)  # its strict JSON (NaN -> null), then the settings in front
-    arrays = json.loads(path.read_text())
-    path.write_text(json.dumps({"settings": settings, **arrays}, indent=1))
+    save_history(history, path, settings=settings)
 
 
 def read_history(path: Path) -> dict:
     """write_history's arrays (without the settings); {} when there is no file yet."""
-    if not path.is_file():
-        return {}
-    raw = json.loads(path.read_text())
-    raw.pop("settings", None)
-    return {k: np.array(v, dtype=None if k == "epoch" else float) for k, v in raw.items()}
+    from jaxnn import load_history
+
+    return load_history(path) if path.is_file() else {}
 
 
 def log_reads_well(values) -> bool:

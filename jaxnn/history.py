@@ -7,12 +7,13 @@ import json
 import numpy as np
 
 
-def save_history(history: dict, path) -> None:
+def save_history(history: dict, path, *, settings: dict | None = None) -> None:
     """Write history as strict JSON (lists; NaN/inf become null).
 
     Args:
       history: ``fit``'s, name -> (epochs,) array ((E, epochs) for an ensemble).
       path: the file to write.
+      settings: optional JSON-serialisable run settings, stored first under "settings".
 
     >>> import pathlib, tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -26,8 +27,9 @@ def save_history(history: dict, path) -> None:
             return np.where(np.isfinite(a), a, None).tolist()
         return a.tolist()
 
+    out = {} if settings is None else {"settings": settings}
     with open(path, "w") as f:
-        json.dump({k: clean(v) for k, v in history.items()}, f, indent=1)
+        json.dump(out | {k: clean(v) for k, v in history.items()}, f, indent=1)
 
 
 def load_history(path) -> dict[str, np.ndarray]:
@@ -37,7 +39,7 @@ def load_history(path) -> dict[str, np.ndarray]:
       path: the file ``save_history`` wrote.
 
     Returns:
-      name -> array, (epochs,) or (E, epochs) as it was saved.
+      name -> array, (epochs,) or (E, epochs) as it was saved (a "settings" entry is left out).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -53,4 +55,4 @@ def load_history(path) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict):
         raise ValueError(f"load_history: {path} does not hold a history (a JSON object of lists).")
     return {k: np.array(v, dtype=float if k not in ("epoch", "diverged") else None)
-            for k, v in raw.items()}
+            for k, v in raw.items() if k != "settings"}
