@@ -142,7 +142,9 @@ def compare_points(
     res = {}
     for dt in (dtype, partner):
         with jax.enable_x64(True):
-            Xj, dAj = jnp.asarray(X, dt), jnp.asarray(dA, dt)
+            Xj = jnp.asarray(X, dt)
+            # dA in the dtype g(Z) really has (a NumPy float64 constant inside g widens float32)
+            dAj = jnp.asarray(dA, jax.eval_shape(value, Xj).dtype)
             res[dt] = [np.asarray(fn(Xj, dAj), np.float64) for fn in (manual, autodiff)]
             res[dt].append(np.asarray(value(Xj), np.float64))
     m_nat, a_nat, v_nat = res[dtype]
