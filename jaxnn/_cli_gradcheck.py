@@ -23,7 +23,9 @@ from jaxnn.network import Network
 HELP = (
     "Compare the hand-derived gradients with jax.grad, central finite differences (float64) "
     "and jax.jvp, for one network (--layer-sizes, --activations, --loss) or the built-in sweep "
-    "over every activation x loss pairing x depth 1-4. Exit status 1 if any case fails."
+    "over every activation x loss pairing x depth 1-4. A comparison passes when its error is within "
+    "the threshold plus the floating-point noise bound estimated for that case. Exit status 1 if any "
+    "case fails."
 )
 
 _COLUMNS = ("case", "vs autodiff", "vs finite diff", "vs jvp", "result", "time (s)")
@@ -158,7 +160,8 @@ def _sweep(args, methods) -> int:
     print(
         f"jaxnn gradcheck: {n} cases (every hidden activation x output pairing x depth "
         f"{','.join(map(str, depths))}), width {args.width}, m = {args.batch_size}, {args.dtype} model; "
-        "finite differences and jvp in float64.",
+        "finite differences and jvp in float64; a case passes when each error <= threshold + its "
+        "estimated noise bound (-v prints every report with both).",
         flush=True,
     )
     print(_row(_COLUMNS))
