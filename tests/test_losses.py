@@ -56,7 +56,7 @@ def test_backward_matches_grad_float32(name, jit):
 
 
 def test_loss_values_against_numpy():
-    """Seed §3 formulas, recomputed independently in NumPy float64."""
+    """formulas §3, recomputed independently in NumPy float64."""
     rng = np.random.default_rng(0)
     A = rng.uniform(0.05, 0.95, (3, 5))
     Y = rng.integers(0, 2, (3, 5)).astype(float)
