@@ -121,3 +121,29 @@ def test_small_scaling_errors_are_still_caught(dtype, delta):
         assert report.worst_layer == 1
         ok = jaxnn.Network(net.layer_sizes, (scaled_tanh(1.0), "tanh", "softmax"), "cross_entropy")
         assert check_gradients(params, X, Y, ok, methods=ALL).passed
+
+
+def test_readme_example_0p1_percent_tanh_bug_caught_at_layer_1():
+    bad_tanh = jaxnn.make_activation("bad_tanh_readme", jnp.tanh, lambda Z: 1.001 * (1 - jnp.tanh(Z) ** 2))
+    net = jaxnn.Network((4, 8, 8, 3), (bad_tanh, "tanh", "softmax"), "cross_entropy")
+    params = jaxnn.init_params(jax.random.key(0), net)
+    X = jax.random.normal(jax.random.key(1), (4, 16))
+    Y = jax.nn.one_hot(jnp.arange(16) % 3, 3).T
+    report = check_gradients(params, X, Y, net)
+    assert not report.passed and report.worst_layer == 1
+    assert {r.status for r in report.results} == {"FAIL"}
+    for r in report.results:  # the bug is 1000x the noise floor
+        assert r.error > 1e3 * r.noise
+
+
+def test_bfloat16_params():
+    net = jaxnn.Network((4, 8, 3), ("tanh", "softmax"), "cross_entropy")
+    params, X, Y = jaxnn.check.make_problem(net, 16, "float32", seed=0)
+    bf = lambda tree: jax.tree.map(lambda a: a.astype(jnp.bfloat16), tree)  # noqa: E731
+    report = check_gradients(bf(params), bf(X), bf(Y), net, methods=ALL)
+    assert report.dtype == "bfloat16" and report.passed, str(report)
+    bad = jaxnn.make_activation("tanh_5pc", jnp.tanh, lambda z: 1.05 * (1 - jnp.tanh(z) ** 2))
+    report = check_gradients(bf(params), bf(X), bf(Y), jaxnn.Network(net.layer_sizes, (bad, "softmax"),
+                                                                    "cross_entropy"))
+    assert not report.passed and report.worst_layer == 1  # by the float64 finite differences
+    assert report["finite_difference"].status == "FAIL"
