@@ -19,6 +19,13 @@ rounding, from its recomputation in the partner precision (float64 for
 float32 / bfloat16 primals, float32 scaled by u64/u32 for float64); for
 finite differences the ε vs 2ε truncation gap plus δφ/ε. Leaves are named by
 pytree path (``primals[0]['W1']``, ``primals[1]``).
+
+f must be differentiable at the primals: a finite difference across a kink
+(ReLU at 0, abs, max) measures neither one-sided derivative, and unlike
+``check_gradients`` (which knows each activation's kinks) this checker
+cannot exclude it; check at points away from kinks. Measured sensitivity
+(tests/test_check_vjp.py): a custom_vjp rule scaled by 1.001 in float32 fails
+every method.
 """
 
 from __future__ import annotations
