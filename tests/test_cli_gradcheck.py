@@ -7,7 +7,6 @@ import jax
 import pytest
 
 import jaxnn
-
 from jaxnn import _cli_gradcheck
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
