@@ -206,13 +206,14 @@ def as_key(key, name: str = "key") -> jax.Array:
     raise ValueError(f"{name} has dtype {key.dtype} and shape {key.shape}, not a PRNG key: {fix}.")
 
 
-def first_bad_column(name: str, a) -> None:
+def first_bad_column(name: str, a, fix: str = "Remove or impute those examples before training.") -> None:
     """Raise if a concrete array holds NaN or inf, naming ``name`` and the first bad column.
 
     Args:
       name: the array's name in the message (e.g. "X").
       a: a NumPy or concrete JAX array, (n, m) with one column per example
         (other ranks are reported by flat index).
+      fix: the advice that ends the message.
 
     >>> first_bad_column("X", np.ones((2, 3)))
     """
@@ -226,8 +227,7 @@ def first_bad_column(name: str, a) -> None:
         col = int(np.argmax(bad.any(axis=0)))
         row = int(np.argmax(bad[:, col]))
         raise ValueError(f"{name} holds NaN or inf: first in column {col} (example {col}), row "
-                         f"{row}, value {a[row, col]!r}. Remove or impute those examples before "
-                         "training.")
+                         f"{row}, value {a[row, col]!r}. {fix}")
     i = int(np.argmax(bad.ravel()))
     raise ValueError(f"{name} holds NaN or inf (first at flat index {i}). Replace them with finite "
                      "values.")
