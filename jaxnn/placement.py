@@ -12,7 +12,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxnn.distributed import put_global, shard_columns_global
+from jaxnn.global_arrays import put_global, shard_columns_global
 from jaxnn.parallel import mesh_axis, n_devices, replicated
 
 
