@@ -167,7 +167,9 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
     zero = jnp.zeros((), X.dtype)
     carry = (state.params, state.opt_state, zero, zero_sums(spec.step.net, X.dtype))
     if order is None:  # full batch (formulas §5's gradient descent): the order is irrelevant
-        carry = step(carry, 0, *((X, Y, None) if spec.local else _batch(Xr, Yr, jnp.arange(m), spec)))
+        # one device (or local data): the data as they are; a mesh pads and splits the columns
+        whole = spec.local or spec.mesh is None
+        carry = step(carry, 0, *((X, Y, None) if whole else _batch(Xr, Yr, jnp.arange(m), spec)))
     elif spec.local:  # each device visits its own m/D rows, B/D of them per step
         D = spec.pad_to
         b, per_device = B // D, order.reshape(D, m // D)
