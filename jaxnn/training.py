@@ -10,6 +10,7 @@ one host sync per call. The pieces live in their own modules: the state
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Callable
 
@@ -63,23 +64,21 @@ def _check_state(state, net: Network, tx, ensemble: bool) -> None:
         raise ValueError("this TrainState was consumed by an earlier train_epochs call (its buffers "
                          "were donated to the compiled epochs): use the state that call returned.")
     check_params(jax.tree.map(lambda x: x[0], state.params) if ensemble else state.params, net)
-    expected = _expected_opt_state(tx, ensemble, jax.tree.structure(state.params))
+    expected = _expected_opt_state(tx, jax.tree.structure(state.params))
     if expected != jax.tree.structure(state.opt_state):
         raise ValueError("state.opt_state does not match the optimizer: build the state with "
                          "init_state(..., optimizer=<the same optimizer>).")
 
 
-_OPT_STRUCTURES: dict = {}
+@functools.lru_cache(maxsize=64)
+def _expected_opt_state(tx, params_structure):
+    """The optimizer state's tree structure, traced once per (optimizer, params structure).
 
-
-def _expected_opt_state(tx, ensemble, params_structure):
-    """The optimizer state's tree structure, traced once per (optimizer, params structure)."""
-    key = (tx, ensemble, params_structure)
-    if key not in _OPT_STRUCTURES:
-        zeros = jax.tree.unflatten(params_structure,
-                                   [jax.ShapeDtypeStruct((1, 1), jnp.float32)] * params_structure.num_leaves)
-        _OPT_STRUCTURES[key] = jax.tree.structure(jax.eval_shape(tx.init, zeros))
-    return _OPT_STRUCTURES[key]
+    The structure does not depend on leaf shapes, nor on the (E,) axis of an ensemble.
+    """
+    zeros = jax.tree.unflatten(params_structure,
+                               [jax.ShapeDtypeStruct((1, 1), jnp.float32)] * params_structure.num_leaves)
+    return jax.tree.structure(jax.eval_shape(tx.init, zeros))
 
 
 def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimizer=None,
