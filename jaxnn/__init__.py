@@ -5,17 +5,7 @@ cross-checked against ``jax.grad``, and gradient descent, in the notation of
 the formulas (X is (n_x, m), one column per example).
 """
 
-# Built on the core above: verification toolkit, training engine, scaling.
-from jaxnn import checkpoint, datasets, distributed
-from jaxnn._tree import relative_error, tree_norm
-from jaxnn.activations import ACTIVATIONS, Activation, get_activation, make_activation
-from jaxnn.backward import (
-    backward,
-    linear_backward,
-    output_delta,
-    value_and_autodiff_grad,
-    value_and_manual_grad,
-)
+from jaxnn import datasets
 from jaxnn.check import (
     ActivationReport,
     GradientCheckError,
@@ -29,59 +19,76 @@ from jaxnn.check import (
     check_vjp,
     run_sweep,
 )
-from jaxnn.checkpoint import CheckpointError
-from jaxnn.custom_vjp import cost_with_manual_vjp
-from jaxnn.forward import cost, cost_from_cache, forward, layer_forward, linear_forward, predict
-from jaxnn.initializers import INITIALIZERS, init_params
-from jaxnn.losses import FUSED, LOSSES, Loss, get_loss, make_loss
-from jaxnn.network import Network
-from jaxnn.parallel import (
-    batch_sharding,
-    make_mesh,
-    make_sharded_train_step,
-    pad_batch,
-    replicate,
-    shard_batch,
+from jaxnn.core import activations, losses
+from jaxnn.core.activations import ACTIVATIONS, Activation, get_activation, make_activation
+from jaxnn.core.backward import (
+    backward,
+    linear_backward,
+    output_delta,
+    value_and_autodiff_grad,
+    value_and_manual_grad,
 )
-from jaxnn.per_example import per_example_grad_norms, per_example_grads
-from jaxnn.precision import (
+from jaxnn.core.custom_vjp import cost_with_manual_vjp
+from jaxnn.core.forward import (
+    cost,
+    cost_from_cache,
+    forward,
+    layer_forward,
+    linear_forward,
+    per_example_loss,
+    predict,
+)
+from jaxnn.core.initializers import INITIALIZERS, init_params
+from jaxnn.core.losses import FUSED, LOSSES, Loss, get_loss, make_loss
+from jaxnn.core.network import Network
+from jaxnn.core.per_example import per_example_grad_norms, per_example_grads
+from jaxnn.core.precision import (
     value_and_autodiff_grad_bf16,
     value_and_manual_grad_bf16,
     with_compute_dtype,
 )
-from jaxnn.divergence import DivergenceError
-from jaxnn.epoch import epoch_order
-from jaxnn.forward import per_example_loss
-from jaxnn.history import load_history, save_history
-from jaxnn.metrics import evaluate, metric_names
-from jaxnn.optimizers import OPTIMIZERS, gradient_descent
-from jaxnn.step import make_mixed_precision_train_step, make_train_step, train_step
-from jaxnn.train_state import TrainState, init_ensemble, init_state
-from jaxnn.training import fit, fit_ensemble, train_epochs
-from jaxnn.updates import sgd_update
+from jaxnn.core.tree import relative_error, tree_norm
+from jaxnn.core.update import sgd_update
+from jaxnn.devices import processes as distributed
+from jaxnn.devices.mesh import (
+    batch_sharding,
+    make_mesh,
+    pad_batch,
+    replicate,
+    shard_batch,
+)
+from jaxnn.train import checkpoint
+from jaxnn.train.checkpoint import CheckpointError
+from jaxnn.train.divergence import DivergenceError
+from jaxnn.train.epoch import epoch_order
+from jaxnn.train.history import load_history, save_history
+from jaxnn.train.metrics import evaluate, metric_names
+from jaxnn.train.optimizers import OPTIMIZERS, gradient_descent
+from jaxnn.train.sharded import make_sharded_train_step
+from jaxnn.train.state import TrainState, init_ensemble, init_state
+from jaxnn.train.step import make_mixed_precision_train_step, make_train_step, train_step
+from jaxnn.train.training import fit, fit_ensemble, train_epochs
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "per_example_grads",
-    "per_example_grad_norms",
-    "cost_with_manual_vjp",
     "ACTIVATIONS",
-    "FUSED",
-    "INITIALIZERS",
-    "LOSSES",
-    "OPTIMIZERS",
     "Activation",
     "ActivationReport",
     "CheckpointError",
     "DivergenceError",
+    "FUSED",
     "GradientCheckError",
     "GradientReport",
-    "Loss",
+    "INITIALIZERS",
+    "LOSSES",
     "LayerCoverage",
+    "Loss",
     "LossReport",
     "Network",
+    "OPTIMIZERS",
     "TrainState",
+    "activations",
     "backward",
     "batch_sharding",
     "check_activation",
@@ -90,10 +97,11 @@ __all__ = [
     "check_loss",
     "check_vjp",
     "checkpoint",
-    "datasets",
-    "distributed",
     "cost",
     "cost_from_cache",
+    "cost_with_manual_vjp",
+    "datasets",
+    "distributed",
     "epoch_order",
     "evaluate",
     "fit",
@@ -109,6 +117,7 @@ __all__ = [
     "linear_backward",
     "linear_forward",
     "load_history",
+    "losses",
     "make_activation",
     "make_loss",
     "make_mesh",
@@ -118,6 +127,8 @@ __all__ = [
     "metric_names",
     "output_delta",
     "pad_batch",
+    "per_example_grad_norms",
+    "per_example_grads",
     "per_example_loss",
     "predict",
     "relative_error",

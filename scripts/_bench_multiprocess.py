@@ -31,7 +31,7 @@ NOTE = ("small net (64-128-128-10), adam, batch 128 (32 columns per device), eva
 
 _CHILD = r"""
 import json, statistics, sys, time
-import jaxnn.distributed as dist
+import jaxnn.devices.processes as dist
 if dist.requested_by_environment():
     dist.initialize(heartbeat_timeout_s=30)
 import jax, jaxnn

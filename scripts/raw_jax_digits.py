@@ -1,7 +1,7 @@
 """The reference for ``jaxnn train`` (defaults) in plain JAX + optax: the same job, no jaxnn.
 
 ``scripts/benchmark.py`` times this whole process against ``python -m jaxnn train``.
-The same job as the CLI's digits recipe (``jaxnn/_cli_recipes.py``): scikit-learn's
+The same job as the CLI's digits recipe (``jaxnn/cli/recipes.py``): scikit-learn's
 digits (1797 images, 64 pixels), 20% held out, standardised with the training
 statistics; 64-512-10, ReLU, softmax + mean cross-entropy, He-normal init,
 inverted dropout keep 0.5 on the hidden layer, Adam lr 1e-3, batch 64, 30

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-import jaxnn.distributed as dist
+import jaxnn.devices.processes as dist
 
 if dist.requested_by_environment():  # else one process (the reference run)
     dist.initialize(heartbeat_timeout_s=10, shutdown_timeout_s=20)

@@ -25,7 +25,7 @@ from jaxnn.check import (
     run_sweep,
     sweep_cases,
 )
-from jaxnn.custom_vjp import cost_with_manual_vjp
+from jaxnn.core.custom_vjp import cost_with_manual_vjp
 
 jax.config.update("jax_numpy_rank_promotion", "raise")  # also in conftest; harmless twice
 

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn import Network, checkpoint, init_params, training
+from jaxnn import Network, checkpoint, init_params
+from jaxnn.train import training
 
 NET = Network((4, 6, 3), ("relu", "softmax"), "cross_entropy")
 # adam + dropout + L2 + a partial last batch (m = 26, B = 8): every piece of state matters.

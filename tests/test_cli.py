@@ -8,7 +8,8 @@ import sys
 import pytest
 
 import jaxnn
-from jaxnn import _cli_train, cli
+from jaxnn import cli
+from jaxnn.cli import train as cli_train
 
 COMMANDS = sorted(cli.build_parser()._subparsers._group_actions[0].choices)
 
@@ -61,9 +62,9 @@ def test_parse_errors_are_one_line(argv, match, capsys):
     ({"JAX_COMPILATION_CACHE_DIR": "/tmp/jax", "JAXNN_CACHE_DIR": "/tmp/c"}, "/tmp/c"),
 ])
 def test_cache_dir(environ, expected):
-    got = _cli_train.cache_dir(environ)
+    got = cli_train.cache_dir(environ)
     assert got == (expected if expected is None or not expected.startswith("~")
-                   else _cli_train.os.path.expanduser(expected))
+                   else cli_train.os.path.expanduser(expected))
 
 
 def test_entry_point_imports_sklearn_and_matplotlib_only_when_needed(tmp_path):
@@ -74,11 +75,11 @@ def test_entry_point_imports_sklearn_and_matplotlib_only_when_needed(tmp_path):
         [sys.executable, "-X", "importtime", "-m", "jaxnn", "train", "--csv", "t.csv",
          "--layers", "", "--epochs", "2", "--no-plot", "--no-progress", "--out", "o"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
-        env={**_cli_train.os.environ, "JAXNN_CACHE_DIR": ""})
+        env={**cli_train.os.environ, "JAXNN_CACHE_DIR": ""})
     assert run.returncode == 0, run.stderr[-2000:]
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()
                 if line.startswith("import time:")}
-    assert "jaxnn._cli_train" in imported and "Traceback" not in run.stderr
+    assert "jaxnn.cli.train" in imported and "Traceback" not in run.stderr
     assert not {m for m in imported if m.split(".")[0] in ("sklearn", "matplotlib")}
     assert "| test |" in run.stdout
 
@@ -87,7 +88,7 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_cli_train, "run", interrupted)
+    monkeypatch.setattr(cli_train, "run", interrupted)
     with pytest.raises(SystemExit) as e:
         cli.main(["train"])
     assert e.value.code == 130 and capsys.readouterr().err == "jaxnn train: interrupted (Ctrl-C)\n"

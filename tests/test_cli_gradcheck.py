@@ -1,4 +1,4 @@
-"""``jaxnn gradcheck``: flags, output table, exit status (jaxnn._cli_gradcheck)."""
+"""``jaxnn gradcheck``: flags, output table, exit status (jaxnn.cli.gradcheck)."""
 
 import argparse
 import importlib.util
@@ -7,14 +7,14 @@ import jax
 import pytest
 
 import jaxnn
-from jaxnn import _cli_gradcheck
+from jaxnn.cli import gradcheck as cli_gradcheck
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
 
 def parse(*argv):
     parser = argparse.ArgumentParser(prog="jaxnn gradcheck")
-    _cli_gradcheck.add_arguments(parser)
+    cli_gradcheck.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -27,13 +27,13 @@ def table_rows(out):
 
 
 def test_help_text():
-    assert isinstance(_cli_gradcheck.HELP, str) and "finite differences" in _cli_gradcheck.HELP
+    assert isinstance(cli_gradcheck.HELP, str) and "finite differences" in cli_gradcheck.HELP
 
 
 def test_one_network(capsys):
     # the network of test_check's jit test: its compiled programs are reused
     args = parse("--layer-sizes", "4,4", "--activations", "softmax", "--loss", "cross_entropy")
-    assert _cli_gradcheck.run(args) == 0
+    assert cli_gradcheck.run(args) == 0
     out = capsys.readouterr().out
     rows = table_rows(out.split("\n\n")[0])
     assert len(rows) == 1
@@ -59,14 +59,14 @@ def test_float64_and_method_subset(capsys):
         "--batch-size",
         "3",
     )
-    assert _cli_gradcheck.run(args) == 0
+    assert cli_gradcheck.run(args) == 0
     cells = [c.strip() for c in table_rows(capsys.readouterr().out)[0].strip("|").split("|")]
     assert float(cells[1]) <= 1e-10 and cells[2] == "-"
 
 
 def test_sweep_prints_a_row_per_case_and_exits_0(capsys):
     args = parse("--sweep", "--depths", "1,2")
-    assert _cli_gradcheck.run(args) == 0
+    assert cli_gradcheck.run(args) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
     assert len(rows) == 8 + 6 * 8
@@ -81,8 +81,8 @@ def test_no_network_flags_means_the_sweep(monkeypatch, capsys):
         seen.update(kwargs)
         return []
 
-    monkeypatch.setattr(_cli_gradcheck, "run_sweep", fake_sweep)
-    assert _cli_gradcheck.run(parse()) == 0
+    monkeypatch.setattr(cli_gradcheck, "run_sweep", fake_sweep)
+    assert cli_gradcheck.run(parse()) == 0
     assert seen["depths"] == (1, 2, 3, 4) and seen["dtype"] == "float32"
     assert "152 cases" in capsys.readouterr().out
 
@@ -96,10 +96,10 @@ def test_a_failing_case_exits_1(monkeypatch, capsys):
         return jax.tree.map(lambda g: 1.01 * g, jaxnn.backward(params, cache, Y, net))
 
     monkeypatch.setattr(
-        _cli_gradcheck, "check_gradients", lambda *a, **k: real(*a, **dict(k, backward=off_by_1_percent))
+        cli_gradcheck, "check_gradients", lambda *a, **k: real(*a, **dict(k, backward=off_by_1_percent))
     )
     args = parse("--layer-sizes", "4,4", "--activations", "tanh", "--loss", "mse")
-    assert _cli_gradcheck.run(args) == 1
+    assert cli_gradcheck.run(args) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "FAILED" in out
 
@@ -128,11 +128,11 @@ def test_a_failing_case_exits_1(monkeypatch, capsys):
 )
 def test_bad_flags_raise_value_error(argv, match):
     with pytest.raises(ValueError, match=match):
-        _cli_gradcheck.run(parse(*argv))
+        cli_gradcheck.run(parse(*argv))
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("jaxnn._cli_train") is None, reason="jaxnn._cli_train not written yet"
+    importlib.util.find_spec("jaxnn.cli.train") is None, reason="jaxnn.cli.train not written yet"
 )
 def test_dispatcher_turns_value_errors_into_one_line(capsys):
     from jaxnn import cli

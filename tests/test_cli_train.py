@@ -1,4 +1,4 @@
-"""Tests of `jaxnn train` (jaxnn._cli_train) through jaxnn.cli.main, in process."""
+"""Tests of `jaxnn train` (jaxnn.cli.train) through jaxnn.cli.main.main, in process."""
 
 import csv
 import json
@@ -7,7 +7,9 @@ import re
 import numpy as np
 import pytest
 
-from jaxnn import _cli_recipes, _cli_report, checkpoint, cli
+from jaxnn import checkpoint, cli
+from jaxnn.cli import recipes as cli_recipes
+from jaxnn.cli import report as cli_report
 
 # iris with one small network: every run here reuses its compiled programs.
 FAST = ["--dataset", "iris", "--layers", "8", "--batch-size", "32", "--no-progress",
@@ -249,25 +251,25 @@ def test_csv_training_learns(tmp_path, capsys):
 def test_flags_override_the_recipe():
     args = cli.build_parser().parse_args(["train", "--dataset", "iris", "--epochs", "3"])
     s = _cli_train_settings(args)
-    assert s["epochs"] == 3 and s["lr"] == _cli_recipes.RECIPES["iris"]["lr"]
-    assert s["layers"] == _cli_recipes.RECIPES["iris"]["layers"]
+    assert s["epochs"] == 3 and s["lr"] == cli_recipes.RECIPES["iris"]["lr"]
+    assert s["layers"] == cli_recipes.RECIPES["iris"]["layers"]
     default = _cli_train_settings(cli.build_parser().parse_args(["train"]))
-    assert {k: default[k] for k in _cli_recipes.RECIPES["digits"]} == _cli_recipes.RECIPES["digits"]
+    assert {k: default[k] for k in cli_recipes.RECIPES["digits"]} == cli_recipes.RECIPES["digits"]
 
 
 def test_resume_without_epochs_trains_to_the_recipes_count():
     args = cli.build_parser().parse_args(["train", "--resume"])
-    saved = {**_cli_recipes.starting_settings("iris"), "dataset": "iris", "init": "xavier"}
+    saved = {**cli_recipes.starting_settings("iris"), "dataset": "iris", "init": "xavier"}
     del saved["epochs"]  # as the checkpoint's config holds it
-    from jaxnn import _cli_train
+    from jaxnn.cli import train as cli_train
 
-    assert _cli_train.settings(args, saved)["epochs"] == _cli_recipes.RECIPES["iris"]["epochs"]
+    assert cli_train.settings(args, saved)["epochs"] == cli_recipes.RECIPES["iris"]["epochs"]
 
 
 def _cli_train_settings(args):
-    from jaxnn import _cli_train
+    from jaxnn.cli import train as cli_train
 
-    return _cli_train.settings(args, None)
+    return cli_train.settings(args, None)
 
 
 @pytest.mark.parametrize("err,expected", [
@@ -276,10 +278,10 @@ def _cli_train_settings(args):
 ])
 def test_gradient_check_line(err, expected):
     s = {"keep_prob": 0.5, "l2": 0.1}
-    line = _cli_report.gradcheck_line(err, 1e-9 if err else 0.0, 1e-5, 64, s)
+    line = cli_report.gradcheck_line(err, 1e-9 if err else 0.0, 1e-5, 64, s)
     assert line.startswith("gradient check (first batch, m = 64, dropout keep 0.5, L2 0.1): ")
     assert expected in line and line.endswith(": ok")
-    assert _cli_report.gradcheck_line(1e-3, 1e-4, 1e-5, 64, s).endswith(": FAILED")
+    assert cli_report.gradcheck_line(1e-3, 1e-4, 1e-5, 64, s).endswith(": FAILED")
 
 
 def test_plot_title_and_axis():
@@ -287,8 +289,8 @@ def test_plot_title_and_axis():
 
     net = Network((4, 16, 3), ("tanh", "softmax"), "cross_entropy")
     s = {"optimizer": "adam", "lr": 0.01, "batch_size": 0, "keep_prob": 1.0, "l2": 0.0}
-    assert _cli_report.title(net, "iris", s) == ("jaxnn train: iris, 4-16-3 tanh/softmax, "
+    assert cli_report.title(net, "iris", s) == ("jaxnn train: iris, 4-16-3 tanh/softmax, "
                                                  "cross_entropy; adam lr 0.01, full batch")
-    assert _cli_report.log_reads_well([1.0, 0.5, 0.05])
-    assert not _cli_report.log_reads_well([0.6, 0.4, 0.3])  # under a decade: linear
-    assert not _cli_report.log_reads_well([0.5, 0.0])
+    assert cli_report.log_reads_well([1.0, 0.5, 0.05])
+    assert not cli_report.log_reads_well([0.6, 0.4, 0.3])  # under a decade: linear
+    assert not cli_report.log_reads_well([0.5, 0.0])

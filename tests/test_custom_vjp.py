@@ -8,10 +8,10 @@ import pytest
 from conftest import relative_error_np
 
 import jaxnn
-import jaxnn.custom_vjp as custom_vjp_module
+import jaxnn.core.custom_vjp as custom_vjp_module
 from jaxnn.check import make_problem
-from jaxnn.custom_vjp import cost_with_manual_vjp
-from jaxnn.per_example import per_example_grads
+from jaxnn.core.custom_vjp import cost_with_manual_vjp
+from jaxnn.core.per_example import per_example_grads
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -30,7 +30,8 @@ OPTIONFLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 
 def test_every_module_is_collected():
-    assert {"jaxnn.backward", "jaxnn.training", "jaxnn._tree", "jaxnn.datasets.core"} <= set(MODULES)
+    assert {"jaxnn.core.backward", "jaxnn.train.training", "jaxnn.core.tree",
+            "jaxnn.datasets.core"} <= set(MODULES)
 
 
 def test_every_public_function_has_an_example():

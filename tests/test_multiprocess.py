@@ -25,7 +25,7 @@ import pytest
 from jax.sharding import PartitionSpec as P
 
 from jaxnn import relative_error
-from jaxnn.distributed import check_same_across_processes, initialize, shard_columns_global
+from jaxnn.devices.processes import check_same_across_processes, initialize, shard_columns_global
 
 ROOT = Path(__file__).resolve().parent.parent
 LAUNCHER = ROOT / "scripts" / "launch_local.py"

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn import parallel
+from jaxnn.devices import mesh as parallel
 
 REDUCTION_ORDER_TOL = 1e-6
 
@@ -38,7 +38,7 @@ CHILD = textwrap.dedent(
     import jax, jax.numpy as jnp, numpy as np, optax
     from jax.sharding import PartitionSpec as P
     import jaxnn
-    from jaxnn import parallel as par
+    from jaxnn.devices import mesh as par
     GRAD_FUNCTIONS = {"manual": jaxnn.value_and_manual_grad, "autodiff": jaxnn.value_and_autodiff_grad}
 
     jax.config.update("jax_numpy_rank_promotion", "raise")
@@ -89,7 +89,7 @@ CHILD = textwrap.dedent(
         Y = Ys[name]
         Xs, Ys_ = par.shard_batch(X, Y, mesh)
         for grad, oname in CONFIGS[name]:
-            train = par.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad)
+            train = jaxnn.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad)
             p, s = train.init(p0)
             for _ in range(STEPS):
                 p, s, J = train.step(p, s, Xs, Ys_)
@@ -115,7 +115,7 @@ CHILD = textwrap.dedent(
         out["shard_error"] = None
     except ValueError as e:
         out["shard_error"] = str(e)
-    train = par.make_sharded_train_step(net, 0.5, mesh)
+    train = jaxnn.make_sharded_train_step(net, 0.5, mesh)
     p, s = train.init(p0)
     try:
         train.step(p, s, X30, Y30)
@@ -128,7 +128,7 @@ CHILD = textwrap.dedent(
     out["w_sum"] = float(w.sum())
     padded = {}
     for grad, oname in CONFIGS["sigmoid"]:
-        train = par.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad, l2=0.1)
+        train = jaxnn.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad, l2=0.1)
         p, s = train.init(p0)
         for _ in range(STEPS):
             p, s, J = train.step(p, s, Xp, Yp, w)
@@ -141,7 +141,7 @@ CHILD = textwrap.dedent(
     P0 = jax.vmap(lambda k: jaxnn.init_params(k, net, init="xavier"))(
         jax.random.split(jax.random.key(3), 4))
     Y = Ys["sigmoid"]
-    train = par.make_sharded_train_step(net, 0.5, mesh, ensemble=True)
+    train = jaxnn.make_sharded_train_step(net, 0.5, mesh, ensemble=True)
     p, s = train.init(P0)
     Xr, Yr = par.replicate((X, Y), mesh)
     for _ in range(STEPS):
@@ -162,7 +162,7 @@ CHILD = textwrap.dedent(
         Xh.sharding == par.batch_sharding(mesh)
 
     # jaxnn.fit(mesh=...): whole compiled epochs, data parallel, against fit on one device
-    from jaxnn import training
+    from jaxnn.train import training
     net = nets["softmax"]
     p0 = jaxnn.init_params(jax.random.key(0), net, init="xavier")
     X50, Y50 = X[:, :50], Ys["softmax"][:, :50]  # 50 columns: batches of 16 leave a rest of 2
@@ -183,8 +183,8 @@ CHILD = textwrap.dedent(
     except ValueError as e:
         out["fit_batch_error"] = str(e)
     # the compiled epoch splits the batch: XLA inserted an all-reduce of the gradient
-    from jaxnn.epoch import EpochSpec, epoch_order, run_epochs
-    from jaxnn.step import settings
+    from jaxnn.train.epoch import EpochSpec, epoch_order, run_epochs
+    from jaxnn.train.step import settings
     state = jaxnn.init_state(p0, jax.random.key(5), optimizer="adam")
     spec = EpochSpec(settings(net, "adam"), 16, 1, "running", False, False, mesh, "batch", 4)
     Xr50, Yr50, orders = par.replicate((X50, Y50, epoch_order(np.zeros(2, np.uint32), 0, 50)[None]),
@@ -205,7 +205,7 @@ CHILD = textwrap.dedent(
 
     # local_data=True: each device keeps its own 10 of the 40 columns and takes 3 of them per
     # step (B = 12), the last step the 1 left over; the same as a hand loop over those batches
-    from jaxnn.epoch import local_orders
+    from jaxnn.train.epoch import local_orders
     X40, Y40 = X[:, :40], Ys["softmax"][:, :40]
     got, h_local = jaxnn.fit(p0, net, (X40, Y40), epochs=2, key=jax.random.key(8), batch_size=12,
                              learning_rate=0.5, mesh=mesh, local_data=True, progress=False)
@@ -399,14 +399,14 @@ def test_single_device_mesh_and_errors():
     assert parallel.n_devices(mesh) == 1
     net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     with pytest.raises(ValueError, match="grad = 'numeric'"):
-        parallel.make_sharded_train_step(net, 0.1, mesh, grad="numeric")
+        jaxnn.make_sharded_train_step(net, 0.1, mesh, grad="numeric")
     with pytest.raises(ValueError, match="learning_rate"):
-        parallel.make_sharded_train_step(net, -1.0, mesh)
+        jaxnn.make_sharded_train_step(net, -1.0, mesh)
     with pytest.raises(ValueError, match="same m"):
         parallel.shard_batch(jnp.ones((2, 4)), jnp.ones((1, 3)), mesh)
     with pytest.raises(ValueError, match="devices is empty"):
         parallel.make_mesh([])
-    train = parallel.make_sharded_train_step(net, 0.1, mesh, ensemble=True)
+    train = jaxnn.make_sharded_train_step(net, 0.1, mesh, ensemble=True)
     with pytest.raises(ValueError, match="leading"):
         train.init([{"W": jnp.ones((2, 3, 2)), "b": jnp.ones((3, 3, 1))},
                     {"W": jnp.ones((2, 1, 3)), "b": jnp.ones((2, 1, 1))}])

@@ -9,7 +9,7 @@ from conftest import relative_error_np
 
 import jaxnn
 from jaxnn.check import make_problem
-from jaxnn.per_example import per_example_grad_norms, per_example_grads
+from jaxnn.core.per_example import per_example_grad_norms, per_example_grads
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

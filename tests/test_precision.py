@@ -35,8 +35,8 @@ import pytest
 from conftest import HIDDEN, OUTPUT_PAIRINGS, make_targets
 
 import jaxnn
-from jaxnn import precision
-from jaxnn.precision import BF16_GRAD_TOL, BF16_UNIT_ROUNDOFF
+from jaxnn.core import precision
+from jaxnn.core.precision import BF16_GRAD_TOL, BF16_UNIT_ROUNDOFF
 
 BF16 = jnp.bfloat16
 
@@ -191,7 +191,7 @@ def test_bf16_training_reaches_the_float32_accuracy_band(breast_cancer, grad):
 
 
 def test_sharded_step_with_bf16_compute():
-    from jaxnn import parallel
+    from jaxnn.devices import mesh as parallel
 
     net = jaxnn.Network((3, 4, 2), ("relu", "softmax"), "cross_entropy")
     mesh = parallel.make_mesh()
@@ -199,7 +199,7 @@ def test_sharded_step_with_bf16_compute():
     params0 = jaxnn.init_params(jax.random.key(0), net)
     X = jax.random.normal(jax.random.key(1), (3, 8 * D))
     Y = make_targets(jax.random.key(2), net, 8 * D)
-    train = parallel.make_sharded_train_step(net, 0.1, mesh, compute_dtype=BF16)
+    train = jaxnn.make_sharded_train_step(net, 0.1, mesh, compute_dtype=BF16)
     params, state = train.init(params0)
     params, state, J = train.step(params, state, *parallel.shard_batch(X, Y, mesh))
     assert J.dtype == jnp.float32 and params[0]["W"].dtype == jnp.float32

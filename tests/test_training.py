@@ -19,11 +19,11 @@ from jaxnn import (
     predict,
     relative_error,
     sgd_update,
-    training,
     value_and_autodiff_grad,
     value_and_manual_grad,
 )
-from jaxnn.epoch import run_epochs
+from jaxnn.train import training
+from jaxnn.train.epoch import run_epochs
 
 PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy"), ("identity", "mse"), ("tanh", "mse")]
 

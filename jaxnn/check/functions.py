@@ -29,7 +29,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import Activation, get_activation
 from jaxnn.check.function_report import FunctionReport
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
@@ -41,8 +40,9 @@ from jaxnn.check.options import (
     shape_check_loss,
 )
 from jaxnn.check.point_methods import compare_points, has_custom_vjp
-from jaxnn.losses import Loss, get_loss
-from jaxnn.validation import as_float_array
+from jaxnn.core.activations import Activation, get_activation
+from jaxnn.core.losses import Loss, get_loss
+from jaxnn.core.validate import as_float_array
 
 Array = jax.Array
 

@@ -57,8 +57,8 @@ from jaxnn.check.perturb import (
     rounding_estimate,
 )
 from jaxnn.check.report import GradientReport, LayerCoverage
-from jaxnn.forward import forward
-from jaxnn.network import Network
+from jaxnn.core.forward import forward
+from jaxnn.core.network import Network
 
 Array = jax.Array
 

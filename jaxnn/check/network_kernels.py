@@ -17,11 +17,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import ACTIVATIONS
-from jaxnn.backward import backward as manual_backward
-from jaxnn.backward import value_and_autodiff_grad
 from jaxnn.check.options import PARAM_NAMES
-from jaxnn.forward import cost, cost_from_cache, forward
+from jaxnn.core.activations import ACTIVATIONS
+from jaxnn.core.backward import backward as manual_backward
+from jaxnn.core.backward import value_and_autodiff_grad
+from jaxnn.core.forward import cost, cost_from_cache, forward
 
 
 def _k_both(params, X, Y, key, net, l2, keep_prob, backward):

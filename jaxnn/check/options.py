@@ -15,10 +15,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import Activation
-from jaxnn.losses import Loss
-from jaxnn.network import Network, check_problem
-from jaxnn.validation import as_float_array
+from jaxnn.core.activations import Activation
+from jaxnn.core.losses import Loss
+from jaxnn.core.network import Network, check_problem
+from jaxnn.core.validate import as_float_array
 
 Array = jax.Array
 

@@ -13,13 +13,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.activations import ACTIVATIONS
 from jaxnn.check.functions import float_dtype
 from jaxnn.check.gradients import check_gradients
 from jaxnn.check.options import METHODS, check_eps, check_methods
 from jaxnn.check.report import GradientReport
-from jaxnn.losses import LOSSES
-from jaxnn.network import Network
+from jaxnn.core.activations import ACTIVATIONS
+from jaxnn.core.losses import LOSSES
+from jaxnn.core.network import Network
 
 Array = jax.Array
 

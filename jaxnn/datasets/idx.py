@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxnn.core.validate import first_bad_column
 from jaxnn.datasets.core import Dataset, assemble, check_dtype, is_integral
 from jaxnn.datasets.files import existing_file
-from jaxnn.validation import first_bad_column
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",

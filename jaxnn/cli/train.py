@@ -1,0 +1,325 @@
+"""``jaxnn train``: train on a bundled data set (with its recipe) or a CSV file.
+
+A thin layer over the library: ``jaxnn.datasets`` loads the data (X: (n_x, m)),
+``jaxnn.train_epochs`` trains, ``jaxnn.checkpoint`` saves and resumes. Before
+training it checks the hand-derived backward pass (formulas §4) against
+``jax.grad`` on the first batch. Writes to ``--out``: checkpoints (``LATEST``
+names the newest), ``history.json`` and ``curves.png``. The settings start
+from ``jaxnn.cli.recipes``; the flags are ``jaxnn.cli.flags``'s.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from jaxnn.cli import flags, recipes, report
+
+HELP = "train a network on a bundled data set (each with a recipe that reaches its band) or a CSV file"
+
+# Settings a resumed run must share with the checkpoint (the rest may change).
+FIXED_ON_RESUME = ("dataset", "csv", "label_column", "task", "test_fraction", "layers",
+                   "activation", "init", "optimizer", "lr", "batch_size", "l2", "keep_prob",
+                   "seed")
+DEFAULT_CACHE = "~/.cache/jaxnn/xla"
+CACHE_HELP = (
+    "Compiled programs are cached on disk, so a second run starts faster: in $JAXNN_CACHE_DIR "
+    f"if set ('' turns the cache off), else in $JAX_COMPILATION_CACHE_DIR if set, else in "
+    f"{DEFAULT_CACHE}.")
+
+
+def epilog() -> str:
+    """--help's text after the flags: the recipes and the compilation cache."""
+    def fill(text, **kw):
+        return textwrap.fill(text, 79, break_on_hyphens=False, **kw)
+
+    listed = "\n".join(fill(recipes.describe(name), initial_indent="  ",
+                            subsequent_indent="      ") for name in recipes.RECIPES)
+    intro = ("recipes: the settings of --dataset NAME, each reaching the test score the test "
+             "suite holds it to; any flag given overrides its entry. A --csv run starts from "
+             + recipes.describe(None) + ".")
+    return f"{fill(intro)}\n{listed}\n\n{fill(CACHE_HELP)}"
+
+
+def add_arguments(p) -> None:
+    from jaxnn import OPTIMIZERS, datasets
+
+    flags.add_arguments(p, datasets.available(), tuple(OPTIMIZERS))
+
+
+def cache_dir(environ) -> str | None:
+    """The compilation cache folder for this run, or None to leave JAX's setting alone."""
+    if "JAXNN_CACHE_DIR" in environ:
+        return environ["JAXNN_CACHE_DIR"] or None
+    if environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None  # JAX has read it at import: respected as it is
+    return os.path.expanduser(DEFAULT_CACHE)
+
+
+def _configure_cache() -> None:
+    path = cache_dir(os.environ)
+    if path:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", path)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+
+
+def _join_processes(args) -> None:
+    """jaxnn.distributed.initialize from the flags or the environment (before any JAX work)."""
+    from jaxnn import distributed
+
+    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
+             "--process-id": args.process_id}
+    given = [f for f, v in flags.items() if v is not None]
+    if given and len(given) < 3:
+        raise ValueError(f"{', '.join(given)} needs {', '.join(f for f in flags if f not in given)} too: "
+                         "pass all three, the same --coordinator HOST:PORT and --num-processes "
+                         "P on every process, and --process-id 0..P-1.")
+    if given and args.process_id >= args.num_processes:
+        raise ValueError(f"--process-id {args.process_id}: expected 0..{args.num_processes - 1} "
+                         f"(--num-processes {args.num_processes}).")
+    if not (given or args.distributed or os.environ.get(distributed.ENV_COORDINATOR)):
+        return
+    try:
+        # 30 s without a heartbeat: a dead process stops the others well before JAX's default 100 s
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
+                               heartbeat_timeout_s=30)
+    except ValueError as e:
+        raise ValueError(f"{'--coordinator' if given else '--distributed'}: {e}") from None
+
+
+def settings(args, saved: dict | None) -> dict:
+    """Explicit flags, else the checkpoint's settings (--resume), else the recipe."""
+    given = {k: getattr(args, k) for k in recipes.GENERIC if getattr(args, k) is not None}
+    if saved is not None:
+        clash = [f"--{k.replace('_', '-')} {given[k]} (checkpoint: {saved.get(k)})"
+                 for k in FIXED_ON_RESUME if k in given and given[k] != saved.get(k)]
+        if clash:
+            raise ValueError("--resume continues with the checkpoint's settings; drop "
+                             + ", ".join(clash) + ".")
+        # --epochs is not saved: without it, train to the recipe's count
+        return {**recipes.starting_settings(saved.get("dataset")), **saved, **given}
+    if "csv" in given and "dataset" in given:
+        raise ValueError("--csv: give either --dataset or --csv, not both.")
+    if "csv" not in given:
+        for flag in ("label_column", "task"):
+            if flag in given:
+                raise ValueError(f"--{flag.replace('_', '-')} applies to --csv files; a "
+                                 "bundled --dataset has its own label and task.")
+    dataset = None if "csv" in given else given.get("dataset", recipes.GENERIC["dataset"])
+    s = {**recipes.starting_settings(dataset), **given}
+    if s["csv"] is not None:
+        s["dataset"] = None
+    return s
+
+
+def _check_out(out: Path) -> None:
+    """--out must be (or become) a folder: refuse a file on the way before any work."""
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"--out {out}: {p} is a file, not a folder; pass a folder "
+                                 "path (it is created if missing).")
+            break
+
+
+def _load_data(s: dict):
+    """The Dataset, and for --csv one line saying which label and task it took."""
+    from jaxnn import datasets
+
+    if s["dataset"] is not None:
+        try:
+            ds = datasets.load(s["dataset"], test_fraction=s["test_fraction"], seed=s["seed"])
+        except ValueError as e:
+            raise ValueError(f"--dataset {s['dataset']}: {e}") from None
+        return ds, ""
+    path, label = s["csv"], s["label_column"]
+    label = int(label) if label.lstrip("-").isdigit() else label
+    try:
+        ds = datasets.load_csv(path, label_column=label, task="regression" if s["task"] ==
+                               "regression" else "auto", test_fraction=s["test_fraction"],
+                               seed=s["seed"])
+    except OSError as e:
+        raise ValueError(f"--csv {path}: cannot read it ({e.strerror or e}).") from None
+    except ValueError as e:
+        raise ValueError(f"--csv {path}: {e}") from None
+    name = f"column {ds.label_column!r}"
+    if isinstance(label, int):  # the file's other columns are the n_x features
+        j = label % (ds.n_x + 1)
+        name = f"column {j} {ds.label_column!r}" + (" (the last)" if j == ds.n_x else "")
+    if s["task"] == "classification" and ds.task == "regression":
+        raise ValueError(f"--task classification: the label, {name}, holds non-integer numbers; "
+                         "classes must be integers or names (or drop --task for regression).")
+    if ds.task == "regression":
+        task = "regression" + (" (--task)" if s["task"] else " (inferred: non-integer numbers; "
+                               "--task classification if they are classes)")
+    else:
+        k = len(ds.class_names)
+        task = (f"{ds.task} classification, {k} classes"
+                + (" (--task)" if s["task"] else " (inferred: integer or text labels"
+                   + ("; --task regression if they are a quantity)" if k > 10 else ")")))
+    return ds, (f"--csv {path}: label = {name} (--label-column picks another), task = {task}, "
+                f"{ds.n_x} features.")
+
+
+def _gradcheck(params, X, Y, net, s, key) -> tuple[float, float]:
+    """Manual backprop vs jax.grad on one batch, with the run's L2 and dropout (same mask)."""
+    import jax
+
+    # Full float32 matmuls, as jaxnn.check uses: a GPU's TF32 or a TPU's bf16 passes round at
+    # ~1e-3 and would fail a correct derivation at conventions §3's 1e-5 (no-op on CPU).
+    with jax.default_matmul_precision("highest"):
+        return tuple(float(v) for v in jax.jit(_grad_errors, static_argnums=(3, 5))(
+            params, X, Y, net, s["l2"], s["keep_prob"], key))
+
+
+def _grad_errors(params, X, Y, net, l2, keep_prob, key):
+    import jax
+    import jax.numpy as jnp
+
+    from jaxnn import relative_error, value_and_autodiff_grad, value_and_manual_grad
+
+    kw = {"l2": l2, "keep_prob": keep_prob, "key": key}
+    g1 = value_and_manual_grad(params, X, Y, net, **kw)[1]
+    g2 = value_and_autodiff_grad(params, X, Y, net, **kw)[1]
+    diffs = [jnp.max(jnp.abs(a - b)) for a, b in zip(jax.tree.leaves(g1), jax.tree.leaves(g2))]
+    return relative_error(g1, g2), jnp.max(jnp.stack(diffs))
+
+
+def _read_checkpoint(out: Path) -> dict:
+    from jaxnn import checkpoint
+
+    try:
+        config = checkpoint.read_metadata(out).get("config")
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"--resume: {e}") from None
+    if not isinstance(config, dict) or not set(FIXED_ON_RESUME) <= set(config):
+        raise ValueError(f"--resume: the checkpoint in {out} holds no jaxnn train settings (it "
+                         "was saved by another program); resume it with jaxnn.checkpoint.restore.")
+    return config
+
+
+def run(args) -> int:
+    t_start = time.perf_counter()
+    _configure_cache()
+    _join_processes(args)
+    import jax
+    import numpy as np
+
+    from jaxnn import (
+        DivergenceError,
+        Network,
+        checkpoint,
+        distributed,
+        init_params,
+        init_state,
+        make_mesh,
+        metric_names,
+        train_epochs,
+    )
+    from jaxnn.check import AUTODIFF_THRESHOLDS
+
+    main = distributed.is_main_process()
+    say = print if main else (lambda *a, **k: None)
+    out = Path(args.out) if args.out else None
+    saved = None
+    if args.resume:
+        out = out or Path("runs") / (args.dataset or (Path(args.csv).stem if args.csv else
+                                                      recipes.GENERIC["dataset"]))
+        saved = _read_checkpoint(out)
+    s = settings(args, saved)
+    out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
+    _check_out(out)
+    ds, data_line = _load_data(s)
+    if data_line:
+        say(data_line, flush=True)
+    layers = [int(n) for n in s["layers"].split(",") if n]
+    act = s["activation"]
+    init = s["init"] or ("he" if act in ("relu", "leaky_relu") else "xavier")
+    net = Network((ds.n_x, *layers, ds.n_y), (act,) * len(layers) + (ds.output_activation,),
+                  ds.loss)
+    mesh = make_mesh() if args.mesh or jax.process_count() > 1 else None
+    k_init, k_train, k_check = jax.random.split(jax.random.key(s["seed"]), 3)
+    params = jax.jit(init_params, static_argnames="init")(k_init, net, init=init)
+    B = s["batch_size"] or ds.m_train
+    config = {k: s[k] for k in recipes.GENERIC if k != "epochs"} | {"init": init}
+    state = init_state(params, k_train, optimizer=s["optimizer"], learning_rate=s["lr"])
+    if saved is not None:
+        try:
+            state = checkpoint.restore(out, net, like=state)
+        except ValueError as e:
+            raise ValueError(f"--resume: {e}") from None
+    done = int(state.epoch)
+    if done >= s["epochs"]:
+        raise ValueError(f"--epochs {s['epochs']}: the checkpoint in {out} has {done} epochs "
+                         f"already; pass --epochs > {done} to train further.")
+    if main:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ValueError(f"--out {out}: cannot create the folder ({e.strerror}).") from None
+
+    err, worst = _gradcheck(state.params, ds.X_train[:, :B], ds.Y_train[:, :B], net, s, k_check)
+    limit = AUTODIFF_THRESHOLDS[str(ds.X_train.dtype)]  # conventions §3
+    say(report.gradcheck_line(err, worst, limit, min(B, ds.m_train), s), flush=True)
+    if not err <= limit:
+        return 1
+    recipe = ""
+    if s["dataset"] in recipes.RECIPES and saved is None:
+        changed = [f"--{k.replace('_', '-')}" for k, v in recipes.RECIPES[s["dataset"]].items()
+                   if getattr(args, k) is not None and v != s[k]]
+        recipe = f", the {s['dataset']} recipe" + (f" but {' '.join(changed)}" if changed else "")
+    acts = "/".join(a.name for a in net.layer_activations)
+    say(f"training {'-'.join(map(str, net.layer_sizes))} {acts} on {ds.name} ({ds.m_train} "
+        f"train / {ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
+        f"{done + 1}..{s['epochs']}{recipe}"
+        + (f", data parallel over {mesh.size} device(s), {jax.process_count()} process(es)"
+           if mesh is not None else "") + f" -> {out}", flush=True)
+    history_path = out / "history.json"
+    old = report.read_history(history_path) if saved is not None else {}
+
+    def save(state, history):  # after each compiled call; every process calls, 0 writes
+        epoch = int(np.max(jax.device_get(state.epoch)))
+        if epoch % args.save_every == 0 or epoch == s["epochs"]:
+            checkpoint.save(out, state, net, config=config, keep=args.keep)
+
+    step0, t0 = int(state.step), time.perf_counter()
+    try:
+        state, history = train_epochs(
+            state, net, ds, epochs=s["epochs"] - done, optimizer=s["optimizer"], batch_size=B,
+            grad=s["grad"], l2=s["l2"], keep_prob=s["keep_prob"], validation=ds,
+            progress=False if args.no_progress or not main else None, callback=save,
+            # one program for every call: calls end on the multiples of --save-every
+            epochs_per_call=math.gcd(args.save_every, s["epochs"] - done), mesh=mesh)
+    except DivergenceError as e:
+        if main:
+            print(f"jaxnn train: error: training diverged in epoch {e.epoch} (update {e.step}): "
+                  f"{e.where} is NaN or inf; try a smaller --lr (now {s['lr']:g}), --optimizer "
+                  "adam, or --l2 > 0.", file=sys.stderr)
+        return 1
+    except distributed.PeerLostError as e:  # every survivor says so: process 0 may be the lost one
+        print(f"jaxnn train: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    seconds = time.perf_counter() - t0
+    steps = int(state.step) - step0
+    history = report.cli_history(history)
+    history = {k: np.concatenate([old[k], v]) if k in old else v for k, v in history.items()}
+    if main:
+        report.write_history(history, config | {"epochs": s["epochs"],
+                                                     "network": net.describe()}, history_path)
+    # The table is the last epoch's history entries (train_epochs says what they measure):
+    # no extra evaluation pass to compile.
+    say("\n" + report.table(history, metric_names(net)), flush=True)
+    if main and not args.no_plot:
+        report.plot(history, out / "curves.png", metric_names(net)[0],
+                         report.title(net, ds.name, s))
+    say(f"\ntrained {s['epochs'] - done} epochs, {steps} steps in {seconds:.2f} s (incl. "
+        f"compilation): {steps / seconds:.0f} steps/s; total {time.perf_counter() - t_start:.1f}"
+        f" s. Wrote {out}/ (checkpoint, history.json{'' if args.no_plot else ', curves.png'}).")
+    return 0

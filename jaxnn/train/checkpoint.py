@@ -1,0 +1,318 @@
+"""Checkpoints of a ``TrainState`` and its ``Network`` that verify themselves, without pickle.
+
+One checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read with
+``allow_pickle=False``, so loading a file never runs code): one array per
+``TrainState`` leaf (params, optimizer state, step, PRNG key data, epoch) and
+a JSON ``meta`` with the ``net.describe()`` of the Network, each leaf's path /
+shape / dtype / sha256, the key's PRNG implementation and free-form ``config``.
+``jaxnn.checkpoint_format`` defines the file and reads it with verification.
+
+Reading verifies, never trusts: every problem with a file (missing, empty, truncated,
+flipped bytes, not a zip, an ``.npz`` that is not a jaxnn checkpoint, missing or
+malformed metadata, an array whose shape, dtype or sha256 differs from the
+metadata, a ``LATEST`` that is empty or points outside its folder) raises
+:class:`CheckpointError`, a ``ValueError`` naming the file and what is wrong. The
+checksums catch corruption and hand-edited arrays; they are not a signature
+(whoever can write the file can rewrite the metadata too).
+
+Writes are atomic: the file is written to a temporary name in the same folder,
+fsynced, then ``os.replace``-d into place; the ``LATEST`` pointer is updated the
+same way only after the checkpoint is complete, so a crash leaves either the old
+or the new checkpoint, never a torn one. The next save removes the temporary
+files a killed save left behind, then keeps the newest ``keep`` checkpoints
+(and always the one ``LATEST`` names). One writer per folder.
+
+Several JAX processes (``jax.process_count() > 1``): every process calls
+:func:`save` with the same path; the leaves must be fully replicated (each
+process holds the whole array), only process 0 writes, and the others return
+the same path without writing. :func:`restore` works on any number of
+processes: it returns ordinary single-device arrays, which the training code
+places on its mesh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core.network import Network
+from jaxnn.devices import processes as distributed
+from jaxnn.train.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
+from jaxnn.train.state import TrainState
+
+__all__ = ["CheckpointError", "save", "resolve", "read_metadata", "restore", "FORMAT", "VERSION",
+           "LATEST"]
+
+LATEST = "LATEST"
+_CKPT = re.compile(r"ckpt-(\d+)\.npz")
+_TEMP = re.compile(r"\.(ckpt-\d+\.npz|LATEST)\..+\.tmp")
+
+
+# ------------------------------------------------------------------------- save
+def _flatten(state: TrainState):
+    """(paths, arrays, treedef) with the typed key replaced by its uint32 key data."""
+    if not isinstance(state, TrainState):
+        raise ValueError(f"expected a jaxnn.TrainState, got {type(state).__name__}.")
+    plain = state._replace(key=jax.random.key_data(state.key))
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(plain)
+    return [jax.tree_util.keystr(p) for p, _ in leaves], [x for _, x in leaves], treedef
+
+
+def _to_host(name: str, x) -> np.ndarray:
+    """One leaf as a NumPy array; across processes this process must hold all of it."""
+    try:
+        return np.asarray(x)
+    except RuntimeError:  # jax: a global array whose shards live on other processes
+        if getattr(x, "is_fully_addressable", True):
+            raise
+        raise CheckpointError(
+            f"cannot save leaf {name}: it is split across processes (sharding "
+            f"{getattr(x, 'sharding', '?')}), not fully replicated, so this process does not "
+            "hold all of it. Replicate the state on every device before saving (e.g. "
+            "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).") from None
+
+
+def _atomic_write(path: Path, write) -> None:
+    """write(file) into a temporary file beside path, fsync, then rename over path."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:  # make the rename itself durable
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _check_keep(keep) -> None:
+    if keep is not None and (isinstance(keep, bool) or not isinstance(keep, int) or keep < 1):
+        raise ValueError(f"keep = {keep!r}: expected an integer >= 1 (how many checkpoints to "
+                         "keep), or None to keep all of them.")
+
+
+def _tidy(directory: Path, keep: int | None, latest: str) -> None:
+    """Remove temporary files of killed saves and checkpoints older than the newest ``keep``."""
+    for p in directory.iterdir():
+        if _TEMP.fullmatch(p.name):
+            p.unlink(missing_ok=True)
+    if keep is None:
+        return
+    ckpts = sorted((int(m[1]), p) for p in directory.iterdir() if (m := _CKPT.fullmatch(p.name)))
+    for _, old in ckpts[:-keep]:
+        if old.name != latest:
+            old.unlink(missing_ok=True)
+
+
+def save(directory, state: TrainState, net: Network, *, config: dict | None = None,
+         keep: int | None = 3) -> Path:
+    """Write ``directory/ckpt-<epoch>.npz`` atomically, then point ``LATEST`` at it.
+
+    Before writing, temporary files left by a killed save are removed; after
+    ``LATEST`` moves, checkpoints older than the newest ``keep`` are deleted
+    (never the one ``LATEST`` names; other files are left alone). With several
+    JAX processes only process 0 writes; every process returns the same path.
+
+    Args:
+      directory: the checkpoint folder, created if missing (the same path on every process).
+      state: the ``TrainState`` (single model or ensemble); fully replicated across processes.
+      net: the ``Network`` the params belong to (its ``describe()`` is stored).
+      config: JSON-serialisable extras (hyperparameters, data set, ...).
+      keep: how many of the newest checkpoints to keep (>= 1), or None to keep all.
+
+    Returns:
+      The path of the new checkpoint.
+
+    Raises:
+      CheckpointError: ``directory`` is a file, or a leaf is not fully replicated
+        across processes.
+      ValueError: ``keep``, ``net`` or ``config`` is invalid.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     print(save(folder, state, net).name)
+    ckpt-000000.npz
+    """
+    _check_keep(keep)
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
+    try:
+        config_json = json.loads(json.dumps(config or {}))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config must be JSON-serialisable (numbers, strings, lists, dicts): "
+                         f"{err}") from None
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint folder {directory} is a file, not a folder; pass a "
+                              "folder path.")
+    paths, leaves, _ = _flatten(state)
+    leaves = [_to_host(name, x) for name, x in zip(paths, leaves, strict=True)]
+    epoch = int(np.max(_to_host("epoch", state.epoch)))
+    step = int(np.max(_to_host("step", state.step)))
+    path = directory / f"ckpt-{epoch:06d}.npz"
+    if jax.process_index() == 0:  # process 0 writes the (replicated) state for everyone
+        arrays = pack(paths, leaves, network=net.describe(),
+                      key_impl=str(jax.random.key_impl(state.key)), epoch=epoch, step=step,
+                      config=config_json)
+        directory.mkdir(parents=True, exist_ok=True)
+        _tidy(directory, None, path.name)
+        _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+        _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
+        _tidy(directory, keep, path.name)
+    if jax.process_count() > 1:
+        # every process returns once process 0's file is complete: a restore right after sees it
+        distributed.barrier(f"jaxnn checkpoint {path.name}")
+    return path
+
+
+# ------------------------------------------------------------------------- read
+def resolve(path) -> Path:
+    """A checkpoint file, or a folder whose ``LATEST`` names one -> the file's path.
+
+    Args:
+      path: a checkpoint file, or a checkpoint folder.
+
+    Returns:
+      The checkpoint file's path.
+
+    Raises:
+      CheckpointError: nothing is there, ``LATEST`` is missing or empty, or it names
+        something other than a file inside the folder.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = save(folder, state, net)
+    ...     print(resolve(folder) == path, path.name)
+    True ckpt-000000.npz
+    """
+    path = Path(path)
+    if path.is_dir():
+        pointer = path / LATEST
+        if not pointer.is_file():
+            raise CheckpointError(f"no checkpoint in {path}: {LATEST} is missing (no save "
+                                  "finished there).")
+        try:
+            name = pointer.read_bytes()[:4096].decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CheckpointError(f"{pointer} cannot be read as a file name: {err}") from None
+        if not name:
+            raise CheckpointError(f"{pointer} is empty; it should name a checkpoint file in "
+                                  f"{path} (e.g. ckpt-000003.npz).")
+        if Path(name).name != name or name in (".", "..") or "\\" in name or "\0" in name:
+            raise CheckpointError(f"{pointer} names {name!r}, which is not a file inside "
+                                  f"{path}; {LATEST} must hold a bare file name like "
+                                  "ckpt-000003.npz.")
+        target = path / name
+        if target.resolve().parent != path.resolve():
+            raise CheckpointError(f"{pointer} names {name!r}, a link to {target.resolve()}, "
+                                  f"outside {path}.")
+        if not target.is_file():
+            raise CheckpointError(f"{pointer} names {name!r}, which does not exist in {path} "
+                                  "(deleted or moved?).")
+        return target
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist.")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file or folder.")
+    return path
+
+
+def read_metadata(path) -> dict:
+    """The JSON metadata of a checkpoint (file or folder), without loading the arrays.
+
+    Args:
+      path: a checkpoint file, or a folder whose ``LATEST`` names one.
+
+    Returns:
+      The metadata dict (format, version, network, leaves, key_impl, epoch, step, config).
+
+    Raises:
+      CheckpointError: the file is missing, unreadable or not a valid jaxnn checkpoint.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save(folder, state, net, config={"lr": 0.5})
+    ...     print(read_metadata(folder)["config"])
+    {'lr': 0.5}
+    """
+    return read_verified(resolve(path))[0]
+
+
+def _check_matches(meta: dict, path: Path, net: Network, paths, leaves, impl: str) -> None:
+    """Refuse a checkpoint saved for another Network, state structure or PRNG implementation."""
+    ours = net.describe()
+    diff = [f"{k}: file {meta['network'].get(k)} vs network {ours[k]}" for k in ours
+            if meta["network"].get(k) != ours[k]]
+    if diff:
+        raise CheckpointError(f"{path} was saved for another Network: " + "; ".join(diff) + ".")
+    need = {p: (list(np.shape(x)), str(x.dtype)) for p, x in zip(paths, leaves, strict=True)}
+    have = {d["path"]: (d["shape"], d["dtype"]) for d in meta["leaves"]}
+    if list(need.items()) != [(d["path"], have[d["path"]]) for d in meta["leaves"]]:
+        diff = [f"missing in file: {p}" for p in need if p not in have]
+        diff += [f"not expected: {p}" for p in have if p not in need]
+        diff += [f"{p}: file {tuple(have[p][0])} {have[p][1]} vs expected "
+                 f"{tuple(need[p][0])} {need[p][1]}"
+                 for p in need if p in have and have[p] != need[p]]
+        diff = diff or ["the leaves are in another order"]
+        raise CheckpointError(f"{path} does not match the expected state (is the optimizer "
+                              "or ensemble size the same?): " + "; ".join(diff[:6])
+                              + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "") + ".")
+    if meta["key_impl"] != impl:
+        raise CheckpointError(f"{path} holds a {meta['key_impl']!r} PRNG key, expected {impl!r}.")
+
+
+def restore(path, net: Network, like: TrainState) -> TrainState:
+    """Load a checkpoint into the structure of ``like`` (e.g. a fresh ``init_state``).
+
+    Every array is checked against the metadata (shape, dtype, sha256) before it
+    is used, and the metadata against ``net`` and ``like``. The arrays come back
+    as ordinary (uncommitted, default-device) JAX arrays on every process; place
+    them on a mesh yourself.
+
+    Args:
+      path: a checkpoint file, or a folder whose ``LATEST`` names one.
+      net: the ``Network`` the checkpoint must have been saved for.
+      like: a ``TrainState`` with the expected structure, shapes and dtypes (its values are unused).
+
+    Returns:
+      The saved ``TrainState``, bit for bit.
+
+    Raises:
+      CheckpointError: the file is missing, corrupt or not a jaxnn checkpoint, or it
+        was saved for another Network or another state structure (optimizer,
+        ensemble size, dtypes); the message lists what differs.
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save(folder, state, net)
+    ...     print(int(restore(folder, net, like=state).epoch))
+    0
+    """
+    path = resolve(path)
+    paths, leaves, treedef = _flatten(like)
+    impl = str(jax.random.key_impl(like.key))
+    _, stored = read_verified(path, check=lambda meta: _check_matches(meta, path, net, paths,
+                                                                      leaves, impl))
+    state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in stored])
+    return state._replace(key=jax.random.wrap_key_data(state.key, impl=impl))

@@ -1,0 +1,137 @@
+"""The training state: everything a resumed run needs, built by one compiled call.
+
+``TrainState`` holds params, optimizer state, the update counter, the run's
+PRNG key and the epoch counter. Epoch e's randomness (data order, dropout)
+is derived from ``(key, e)`` alone, so a state saved after any epoch resumes
+bit for bit. In an ensemble every leaf has a leading (E,) axis.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core.initializers import init_params
+from jaxnn.core.network import Network
+from jaxnn.core.validate import as_key, check_learning_rate, check_positive_int
+from jaxnn.train.optimizers import OPTIMIZERS, as_optimizer, named_init
+
+Array = jax.Array
+
+
+class TrainState(NamedTuple):
+    """Everything a resumed run needs; leaves get a leading (E,) axis in an ensemble.
+
+    Attributes:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
+      opt_state: the optimizer's state (for the named optimizers it holds the learning rate).
+      step: int32 (), updates applied.
+      key: the run's PRNG key; epoch e draws its data order (``epoch_order``) and
+        dropout masks (``fold_in(key, e)``) from it.
+      epoch: int32 (), epochs completed.
+    """
+
+    params: list
+    opt_state: Any
+    step: Array
+    key: Array
+    epoch: Array
+
+
+def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=False) -> TrainState:
+    """A fresh ``TrainState`` (step 0, epoch 0) in one compiled call; the params are copied.
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (each leaf with a leading
+        (E,) axis in an ensemble); copied, never donated.
+      key: ``jax.random.key(seed)``; in an ensemble one key (split into E) or (E,) keys.
+      optimizer: None or "gd" (formulas §5), a name in ``OPTIMIZERS``, or an
+        optax transformation (its own rate; then learning_rate must be None).
+      learning_rate: α for a named optimizer (default: its rate in ``OPTIMIZERS``);
+        an (E,) array in an ensemble.
+      ensemble: the params hold E stacked models.
+
+    Returns:
+      The state.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> state = init_state(init_params(jax.random.key(0), net), jax.random.key(1), learning_rate=0.5)
+    >>> int(state.step), int(state.epoch), state.opt_state
+    (0, 0, GDState(learning_rate=Array(0.5, dtype=float32)))
+    """
+    named = optimizer is None or isinstance(optimizer, str)
+    tx = as_optimizer(optimizer)  # validates a name
+    if not named and learning_rate is not None:
+        raise ValueError("learning_rate is set inside an optax optimizer: pass learning_rate=None "
+                         "(or a name such as optimizer='adam' with learning_rate=...).")
+    leaves = jax.tree.leaves(params)
+    if not leaves or not all(hasattr(x, "shape") and jnp.issubdtype(x.dtype, jnp.floating)
+                             for x in leaves):
+        raise ValueError("params must be a pytree of floating-point arrays, e.g. "
+                         "jaxnn.init_params(key, net).")
+    key = as_key(key)
+    dtype = jnp.result_type(*(x.dtype for x in leaves))  # α in the params' precision
+    lr = np.zeros(())
+    if named:
+        name = optimizer or "gd"
+        lr = OPTIMIZERS[name][1] if learning_rate is None else learning_rate
+        check_learning_rate(lr, ensemble=ensemble)
+        lr = np.asarray(lr, float)
+    if not ensemble:
+        return _init_program(name if named else tx, False)(params, key, jnp.asarray(lr, dtype))
+    E = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
+    if len(E) != 1 or 0 in E:
+        raise ValueError(f"ensemble params must share one leading (E,) axis, got sizes {E}.")
+    (E,) = E
+    if key.ndim == 0:
+        key = jax.random.split(key, E)
+    if key.shape != (E,) or lr.shape not in ((), (E,)):
+        raise ValueError(f"ensemble of E = {E}: key must be one key or (E,) keys (got "
+                         f"{key.shape}), learning_rate a scalar or (E,) (got {lr.shape}).")
+    lr = jnp.asarray(np.broadcast_to(lr, (E,)), dtype)
+    return _init_program(name if named else tx, True)(params, key, lr)
+
+
+@functools.lru_cache(maxsize=64)
+def _init_program(optimizer, ensemble: bool):
+    """One compiled init per (optimizer, ensemble): a state whose buffers are all new.
+
+    The epoch program donates the state, so no leaf may share a buffer with the
+    caller's params or key; a jitted copy makes them in one dispatch.
+    """
+    if isinstance(optimizer, str):
+        init = functools.partial(named_init, optimizer)
+    else:
+        init = lambda p, rate: optimizer.init(p)  # noqa: E731
+
+    def one(params, key, lr):
+        params = jax.tree.map(jnp.copy, params)
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(params, init(params, lr), zero, jnp.copy(key), zero)
+
+    return jax.jit(jax.vmap(one) if ensemble else one)
+
+
+def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32):
+    """n independent ``init_params`` stacked on a leading axis: W: (n, n_l, n_{l-1}).
+
+    Args:
+      key: ``jax.random.key(seed)``, split into n.
+      net: the ``Network``.
+      n: the number of models E.
+      init: the initialiser name, as in ``init_params``.
+      dtype: the params' dtype.
+
+    Returns:
+      params with b: (n, n_l, 1); member i is ``init_params`` with the i-th of n keys.
+
+    >>> params = init_ensemble(jax.random.key(0), Network((2, 3, 1), ("tanh", "sigmoid"), "bce"), 2)
+    >>> [(p["W"].shape, p["b"].shape) for p in params]
+    [((2, 3, 2), (2, 3, 1)), ((2, 1, 3), (2, 1, 1))]
+    """
+    check_positive_int(n, "n")
+    return jax.vmap(lambda k: init_params(k, net, init, dtype))(jax.random.split(as_key(key), n))
