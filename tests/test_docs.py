@@ -93,8 +93,9 @@ def test_math_is_marked_for_mathjax(site):
     # arithmatex (generic) wraps display math in \[ \] inside .arithmatex for MathJax
     assert formulas.count('class="arithmatex"') > 20
     assert r"\[" in formulas and r"W^{[l]} A^{[l-1]} + b^{[l]}" in formulas
-    assert "javascripts/mathjax.js" in formulas and "mathjax@3" in formulas
+    assert "javascripts/mathjax.js" in formulas and "assets/mathjax/tex-mml-chtml.js" in formulas
     assert (site / "javascripts" / "mathjax.js").is_file()
+    assert (site / "assets" / "mathjax" / "tex-mml-chtml.js").is_file()  # shipped, not from a CDN
 
 
 def test_angle_brackets_and_constant_defaults_render(site):
