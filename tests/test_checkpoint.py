@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+import jaxnn
 from jaxnn import Network, checkpoint, init_params
 from jaxnn.train import training
 
@@ -105,3 +106,68 @@ def test_writes_are_atomic_and_latest_moves_last(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == [
         "ckpt-000003.npz", "ckpt-000004.npz", "ckpt-000005.npz"]
     assert checkpoint.resolve(tmp_path) == path
+
+
+# --- fit -> save -> load: bare params --------------------------------------------------------
+
+
+def test_fit_save_load_round_trips_bare_params(tmp_path):
+    params, _ = training.fit(init_params(jax.random.key(0), NET), NET, _data(), epochs=2,
+                             key=jax.random.key(1), **SETTINGS)
+    path = checkpoint.save(tmp_path / "model", params, NET)
+    back = checkpoint.load(tmp_path / "model", NET)
+    assert path.name == "ckpt-000000.npz" and checkpoint.resolve(tmp_path / "model") == path
+    assert isinstance(back, list) and [sorted(p) for p in back] == [["W", "b"]] * 2
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype
+               for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(params), strict=True))
+    meta = checkpoint.read_metadata(path)
+    assert [d["path"] for d in meta["leaves"]] == ["[0]['W']", "[0]['b']", "[1]['W']", "[1]['b']"]
+    assert meta["key_impl"] == checkpoint.PARAMS_ONLY and meta["network"] == NET.describe()
+    # the same verified format: a flipped byte in a params-only file is refused
+    raw = bytearray(path.read_bytes())
+    at = raw.index(np.asarray(params[0]["W"]).tobytes()[:16])
+    raw[at] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(checkpoint.CheckpointError, match="corrupt|checksum|sha256|CRC"):
+        checkpoint.load(path, NET)
+
+
+def test_load_gives_the_params_of_a_saved_train_state(tmp_path):
+    state, _ = training.train_epochs(_state(), NET, _data(), epochs=2, **SETTINGS)
+    checkpoint.save(tmp_path, state, NET)
+    back = checkpoint.load(tmp_path, NET)
+    assert all(np.array_equal(a, b) and a.dtype == b.dtype
+               for a, b in zip(jax.tree.leaves(back), jax.tree.leaves(state.params), strict=True))
+    ensemble = jaxnn.init_ensemble(jax.random.key(0), NET, 3)
+    checkpoint.save(tmp_path / "ensemble", ensemble, NET)
+    back = checkpoint.load(tmp_path / "ensemble", NET)
+    assert [x.shape for x in jax.tree.leaves(back)] == [(3, 6, 4), (3, 6, 1), (3, 3, 6), (3, 3, 1)]
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(back),
+                                                     jax.tree.leaves(ensemble), strict=True))
+
+
+def test_load_names_both_networks_when_they_differ(tmp_path):
+    checkpoint.save(tmp_path, init_params(jax.random.key(0), NET), NET)
+    other = Network((4, 8, 3), ("tanh", "softmax"), "cross_entropy")
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.load(tmp_path, other)
+    message = str(err.value)
+    assert isinstance(err.value, ValueError)
+    assert "saved for Network((4, 6, 3), ('relu', 'softmax'), 'cross_entropy')" in message
+    assert "net is Network((4, 8, 3), ('tanh', 'softmax'), 'cross_entropy')" in message
+    assert "layer_sizes: file [4, 6, 3] vs net [4, 8, 3]" in message and "loss" not in message
+    # a params-only file has no state to restore, and restore says so and what to call
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"params only .*jaxnn\.checkpoint\.load\(path, net\)"):
+        checkpoint.restore(tmp_path, NET, like=_state())
+
+
+def test_save_refuses_params_that_do_not_fit_the_network(tmp_path):
+    params = init_params(jax.random.key(0), NET)
+    with pytest.raises(ValueError, match="params has 1 layers but the Network has L = 2"):
+        checkpoint.save(tmp_path, params[:1], NET)
+    with pytest.raises(ValueError, match=r"layer 1: W has shape \(6, 4\), expected \(8, 4\)"):
+        checkpoint.save(tmp_path, params, Network((4, 8, 3), ("relu", "softmax"), "cross_entropy"))
+    with pytest.raises(ValueError, match="TrainState or params .* got dict"):
+        checkpoint.save(tmp_path, {"W": params[0]["W"]}, NET)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # nothing written

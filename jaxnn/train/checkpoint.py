@@ -22,6 +22,20 @@ or the new checkpoint, never a torn one. The next save removes the temporary
 files a killed save left behind, then keeps the newest ``keep`` checkpoints
 (and always the one ``LATEST`` names). One writer per folder.
 
+Trained params to a file and back, in three lines (the one path; README's tour runs it)::
+
+    params, history = jaxnn.fit(params, net, data, epochs=30, key=jax.random.key(1))
+    jaxnn.checkpoint.save("my_model", params, net)         # bare params, or a TrainState
+    params = jaxnn.checkpoint.load("my_model", net)         # params, from either kind of file
+
+``save`` takes what you have: the params ``fit`` returns (a params-only file:
+one leaf per ``W`` / ``b``, step and epoch 0, ``key_impl`` ``"none"``), or a
+``TrainState`` (``train_epochs``, the CLI) to resume training bit for bit.
+``load(path, net)`` gives back the params from either kind of file, checked
+against ``net`` (a file saved for another network raises :class:`CheckpointError`
+naming both networks); ``restore(path, net, like=state)`` gives back a whole
+``TrainState``. Both files are the one format above, verified the same way.
+
 Several JAX processes (``jax.process_count() > 1``): every process calls
 :func:`save` with the same path; the leaves must be fully replicated (each
 process holds the whole array), only process 0 writes, and the others return
@@ -42,15 +56,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core.network import Network
+from jaxnn.core.network import Network, check_params
 from jaxnn.devices import processes as distributed
 from jaxnn.train.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
 from jaxnn.train.state import TrainState
 
-__all__ = ["CheckpointError", "save", "resolve", "read_metadata", "restore", "FORMAT", "VERSION",
-           "LATEST"]
+__all__ = ["CheckpointError", "save", "load", "resolve", "read_metadata", "restore", "FORMAT",
+           "VERSION", "LATEST", "PARAMS_ONLY"]
 
 LATEST = "LATEST"
+PARAMS_ONLY = "none"  # the key_impl of a params-only file: it holds no PRNG key (nor state)
 _CKPT = re.compile(r"ckpt-(\d+)\.npz")
 _TEMP = re.compile(r"\.(ckpt-\d+\.npz|LATEST)\..+\.tmp")
 
@@ -121,6 +136,10 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
          keep: int | None = 3) -> Path:
     """Write ``directory/ckpt-<epoch>.npz`` atomically, then point ``LATEST`` at it.
 
+    ``state`` is a ``TrainState`` (everything a resumed run needs), or bare
+    params, e.g. what ``fit`` returns: a params-only file, ``ckpt-000000.npz``,
+    read back with :func:`load`.
+
     Before writing, temporary files left by a killed save are removed; after
     ``LATEST`` moves, checkpoints older than the newest ``keep`` are deleted
     (never the one ``LATEST`` names; other files are left alone). With several
@@ -128,7 +147,9 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
 
     Args:
       directory: the checkpoint folder, created if missing (the same path on every process).
-      state: the ``TrainState`` (single model or ensemble); fully replicated across processes.
+      state: a ``TrainState`` (single model or ensemble), or bare params
+        ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (an ensemble's with a leading (E,)
+        axis), checked against ``net``; fully replicated across processes.
       net: the ``Network`` the params belong to (its ``describe()`` is stored).
       config: JSON-serialisable extras (hyperparameters, data set, ...).
       keep: how many of the newest checkpoints to keep (>= 1), or None to keep all.
@@ -139,7 +160,7 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
     Raises:
       CheckpointError: ``directory`` is a file, or a leaf is not fully replicated
         across processes.
-      ValueError: ``keep``, ``net`` or ``config`` is invalid.
+      ValueError: ``keep``, ``net`` or ``config`` is invalid, or bare params do not fit ``net``.
 
     >>> import tempfile
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
@@ -160,14 +181,12 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"checkpoint folder {directory} is a file, not a folder; pass a "
                               "folder path.")
-    paths, leaves, _ = _flatten(state)
+    paths, leaves, epoch, step, key_impl = _contents(state, net)
     leaves = [_to_host(name, x) for name, x in zip(paths, leaves, strict=True)]
-    epoch = int(np.max(_to_host("epoch", state.epoch)))
-    step = int(np.max(_to_host("step", state.step)))
     path = directory / f"ckpt-{epoch:06d}.npz"
     if jax.process_index() == 0:  # process 0 writes the (replicated) state for everyone
         arrays = pack(paths, leaves, network=net.describe(),
-                      key_impl=str(jax.random.key_impl(state.key)), epoch=epoch, step=step,
+                      key_impl=key_impl, epoch=epoch, step=step,
                       config=config_json)
         directory.mkdir(parents=True, exist_ok=True)
         _tidy(directory, None, path.name)
@@ -312,7 +331,135 @@ def restore(path, net: Network, like: TrainState) -> TrainState:
     path = resolve(path)
     paths, leaves, treedef = _flatten(like)
     impl = str(jax.random.key_impl(like.key))
-    _, stored = read_verified(path, check=lambda meta: _check_matches(meta, path, net, paths,
-                                                                      leaves, impl))
+    _, stored = read_verified(path, check=lambda meta: (_refuse_params_only(meta, path),
+                                                        _check_matches(meta, path, net, paths,
+                                                                       leaves, impl)))
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in stored])
     return state._replace(key=jax.random.wrap_key_data(state.key, impl=impl))
+
+
+# ------------------------------------------------------- bare params: save and load
+def _contents(state, net: Network):
+    """(paths, leaves, epoch, step, key_impl) of what :func:`save` writes.
+
+    A ``TrainState`` gives all its leaves (``.params[0]['W']``, ``.opt_state...``,
+    ``.step``, ``.key``, ``.epoch``); bare params give ``[0]['W']``, ``[0]['b']``, ...
+    with epoch and step 0 and the key implementation :data:`PARAMS_ONLY`.
+    """
+    if isinstance(state, TrainState):
+        paths, leaves, _ = _flatten(state)
+        epoch = int(np.max(_to_host("epoch", state.epoch)))
+        step = int(np.max(_to_host("step", state.step)))
+        return paths, leaves, epoch, step, str(jax.random.key_impl(state.key))
+    _check_bare_params(state, net)
+    flat, _ = jax.tree_util.tree_flatten_with_path(state)
+    return [jax.tree_util.keystr(p) for p, _ in flat], [x for _, x in flat], 0, 0, PARAMS_ONLY
+
+
+def _check_bare_params(params, net: Network) -> None:
+    """Refuse params that do not fit ``net``: one model, or E stacked on a leading (E,) axis."""
+    if not isinstance(params, (list, tuple)):
+        raise ValueError(f"state must be a jaxnn.TrainState or params (a list with one "
+                         f"{{'W', 'b'}} dict per layer, e.g. what jaxnn.fit returns), got "
+                         f"{type(params).__name__}.")
+    leaves = jax.tree.leaves(params)
+    if leaves and all(np.ndim(x) == 3 for x in leaves):  # an ensemble (fit_ensemble's params)
+        sizes = {np.shape(x)[0] for x in leaves}
+        if len(sizes) != 1:
+            raise ValueError(f"ensemble params must share one leading (E,) axis, got sizes "
+                             f"{sorted(sizes)}.")
+        params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype), params)
+    check_params(params, net)
+    for x in jax.tree.leaves(params):
+        if not jnp.issubdtype(x.dtype, jnp.floating):
+            raise ValueError(f"params must be floating-point arrays, got a {x.dtype} leaf.")
+
+
+def _network_name(described: dict) -> str:
+    """``Network((4, 6, 3), ('relu', 'softmax'), 'cross_entropy')`` from a ``describe()``."""
+    sizes, acts = described.get("layer_sizes"), described.get("activations")
+    return (f"Network({tuple(sizes) if isinstance(sizes, list) else sizes!r}, "
+            f"{tuple(acts) if isinstance(acts, list) else acts!r}, {described.get('loss')!r})")
+
+
+def _param_paths(net: Network) -> list[str]:
+    """The leaf paths of ``net``'s params, in tree order: ``[0]['W']``, ``[0]['b']``, ..."""
+    shapes = [{k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in layer.items()}
+              for layer in net.param_shapes()]
+    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
+
+
+def _refuse_params_only(meta: dict, path: Path) -> None:
+    if meta["key_impl"] == PARAMS_ONLY:
+        raise CheckpointError(f"{path} holds params only (saved from params, not a TrainState), "
+                              "so there is no optimizer state, step or key to restore: use "
+                              "jaxnn.checkpoint.load(path, net) for the params, and "
+                              "jaxnn.init_state(params, key, ...) to train on from them.")
+
+
+def _params_index(meta: dict, path: Path, net: Network) -> list[int]:
+    """Indices (file order) of the params' leaves in ``meta``; raises unless they fit ``net``."""
+    ours = net.describe()
+    if meta["network"] != ours:
+        diff = [f"{k}: file {meta['network'].get(k)} vs net {ours[k]}" for k in ours
+                if meta["network"].get(k) != ours[k]]
+        raise CheckpointError(f"{path} was saved for {_network_name(meta['network'])}, but net "
+                              f"is {_network_name(ours)} ({'; '.join(diff)}). Load it with the "
+                              "Network it was saved for.")
+    prefix = "" if meta["key_impl"] == PARAMS_ONLY else ".params"
+    where = {d["path"]: i for i, d in enumerate(meta["leaves"])}
+    index = []
+    for name, shapes in zip(_param_paths(net), (s for layer in net.param_shapes()
+                                                for s in layer.values()), strict=True):
+        i = where.get(prefix + name)
+        shape = tuple(meta["leaves"][i]["shape"]) if i is not None else None
+        if i is None or shape[-2:] != shapes or len(shape) not in (2, 3):
+            found = "missing" if i is None else f"shape {shape}"
+            raise CheckpointError(f"{path}: params leaf {prefix}{name} is {found}, expected "
+                                  f"{shapes} (or (E,) + {shapes} for an ensemble) for "
+                                  f"{_network_name(ours)}; the file is not this network's.")
+        index.append(i)
+    leading = {tuple(meta["leaves"][i]["shape"][:-2]) for i in index}
+    if len(leading) != 1:
+        raise CheckpointError(f"{path}: the params leaves disagree on the ensemble axis "
+                              f"({sorted(leading)}); the file is not a jaxnn model.")
+    return index
+
+
+def load(path, net: Network) -> list:
+    """The params of a checkpoint (``save``-d params or a whole ``TrainState``), checked.
+
+    Reads a params-only file or the params of a ``TrainState`` file; every array
+    is verified (shape, dtype, sha256) before it is used, and the file's Network
+    against ``net`` (the metadata is checked before any array is read). For the
+    optimizer state, step and key as well, use :func:`restore`.
+
+    Args:
+      path: a checkpoint file, or a folder whose ``LATEST`` names one.
+      net: the ``Network`` the checkpoint must have been saved for.
+
+    Returns:
+      The params ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` as ordinary JAX arrays
+      with their saved dtypes (an ensemble's with their leading (E,) axis).
+
+    Raises:
+      CheckpointError: the file is missing, corrupt or not a jaxnn checkpoint, or it
+        was saved for another Network (the message names both networks).
+
+    >>> import tempfile
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     _ = save(folder, params, net)
+    ...     back = load(folder, net)
+    >>> [p["W"].shape for p in back], bool((back[0]["W"] == params[0]["W"]).all())
+    ([(3, 2), (1, 3)], True)
+    """
+    if not isinstance(net, Network):
+        raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
+    path = resolve(path)
+    index = []
+    _, stored = read_verified(path, check=lambda meta: index.extend(_params_index(meta, path,
+                                                                                  net)))
+    leaves = iter(jnp.asarray(stored[i]) for i in index)
+    return [{"W": next(leaves), "b": next(leaves)} for _ in range(net.L)]
