@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxnn.core.forward import cost, cost_from_cache, forward
 from jaxnn.core.losses import FUSED
 from jaxnn.core.network import Network, check_params, check_Y
-from jaxnn.core.validate import check_l2, check_weights, l2_is_off
+from jaxnn.core.validate import as_array, check_l2, check_weights, l2_is_off
 
 Array = jax.Array
 
@@ -106,6 +106,7 @@ def backward(params: list[dict], cache: list[dict], Y: Array, net: Network, *, l
         raise ValueError(
             f"cache must be the list of {net.L} per-layer dicts returned by forward(params, X, net)."
         )
+    Y = as_array("Y", Y, params)
     check_Y(Y, cache[0]["A_prev"], net)
     check_l2(l2)
     acts = net.layer_activations
@@ -171,8 +172,9 @@ def value_and_manual_grad(
     >>> J.shape, [g["W"].shape for g in grads]
     ((), [(3, 2), (1, 3)])
     """
-    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    X, Y = as_array("X", X, params), as_array("Y", Y, params)
     check_Y(Y, X, net)
+    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     J = cost_from_cache(params, cache, Y, net, l2=l2, w=w)
     return J, backward(params, cache, Y, net, l2=l2, w=w)
 

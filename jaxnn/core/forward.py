@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jaxnn.core.activations import Activation
 from jaxnn.core.losses import FUSED
 from jaxnn.core.network import Network, check_params, check_X, check_Y
-from jaxnn.core.validate import check_keep_prob, check_l2, check_weights, l2_is_off
+from jaxnn.core.validate import as_array, as_key, check_keep_prob, check_l2, check_weights, l2_is_off
 
 Array = jax.Array
 
@@ -94,9 +94,10 @@ def forward(
     ((1, 4), [(3, 4), (1, 4)])
     """
     check_params(params, net)
+    X = as_array("X", X, params)
     check_X(X, net)
     dropout = check_keep_prob(keep_prob, key)
-    keys = jax.random.split(key, net.L) if dropout else [None] * net.L
+    keys = jax.random.split(as_key(key), net.L) if dropout else [None] * net.L
     A = X
     cache = []
     for l, (p, g) in enumerate(zip(params, net.layer_activations), start=1):
@@ -235,6 +236,7 @@ def cost(
     >>> round(float(cost(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)), 4)
     0.6931
     """
-    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+    X, Y = as_array("X", X, params), as_array("Y", Y, params)
     check_Y(Y, X, net)
+    AL, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
     return cost_from_cache(params, cache, Y, net, l2=l2, w=w)

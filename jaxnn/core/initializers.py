@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core.network import Network
+from jaxnn.core.validate import as_key
 
 _FAN_AXES = {"in_axis": -1, "out_axis": -2}
 
@@ -51,7 +52,7 @@ def init_params(key: jax.Array, net: Network, init: str = "he", dtype=jnp.float3
     if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
         raise ValueError(f"init_params: dtype must be floating point, got {dtype}.")
     initializer = INITIALIZERS[init]
-    keys = jax.random.split(key, net.L)
+    keys = jax.random.split(as_key(key), net.L)
     return [
         {
             "W": initializer(k, shapes["W"], dtype),

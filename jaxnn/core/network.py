@@ -23,6 +23,7 @@ import numpy as np
 
 from jaxnn.core.activations import Activation, get_activation
 from jaxnn.core.losses import FUSED, Loss, get_loss
+from jaxnn.core.validate import check_real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,9 +213,13 @@ def check_X(X, net: Network) -> None:
       net: the ``Network`` (its n_x).
 
     Raises:
-      ValueError: for a shape other than (n_x, m) with m >= 1, saying when X
-        looks like (m, n_x), one row per example.
+      ValueError: for a Python list (the entry points convert lists before this
+        check; a list reaching it was passed into a compiled function), a dtype
+        that is not real numbers (``validate.check_real``), or a shape other than
+        (n_x, m) with m >= 1, saying when X looks like (m, n_x), one row per example.
     """
+    _not_a_list("X", X)
+    check_real("X", X)
     shape = tuple(np.shape(X))
     if len(shape) != 2:
         raise ValueError(
@@ -242,9 +247,14 @@ def check_Y(Y, X, net: Network) -> None:
       net: the ``Network`` (its n_L).
 
     Raises:
-      ValueError: for another shape, with the fix for transposed labels, a row of
-        labels, or integer class labels that need one-hot columns.
+      ValueError: first any problem of X (``check_X``: Y's expected shape is read
+        off X), then a list or non-real Y, then another shape, with the fix for
+        transposed labels, a row of labels, or integer class labels that need
+        one-hot columns.
     """
+    check_X(X, net)
+    _not_a_list("Y", Y)
+    check_real("Y", Y)
     m = np.shape(X)[1]
     shape = tuple(np.shape(Y))
     expected = (net.n_L, m)
@@ -259,6 +269,14 @@ def check_Y(Y, X, net: Network) -> None:
         msg += (f" Integer class labels must be one-hot columns: Y = jax.nn.one_hot(y, {net.n_L}).T"
                 f" for labels y of shape (m,) with values 0..{net.n_L - 1}.")
     raise ValueError(msg)
+
+
+def _not_a_list(name: str, a) -> None:
+    # under jit a nested list arrives as a list of scalar tracers, which np.shape cannot read
+    if isinstance(a, (list, tuple)):
+        raise ValueError(f"{name} is a Python {type(a).__name__}; pass an array: "
+                         f"{name} = jnp.asarray({name}, jnp.float32), (n, m) with one column per "
+                         "example (convert it before calling a jitted function).")
 
 
 def check_problem(params, X, Y, net: Network, who: str) -> None:

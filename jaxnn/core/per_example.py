@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxnn.core.backward import backward, value_and_manual_grad
 from jaxnn.core.forward import forward
 from jaxnn.core.network import Network, check_problem
+from jaxnn.core.validate import as_array
 
 Array = jax.Array
 
@@ -47,6 +48,7 @@ def per_example_grads(params: list[dict], X: Array, Y: Array, net: Network) -> l
     >>> per_example_grads(params, X, Y, net)[0]["W"].shape  # (m, n_1, n_x)
     (4, 3, 2)
     """
+    X, Y = as_array("per_example_grads: X", X, params), as_array("per_example_grads: Y", Y, params)
     check_problem(params, X, Y, net, "per_example_grads")
     return _grads(params, X, Y, net)
 
@@ -83,6 +85,7 @@ def per_example_grad_norms(params: list[dict], X: Array, Y: Array, net: Network)
     >>> per_example_grad_norms(params, X, Y, net).shape
     (4,)
     """
+    X, Y = as_array("per_example_grad_norms: X", X, params), as_array("per_example_grad_norms: Y", Y, params)
     check_problem(params, X, Y, net, "per_example_grad_norms")
     return _grad_norms(params, X, Y, net)
 

@@ -26,6 +26,114 @@ import numpy as np
 GRADS = ("manual", "autodiff")
 
 
+def _not_real(name: str, dtype, example=None) -> str:
+    """Why an array of ``dtype`` is not real numbers, and the explicit conversion to use."""
+    var = name.rsplit(": ", 1)[-1]  # "fit: X" -> X, for the code in the fix
+    kind = np.dtype(dtype).kind
+    if kind == "c":
+        return (f"{name} has dtype {dtype}: jaxnn computes with real numbers, and a cast would "
+                f"silently drop the imaginary part. Pass {var}.real (or np.abs({var})) if that "
+                "is what you mean.")
+    if kind in "mM":
+        return (f"{name} has dtype {dtype} (dates or durations), not numbers: a cast would silently "
+                "turn them into counts of time units. Convert them explicitly, e.g. "
+                f"({var} - {var}.min()) / np.timedelta64(1, 'D') for days as floats.")
+    if kind == "O":
+        return (f"{name} is an array of Python objects (dtype object{example}): mixed types, None "
+                "or ragged rows. Fix the cells that are not numbers, then convert with "
+                f"np.asarray({var}, dtype=float).")
+    if kind in "US":
+        return (f"{name} holds strings (dtype {dtype}{example}), not numbers; parse them first, "
+                f"e.g. np.asarray({var}, dtype=float).")
+    if kind == "b":
+        return (f"{name} has dtype bool; it must be a real number, and True/False here usually "
+                "hides a mistake (a comparison passed where a value was meant).")
+    return f"{name} has dtype {dtype}; it must hold real numbers (float or int)."
+
+
+def _example(a: np.ndarray) -> str:
+    """', e.g. None at (0, 1)': the first entry that is not a real number (error path only)."""
+    flat = a.ravel()
+    if not flat.size:
+        return ""
+    bad = next((i for i, v in enumerate(flat)
+                if isinstance(v, bool) or not isinstance(v, numbers.Real)), 0)
+    at = tuple(int(i) for i in np.unravel_index(bad, a.shape)) if a.ndim else ()
+    v = flat[bad].item() if isinstance(flat[bad], np.generic) else flat[bad]
+    return f", e.g. {v!r} at {at}"
+
+
+def check_real(name: str, x, *, bool_ok: bool = True) -> None:
+    """Raise ``ValueError`` unless ``x`` holds real numbers: floating, integer (or bool if ``bool_ok``).
+
+    Complex, datetime64/timedelta64, object and string arrays are refused, each
+    with the explicit conversion to use (a cast would silently lose information).
+    Only the dtype is read, so it costs nothing and works on traced values.
+
+    Args:
+      name: the argument's name, for the message.
+      x: an array (NumPy, JAX or traced) or anything ``np.asarray`` reads.
+      bool_ok: accept bool (as 0/1): True for data, False for a hyperparameter.
+
+    >>> check_real("X", np.ones((2, 3)))
+    >>> check_real("X", np.ones(2, complex))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has dtype complex128: jaxnn computes with real numbers, ...
+    """
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        raise ValueError(f"{name} is a PRNG key (dtype {dtype}), not an array of numbers.")
+    if not isinstance(dtype, np.dtype):  # a list, a scalar, a pandas column
+        x = np.asarray(x)
+        dtype = x.dtype
+    if dtype.kind not in "mM" and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(
+            dtype, jnp.integer) or (bool_ok and dtype == np.bool_)):  # timedelta64 is an integer
+        return
+    example = _example(x) if isinstance(x, np.ndarray) and dtype.kind in "OUS" else ""
+    raise ValueError(_not_real(name, dtype, example))
+
+
+def as_array(name: str, x, like=None):
+    """An array argument (X or Y) of a core function: arrays pass, nested lists are converted.
+
+    A NumPy or JAX array (traced or not) is returned as it is once its dtype is
+    checked (``check_real``), so the compiled hot path does no extra work; a
+    nested Python list or tuple becomes one array of ``dtype``. Runs where
+    values may be traced: a list holding traced values is stacked with ``jnp``.
+
+    Args:
+      name: the argument's name, for messages ("X", "Y").
+      x: an array, or a nested list of numbers, (n, m) with one column per example.
+      like: the params pytree: a converted list takes their floating dtype
+        (default float32); arrays keep theirs.
+
+    Returns:
+      The array.
+
+    >>> as_array("X", [[1, 2], [3, 4]]).dtype
+    dtype('float32')
+    """
+    if isinstance(x, (jax.Array, np.ndarray)):
+        check_real(name, x)
+        return x
+    floats = [v.dtype for v in jax.tree.leaves(like)
+              if hasattr(v, "dtype") and jnp.issubdtype(v.dtype, jnp.floating)]
+    dtype = jnp.result_type(*floats) if floats else np.float32
+    if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(x)):
+        try:
+            return jnp.asarray(x, dtype)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{name} could not be read as an array of numbers: {e}") from None
+    try:
+        a = np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} could not be read as an array of numbers ({e}); a nested list "
+                         "needs the same number of entries in every row.") from None
+    check_real(name, a)
+    return jnp.asarray(a.astype(dtype))
+
+
 def check_grad_name(grad) -> str:
     """Return ``grad`` if it is ``"manual"`` (formulas §4) or ``"autodiff"`` (``jax.grad``).
 
@@ -59,7 +167,8 @@ def check_keep_prob(keep_prob, key=None, *, need_key: bool = True) -> bool:
     (False, True)
     """
     if isinstance(keep_prob, bool) or (not isinstance(keep_prob, numbers.Real)
-                                       and not isinstance(keep_prob, jax.Array)):
+                                       and not isinstance(keep_prob, jax.Array)) \
+            or getattr(keep_prob, "dtype", None) == np.bool_:
         raise ValueError(f"keep_prob = {keep_prob!r} must be a number in (0, 1] (the probability "
                          "of keeping a hidden unit; 1.0 turns dropout off).")
     if isinstance(keep_prob, numbers.Real):
@@ -102,8 +211,10 @@ def check_l2(l2, *, ensemble: bool = False) -> None:
     """
     if isinstance(l2, jax.core.Tracer):
         return
-    if isinstance(l2, bool) or isinstance(l2, str):
+    if isinstance(l2, (bool, str, np.bool_)) or getattr(l2, "dtype", None) == np.bool_:
         raise ValueError(f"l2 = {l2!r} must be a finite number >= 0 (the weight-decay strength λ).")
+    if hasattr(l2, "dtype"):
+        check_real("l2", l2, bool_ok=False)
     try:
         a = np.asarray(l2, float)
     except (TypeError, ValueError):
@@ -114,30 +225,54 @@ def check_l2(l2, *, ensemble: bool = False) -> None:
         raise ValueError(f"l2 = {l2!r} must be {what} (the weight-decay strength λ).")
 
 
-def check_learning_rate(learning_rate, *, ensemble: bool = False) -> None:
-    """Check a learning rate α: a finite number > 0 (formulas §5).
+def check_learning_rate(learning_rate, *, ensemble: bool = False, dtype=None) -> None:
+    """Check a learning rate α: a finite real number > 0 (formulas §5), non-zero in ``dtype``.
+
+    With ``dtype`` (the params' dtype) α is also refused when it rounds to 0 or to
+    a subnormal number there (1e-50 in float32): W - α dW would then change
+    nothing, and the run would report success having trained nothing.
 
     Args:
       learning_rate: α; a traced value (e.g. one rate per ensemble member under
         ``jax.vmap``) is not inspected.
       ensemble: allow an (E,) array, one rate per member.
+      dtype: None, or the floating dtype the update is computed in.
 
-    >>> check_learning_rate(0.1)
+    >>> check_learning_rate(0.1, dtype=jnp.float32)
+    >>> check_learning_rate(1e-50, dtype=jnp.float32)
+    Traceback (most recent call last):
+    ...
+    ValueError: learning_rate = 1e-50 rounds to 0.0 in float32 (the params' dtype), ...
     """
     if isinstance(learning_rate, jax.core.Tracer):
         return
-    if isinstance(learning_rate, (bool, str)):
-        raise ValueError(f"learning_rate = {learning_rate!r} must be a finite number > 0.")
+    what = "a finite number > 0" + (" (or an (E,) array of them)" if ensemble else "")
+    if learning_rate is None:
+        raise ValueError(f"learning_rate = None; pass α, {what}, e.g. learning_rate=0.1.")
+    if isinstance(learning_rate, (bool, str, bytes)):
+        raise ValueError(f"learning_rate = {learning_rate!r} must be {what}, e.g. 0.1.")
     try:
-        a = np.asarray(learning_rate, float)
+        a = np.asarray(learning_rate)
     except (TypeError, ValueError):
-        raise ValueError(f"learning_rate = {learning_rate!r} must be a finite number > 0.") from None
+        raise ValueError(f"learning_rate = {learning_rate!r} must be {what}, e.g. 0.1.") from None
+    check_real("learning_rate", a, bool_ok=False)
+    a = a.astype(float)
     if a.ndim > int(ensemble):
         raise ValueError(f"learning_rate must be a scalar{' or (E,)' if ensemble else ''}, got "
                          f"shape {a.shape}.")
     if not np.all(np.isfinite(a) & (a > 0)):
-        raise ValueError(f"learning_rate = {learning_rate!r} must be a finite number > 0"
-                         + (" (or an (E,) array of them)." if ensemble else "."))
+        raise ValueError(f"learning_rate = {learning_rate!r} must be {what}.")
+    if dtype is None:
+        return
+    tiny = float(jnp.finfo(dtype).tiny)
+    rounded = np.asarray(a, jnp.dtype(dtype)).astype(float)
+    if np.any(rounded < tiny):
+        i = int(np.argmax(rounded < tiny))
+        raise ValueError(
+            f"learning_rate = {float(a.ravel()[i])!r} rounds to {float(rounded.ravel()[i])!r} in "
+            f"{jnp.dtype(dtype).name} (the params' dtype), below its smallest normal number "
+            f"{tiny:.3g}: the updates would vanish and training would change nothing. Pass a "
+            f"learning_rate >= {tiny:.3g} (typical: 1e-4 to 1), or float64 params.")
 
 
 def check_weights(w, m: int) -> None:
@@ -192,7 +327,7 @@ def as_key(key, name: str = "key") -> jax.Array:
     >>> as_key(jax.random.PRNGKey(0)).dtype == jax.random.key(0).dtype
     True
     """
-    fix = f"pass {name}=jax.random.key(0) (any integer seed)"
+    fix = f"pass {name}=jax.random.key(0) (jax.random.key(seed) for any integer seed)"
     if key is None or isinstance(key, (bool, numbers.Number, str)):
         raise ValueError(f"{name} = {key!r} is not a PRNG key: {fix}.")
     try:
@@ -254,10 +389,7 @@ def as_float_array(name: str, x, dtype=None) -> np.ndarray:
         a = np.asarray(x)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} could not be read as an array of numbers: {e}.") from None
-    if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_
-                                 or a.dtype.name == "bfloat16"):
-        raise ValueError(f"{name} must hold numbers, got an array of dtype {a.dtype} "
-                         f"(e.g. {a.ravel()[:1].tolist()}); convert it with np.asarray(..., float).")
+    check_real(name, a)
     if dtype is None:
         dtype = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else np.float32
     a = a.astype(dtype, copy=False)
@@ -309,8 +441,7 @@ def as_data(name: str, x, dtype) -> jax.Array:
     (1, 2)
     """
     if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer):
-        if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
-            raise ValueError(f"{name} must hold numbers, got dtype {x.dtype}.")
+        check_real(name, x)
         if x.dtype != dtype:
             x = x.astype(dtype)
         if x.is_fully_addressable and not _known_finite(x):

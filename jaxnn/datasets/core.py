@@ -13,6 +13,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from jaxnn.core.validate import check_real
+
 TASKS = ("multiclass", "binary", "regression")
 """The tasks a Dataset can have (``Dataset.task``), each with its output activation and loss."""
 # what task= also accepts: infer it, or say only classification vs regression
@@ -103,6 +105,7 @@ def _as_features(features, feature_names) -> tuple[np.ndarray, tuple[str, ...]]:
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D (m, n_x) table, one ROW per example, got "
                          f"{features.shape}; for a single feature use features.reshape(-1, 1).")
+    check_real("features", features)  # complex, dates, objects: no silent cast
     try:
         features = features.astype(np.float64)
     except (TypeError, ValueError) as err:
@@ -121,6 +124,17 @@ def _as_features(features, feature_names) -> tuple[np.ndarray, tuple[str, ...]]:
                          f"{sorted(set(bad_rows.tolist()))[:5]} (first few: {first}); drop or "
                          "impute them first, e.g. keep = np.isfinite(features).all(axis=1).")
     return features, names
+
+
+def _as_labels(labels) -> np.ndarray:
+    """labels -> an array of numbers, bools or strings; complex, dates and other objects refused."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "US":
+        return labels
+    if labels.dtype == object and labels.size and all(isinstance(v, str) for v in labels.ravel()):
+        return labels.astype(str)  # e.g. a pandas column of class names
+    check_real("labels", labels)
+    return labels
 
 
 def is_integral(labels: np.ndarray) -> bool:
@@ -318,7 +332,7 @@ def from_arrays(features, labels, *, task: str = "auto", test_fraction: float = 
     _check_fraction(test_fraction)
     dtype = check_dtype(dtype)
     features, feature_names = _as_features(features, feature_names)
-    labels = np.asarray(labels)
+    labels = _as_labels(labels)
     m = features.shape[0]
     if labels.shape[:1] != (m,):
         hint = (" features look transposed ((n_x, m)); pass features.T, one row per example."

@@ -10,6 +10,7 @@ then split, standardised and transposed by ``from_arrays``.
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
 import zlib
 from pathlib import Path
@@ -59,16 +60,34 @@ def _read_rows(path: Path, delimiter: str) -> list[tuple[int, list[str]]]:
     rows = []
     try:
         with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f, delimiter=delimiter)
-            for r in reader:
-                if r:
-                    rows.append((reader.line_num, [c.strip() for c in r]))
+            text = f.read()
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+        for r in reader:
+            if r:
+                rows.append((reader.line_num, [c.strip() for c in r]))
     except UnicodeDecodeError as err:
         raise ValueError(f"{path} is not a UTF-8 text file ({err.reason} at byte {err.start}); "
                          "is it binary (.npz, .xlsx, .gz)?") from None
     except csv.Error as err:
         raise ValueError(f"{path} line {reader.line_num + 1}: not a CSV row ({err}).") from None
+    if "\x00" in text:  # one scan of the text; the rows are searched only to name the cell
+        line, j, cell = next(((line, j + 1, c) for line, r in rows for j, c in enumerate(r)
+                              if "\x00" in c), (text.count("\n", 0, text.index("\x00")) + 1, "?", ""))
+        raise ValueError(f"{path} line {line}, column {j}: the cell {cell!r} holds a NUL "
+                         "byte (\\x00), which would be dropped silently; the file is corrupt or not "
+                         "UTF-8 text (UTF-16?): re-export it as UTF-8 CSV.")
     return rows
+
+
+def _unique_names(path: Path, line: int, columns: list[str]) -> None:
+    """Refuse a header naming two columns alike: label_column would silently pick the first."""
+    seen: dict[str, int] = {}
+    for j, c in enumerate(columns):
+        if c in seen:
+            raise ValueError(f"{path} line {line}, column {j + 1}: the header name {c!r} is also "
+                             f"column {seen[c] + 1}'s; column names must be unique (label_column "
+                             "and feature_names select by name): rename one.")
+        seen[c] = j
 
 
 def _one_column(path: Path, line: int, text: str, delimiter: str) -> ValueError:
@@ -145,6 +164,8 @@ def load_csv(path, *, label_column: str | int, task: str | None = "auto", delimi
     if n_cols < 2:
         raise _one_column(path, first_line, first[0], delimiter)
     columns = first if header else [f"col{j}" for j in range(n_cols)]
+    if header:
+        _unique_names(path, first_line, columns)
     data = rows[1:] if header else rows
     if not data:
         raise ValueError(f"{path} has a header line but no data rows.")

@@ -79,7 +79,7 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     if named:
         name = optimizer or "gd"
         lr = OPTIMIZERS[name][1] if learning_rate is None else learning_rate
-        check_learning_rate(lr, ensemble=ensemble)
+        check_learning_rate(lr, ensemble=ensemble, dtype=dtype)  # not 0 in the params' dtype
         lr = np.asarray(lr, float)
     if not ensemble:
         return _init_program(name if named else tx, False)(params, key, jnp.asarray(lr, dtype))
