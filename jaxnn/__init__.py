@@ -48,7 +48,7 @@ from jaxnn.core.precision import (
     with_compute_dtype,
 )
 from jaxnn.core.tree import relative_error, tree_norm
-from jaxnn.core.update import sgd_update
+from jaxnn.core.update import gradient_descent, sgd_update
 from jaxnn.devices import processes as distributed
 from jaxnn.devices.mesh import (
     batch_sharding,
@@ -59,14 +59,14 @@ from jaxnn.devices.mesh import (
 )
 from jaxnn.train import checkpoint
 from jaxnn.train.checkpoint import CheckpointError
+from jaxnn.train.deprecated import make_mixed_precision_train_step, make_sharded_train_step
 from jaxnn.train.divergence import DivergenceError
 from jaxnn.train.epoch import epoch_order
 from jaxnn.train.history import load_history, save_history
 from jaxnn.train.metrics import evaluate, metric_names
-from jaxnn.train.optimizers import OPTIMIZERS, gradient_descent
-from jaxnn.train.sharded import make_sharded_train_step
+from jaxnn.train.optimizers import OPTIMIZERS
 from jaxnn.train.state import TrainState, init_ensemble, init_state
-from jaxnn.train.step import make_mixed_precision_train_step, make_train_step, train_step
+from jaxnn.train.step import TrainStep, make_train_step, train_step
 from jaxnn.train.training import fit, fit_ensemble, train_epochs
 
 __version__ = "0.1.0"
@@ -88,6 +88,7 @@ __all__ = [
     "Network",
     "OPTIMIZERS",
     "TrainState",
+    "TrainStep",
     "activations",
     "backward",
     "batch_sharding",

@@ -30,7 +30,7 @@ CLI_FACES = {"jaxnn", "jaxnn.check", "jaxnn.datasets"}
 PUBLIC = {
     "ACTIVATIONS", "Activation", "ActivationReport", "CheckpointError", "DivergenceError", "FUSED",
     "GradientCheckError", "GradientReport", "INITIALIZERS", "LOSSES", "LayerCoverage", "Loss",
-    "LossReport", "Network", "OPTIMIZERS", "TrainState", "backward", "batch_sharding",
+    "LossReport", "Network", "OPTIMIZERS", "TrainState", "TrainStep", "backward", "batch_sharding",
     "check_activation", "check_grad", "check_gradients", "check_loss", "check_vjp", "checkpoint",
     "cost", "cost_from_cache", "cost_with_manual_vjp", "datasets", "distributed", "epoch_order",
     "evaluate", "fit", "fit_ensemble", "forward", "get_activation", "get_loss", "gradient_descent",

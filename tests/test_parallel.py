@@ -89,7 +89,7 @@ CHILD = textwrap.dedent(
         Y = Ys[name]
         Xs, Ys_ = par.shard_batch(X, Y, mesh)
         for grad, oname in CONFIGS[name]:
-            train = jaxnn.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad)
+            train = jaxnn.make_train_step(net, OPTS[oname], mesh=mesh, grad=grad)
             p, s = train.init(p0)
             for _ in range(STEPS):
                 p, s, J = train.step(p, s, Xs, Ys_)
@@ -115,7 +115,7 @@ CHILD = textwrap.dedent(
         out["shard_error"] = None
     except ValueError as e:
         out["shard_error"] = str(e)
-    train = jaxnn.make_sharded_train_step(net, 0.5, mesh)
+    train = jaxnn.make_train_step(net, 0.5, mesh=mesh)
     p, s = train.init(p0)
     try:
         train.step(p, s, X30, Y30)
@@ -128,7 +128,7 @@ CHILD = textwrap.dedent(
     out["w_sum"] = float(w.sum())
     padded = {}
     for grad, oname in CONFIGS["sigmoid"]:
-        train = jaxnn.make_sharded_train_step(net, OPTS[oname], mesh, grad=grad, l2=0.1)
+        train = jaxnn.make_train_step(net, OPTS[oname], mesh=mesh, grad=grad, l2=0.1)
         p, s = train.init(p0)
         for _ in range(STEPS):
             p, s, J = train.step(p, s, Xp, Yp, w)
@@ -141,7 +141,7 @@ CHILD = textwrap.dedent(
     P0 = jax.vmap(lambda k: jaxnn.init_params(k, net, init="xavier"))(
         jax.random.split(jax.random.key(3), 4))
     Y = Ys["sigmoid"]
-    train = jaxnn.make_sharded_train_step(net, 0.5, mesh, ensemble=True)
+    train = jaxnn.make_train_step(net, 0.5, mesh=mesh, ensemble=True)
     p, s = train.init(P0)
     Xr, Yr = par.replicate((X, Y), mesh)
     for _ in range(STEPS):
@@ -155,9 +155,12 @@ CHILD = textwrap.dedent(
     out["ensemble_shards"] = sorted(s_.data.shape for s_ in p[0]["W"].addressable_shards)
     out["J_shape"] = list(J.shape)
 
-    # single host: shard_host_batch of this host's columns is shard_batch
-    cols = par.host_slice(64, jax.process_index(), jax.process_count())
-    Xh, Yh = par.shard_host_batch(np.asarray(X)[:, cols], np.asarray(Ys["softmax"])[:, cols], mesh)
+    # single host: shard_host_batch (deprecated) of this host's columns is shard_batch
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        cols = par.host_slice(64, jax.process_index(), jax.process_count())
+        Xh, Yh = par.shard_host_batch(np.asarray(X)[:, cols], np.asarray(Ys["softmax"])[:, cols], mesh)
     out["host_batch_equal"] = bool(np.array_equal(np.asarray(Xh), np.asarray(X))) and \
         Xh.sharding == par.batch_sharding(mesh)
 
@@ -315,7 +318,8 @@ def test_host_batch_single_host(four_devices):
 @pytest.mark.parametrize("count", [1, 2, 3, 4, 8])
 def test_host_slice_partitions_the_batch(count):
     m = 24 * count
-    slices = [parallel.host_slice(m, p, count) for p in range(count)]
+    with pytest.deprecated_call(match="host_slice is deprecated"):
+        slices = [parallel.host_slice(m, p, count) for p in range(count)]
     covered = np.concatenate([np.arange(m)[s] for s in slices])
     np.testing.assert_array_equal(covered, np.arange(m))  # contiguous, disjoint, in host order
     assert {s.stop - s.start for s in slices} == {m // count}
@@ -333,7 +337,8 @@ def test_host_slice_partitions_the_batch(count):
 )
 def test_host_slice_errors(args, match):
     with pytest.raises(ValueError, match=match):
-        parallel.host_slice(*args)
+        with pytest.deprecated_call():
+            parallel.host_slice(*args)
 
 
 def test_pad_batch_mask():
@@ -399,14 +404,14 @@ def test_single_device_mesh_and_errors():
     assert parallel.n_devices(mesh) == 1
     net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     with pytest.raises(ValueError, match="grad = 'numeric'"):
-        jaxnn.make_sharded_train_step(net, 0.1, mesh, grad="numeric")
+        jaxnn.make_train_step(net, 0.1, mesh=mesh, grad="numeric")
     with pytest.raises(ValueError, match="learning_rate"):
-        jaxnn.make_sharded_train_step(net, -1.0, mesh)
+        jaxnn.make_train_step(net, -1.0, mesh=mesh)
     with pytest.raises(ValueError, match="same m"):
         parallel.shard_batch(jnp.ones((2, 4)), jnp.ones((1, 3)), mesh)
     with pytest.raises(ValueError, match="devices is empty"):
         parallel.make_mesh([])
-    train = jaxnn.make_sharded_train_step(net, 0.1, mesh, ensemble=True)
+    train = jaxnn.make_train_step(net, 0.1, mesh=mesh, ensemble=True)
     with pytest.raises(ValueError, match="leading"):
         train.init([{"W": jnp.ones((2, 3, 2)), "b": jnp.ones((3, 3, 1))},
                     {"W": jnp.ones((2, 1, 3)), "b": jnp.ones((2, 1, 1))}])

@@ -128,14 +128,15 @@ def test_optimizer_state_stays_float32():
     net = jaxnn.Network((3, 4, 1), ("tanh", "sigmoid"), "bce")
     params = jaxnn.init_params(jax.random.key(0), net)
     opt = optax.adam(1e-2)
-    step = jaxnn.make_mixed_precision_train_step(net, opt, grad="autodiff")
+    train = jaxnn.make_train_step(net, opt, grad="autodiff", compute_dtype=BF16)
     X = jax.random.normal(jax.random.key(1), (3, 8))
     Y = make_targets(jax.random.key(2), net, 8)
-    params, state, J = step(params, opt.init(params), X, Y)
+    params, state = train.init(params)
+    params, state, J = train.step(params, state, X, Y)
     floats = [x for x in jax.tree.leaves((params, state, J)) if jnp.issubdtype(x.dtype, jnp.floating)]
     assert floats and {x.dtype for x in floats} == {jnp.dtype("float32")}
     with pytest.raises(ValueError, match="grad = 'fd'"):
-        jaxnn.make_mixed_precision_train_step(net, 0.1, grad="fd")
+        jaxnn.make_train_step(net, 0.1, grad="fd", compute_dtype=BF16)
 
 
 def _train(net, data, compute_dtype, grad, epochs=300, learning_rate=0.5):
@@ -151,7 +152,7 @@ def _train(net, data, compute_dtype, grad, epochs=300, learning_rate=0.5):
 
 @pytest.mark.parametrize("grad", ["manual", "autodiff"])
 def test_fit_compute_dtype_is_the_mixed_precision_step(grad):
-    """fit(compute_dtype=bf16) takes the same step as make_mixed_precision_train_step."""
+    """fit(compute_dtype=bf16) takes the same step as make_train_step(compute_dtype=bf16)."""
     net = jaxnn.Network((3, 8, 2), ("tanh", "softmax"), "cross_entropy")
     p0 = jaxnn.init_params(jax.random.key(0), net)
     X = jax.random.normal(jax.random.key(1), (3, 16))
@@ -159,8 +160,7 @@ def test_fit_compute_dtype_is_the_mixed_precision_step(grad):
     kw = dict(epochs=1, key=jax.random.key(3), learning_rate=0.5, grad=grad, progress=False)
     p16, h16 = jaxnn.fit(p0, net, (X, Y), compute_dtype=BF16, **kw)
     p32, _ = jaxnn.fit(p0, net, (X, Y), **kw)
-    step = jaxnn.make_mixed_precision_train_step(net, 0.5, grad=grad)
-    ref, _, J = step(p0, (), X, Y)
+    ref, J = jaxnn.make_train_step(net, 0.5, grad=grad, compute_dtype=BF16)(p0, X, Y)
     assert h16["cost"].dtype == np.float32 and h16["cost"][0] == pytest.approx(float(J), rel=1e-6)
     assert float(jaxnn.relative_error(p16, ref)) <= 1e-6
     # and it really computed in bf16: the step differs from float32's by bf16 rounding
@@ -199,7 +199,7 @@ def test_sharded_step_with_bf16_compute():
     params0 = jaxnn.init_params(jax.random.key(0), net)
     X = jax.random.normal(jax.random.key(1), (3, 8 * D))
     Y = make_targets(jax.random.key(2), net, 8 * D)
-    train = jaxnn.make_sharded_train_step(net, 0.1, mesh, compute_dtype=BF16)
+    train = jaxnn.make_train_step(net, 0.1, mesh=mesh, compute_dtype=BF16)
     params, state = train.init(params0)
     params, state, J = train.step(params, state, *parallel.shard_batch(X, Y, mesh))
     assert J.dtype == jnp.float32 and params[0]["W"].dtype == jnp.float32

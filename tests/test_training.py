@@ -203,7 +203,7 @@ def test_running_train_metrics_are_the_epochs_batch_averages(x64):
         p = sgd_update(p, g, lr)
     np.testing.assert_allclose(hist["train_cost"], [loss / 10], rtol=1e-10)
     np.testing.assert_allclose(hist["train_accuracy"], [hits / 10], rtol=1e-12)
-    after = training.evaluate(new, X, Y, net)
+    after = jaxnn.evaluate(new, X, Y, net)
     np.testing.assert_allclose(full["train_cost"], [after["cost"]], rtol=1e-10)
     _, none = training.fit(params, net, (X, Y), eval_train=False, **kw)
     assert sorted(none) == ["cost", "epoch"]
@@ -274,16 +274,16 @@ def test_regression_metrics_and_history_json(tmp_path):
     _, h = training.fit(params, net, (X, Y), epochs=30, key=jax.random.key(0), optimizer="adam",
                         learning_rate=0.03, batch_size=16, validation=(X, Y), progress=False)
     assert h["val_r2"][-1] > 0.9 and h["val_rmse"][-1] < 0.5
-    m = training.evaluate(params, X, Y, net)
+    m = jaxnn.evaluate(params, X, Y, net)
     AL = forward(params, X, net)[0]
     r2 = 1 - np.sum((Y - AL) ** 2) / np.sum((Y - np.mean(Y)) ** 2)
     np.testing.assert_allclose(m["r2"], r2, rtol=1e-5)
     np.testing.assert_allclose(m["rmse"], np.sqrt(np.mean((Y - AL) ** 2)), rtol=1e-5)
     h["cost"] = h["cost"].copy()
     h["cost"][1] = np.nan
-    training.save_history(h, tmp_path / "h.json")
+    jaxnn.save_history(h, tmp_path / "h.json")
     json.loads((tmp_path / "h.json").read_text())  # strict JSON
-    back = training.load_history(tmp_path / "h.json")
+    back = jaxnn.load_history(tmp_path / "h.json")
     assert set(back) == set(h) and np.isnan(back["cost"][1])
     np.testing.assert_allclose(back["val_r2"], h["val_r2"])
 
@@ -304,7 +304,7 @@ def test_progress_bar_only_when_asked(capsys):
 def test_divergence_names_epoch_and_parameter_and_keeps_finite_params():
     net = Network((3, 4, 1), ("relu", "identity"), "mse")
     params, X, Y = _problem(net, 20)
-    with pytest.raises(training.DivergenceError, match=r"epoch \d+ .*(layer \d [Wb]|cost)") as e:
+    with pytest.raises(jaxnn.DivergenceError, match=r"epoch \d+ .*(layer \d [Wb]|cost)") as e:
         training.fit(params, net, (X, 1e3 * Y), epochs=50, key=jax.random.key(0),
                      learning_rate=5.0, progress=False, epochs_per_call=7)
     err = e.value
@@ -317,7 +317,7 @@ def test_nan_gradient_is_named():
     net = Network((3, 4, 1), ("relu", "identity"), "mse")
     params, X, Y = _problem(net, 8)
     params[1]["b"] = params[1]["b"].at[0, 0].set(jnp.inf)  # the cost is inf from the start
-    with pytest.raises(training.DivergenceError, match="epoch 1 .*cost J") as e:
+    with pytest.raises(jaxnn.DivergenceError, match="epoch 1 .*cost J") as e:
         training.fit(params, net, (X, Y), epochs=2, key=jax.random.key(0), progress=False)
     assert e.value.step == 1 and e.value.where == "the cost J"
 
@@ -328,7 +328,7 @@ def test_nan_gradient_is_named():
 def test_ensemble_members_equal_single_fits_in_one_program(x64):
     net = Network((4, 6, 3), ("tanh", "softmax"), "cross_entropy")
     _, X, Y = _problem(net, 25, x64)
-    P = training.init_ensemble(jax.random.key(1), net, 3, dtype=x64)
+    P = jaxnn.init_ensemble(jax.random.key(1), net, 3, dtype=x64)
     keys = jax.random.split(jax.random.key(2), 3)
     lrs, l2s = np.array([0.05, 0.1, 0.2]), np.array([0.0, 0.1, 1.0])
     before = run_epochs._cache_size()
@@ -347,7 +347,7 @@ def test_ensemble_members_equal_single_fits_in_one_program(x64):
 def test_ensemble_freezes_a_diverging_member_only():
     net = Network((3, 4, 1), ("relu", "identity"), "mse")
     _, X, Y = _problem(net, 20)
-    P = training.init_ensemble(jax.random.key(0), net, 3)
+    P = jaxnn.init_ensemble(jax.random.key(0), net, 3)
     PE, h = training.fit_ensemble(P, net, (X, 1e3 * Y), epochs=20, key=jax.random.key(0),
                                   learning_rate=np.array([1e-4, 5.0, 1e-3]), progress=False)
     np.testing.assert_array_equal(h["diverged"], [False, True, False])

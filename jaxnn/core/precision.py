@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core.backward import value_and_autodiff_grad, value_and_manual_grad
-from jaxnn.core.network import Network
 
 Array = jax.Array
 
@@ -37,28 +36,36 @@ BF16_GRAD_TOL = 16 * BF16_UNIT_ROUNDOFF
 
 
 def cast_floating(tree, dtype):
-    """Cast every floating-point leaf of ``tree`` to ``dtype`` (integer leaves unchanged).
+    """Cast every floating-point array (and Python float) of ``tree`` to ``dtype``.
+
+    Integer, key, string and other leaves are left as they are.
+
+    Args:
+      tree: any pytree.
+      dtype: the floating dtype to cast to.
 
     >>> cast_floating([{"W": jnp.ones((2, 2)), "b": jnp.zeros((2, 1))}], jnp.bfloat16)[0]["W"].dtype
     dtype(bfloat16)
     """
     def cast(x):
-        x = jnp.asarray(x)
-        return x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x
+        if isinstance(x, float) or (hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)):
+            return jnp.asarray(x).astype(dtype)
+        return x
 
     return jax.tree.map(cast, tree)
 
 
-def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Callable:
-    """Wrap a ``(params, X, Y, net, **kw) -> (J, grads)`` function to compute in ``dtype``.
+def with_compute_dtype(fn: Callable, dtype=jnp.bfloat16) -> Callable:
+    """Wrap ``fn(params, *args, **kw) -> (J, grads, *rest)`` to compute in ``dtype``: THE mixed precision.
 
-    params, X: (n_x, m) and Y: (n_L, m) are cast to ``dtype`` on the way in;
-    J and every gradient leaf are cast back to the dtype of the matching
-    params leaf (J to the first leaf's) on the way out, so the update and the
-    optimizer state stay in the params' precision.
+    params and the floating positional args (X: (n_x, m), Y: (n_L, m), per-example weights,
+    λ) are cast to ``dtype`` on the way in (keyword arguments are passed as they are); J and
+    anything after the grads are cast back to the dtype of params' first leaf, and every
+    gradient leaf to the dtype of the matching params leaf, so the update and the optimizer
+    state stay in the params' precision. The training step (``jaxnn.train.step``) uses it too.
 
     Args:
-      value_and_grad_fn: e.g. ``jaxnn.value_and_manual_grad``.
+      fn: e.g. ``jaxnn.value_and_manual_grad``, returning ``(J, grads)`` or ``(J, grads, ...)``.
       dtype: the compute dtype (bfloat16).
 
     Returns:
@@ -75,15 +82,14 @@ def with_compute_dtype(value_and_grad_fn: Callable, dtype=jnp.bfloat16) -> Calla
     if not jnp.issubdtype(dtype, jnp.floating):
         raise ValueError(f"with_compute_dtype: dtype must be floating point, got {dtype}.")
 
-    def wrapped(params, X, Y, net: Network, **kwargs):
-        J, grads = value_and_grad_fn(cast_floating(params, dtype), jnp.asarray(X, dtype),
-                                     jnp.asarray(Y, dtype), net, **kwargs)
+    def wrapped(params, *args, **kwargs):
+        J, grads, *rest = fn(cast_floating(params, dtype), *cast_floating(args, dtype), **kwargs)
         out_dtype = jax.tree.leaves(params)[0].dtype
         grads = jax.tree.map(lambda g, p: g.astype(p.dtype), grads, params)
-        return J.astype(out_dtype), grads
+        return (J.astype(out_dtype), grads, *cast_floating(rest, out_dtype))
 
-    wrapped.__name__ = f"{getattr(value_and_grad_fn, '__name__', 'value_and_grad')}_{dtype.name}"
-    wrapped.__doc__ = f"{wrapped.__name__}: ``{getattr(value_and_grad_fn, '__name__', '')}`` " \
+    wrapped.__name__ = f"{getattr(fn, '__name__', 'value_and_grad')}_{dtype.name}"
+    wrapped.__doc__ = f"{wrapped.__name__}: ``{getattr(fn, '__name__', '')}`` " \
         f"computed in {dtype.name}, returned in the params' dtype."
     return wrapped
 

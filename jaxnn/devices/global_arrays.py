@@ -16,12 +16,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn.devices.fingerprint import host_value, is_key, raise_if_different
-
-
-def _mesh_axis(mesh) -> str:
-    if not isinstance(mesh, Mesh) or len(mesh.axis_names) != 1:
-        raise ValueError(f"mesh must be a 1-D jax.sharding.Mesh (jaxnn.make_mesh()), got {mesh!r}.")
-    return mesh.axis_names[0]
+from jaxnn.devices.mesh import mesh_axis
 
 
 def _global_from_host(x, sharding):
@@ -81,7 +76,7 @@ def replicate_global(tree, mesh: Mesh):
     >>> params[0]["W"].sharding.is_fully_replicated, params[0]["W"].shape
     (True, (3, 2))
     """
-    _mesh_axis(mesh)
+    mesh_axis(mesh)
     return put_global(tree, NamedSharding(mesh, P()))
 
 
@@ -120,7 +115,7 @@ def shard_columns_global(X, mesh: Mesh, *, local: bool = False, axis: int = 1):
     >>> tuple(X.sharding.spec), X.shape[1] == 4 * jax.device_count()
     ((None, 'batch'), True)
     """
-    name = _mesh_axis(mesh)
+    name = mesh_axis(mesh)
     D = int(mesh.shape[name])
     P_procs = len({d.process_index for d in mesh.devices.flat})
 

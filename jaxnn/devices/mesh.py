@@ -22,29 +22,16 @@ The pieces:
   padding changes nothing but the layout.
 * ``replicate(tree, mesh)``: every leaf copied to every device (params,
   optimizer state).
-* ``make_sharded_train_step(net, optimizer, mesh, grad=...)``: the jitted
-  step ``(params, opt_state, X, Y[, w]) -> (params, opt_state, J)`` with
-  those in/out shardings, for the gradient descent (a float learning
-  rate) or any optax transformation, manual or autodiff gradients.
-  ``ensemble=True`` shards a leading (E,) axis of stacked params (one model
-  per device group) instead of the batch.
+The compiled step on a mesh is ``jaxnn.make_train_step(net, optimizer, mesh=mesh)``
+(jaxnn.train.step), and ``fit(..., mesh=mesh)`` runs whole epochs on it.
 
-Multi-host (TPU pods, several GPU hosts). Every host runs the same program:
-
-1. ``jax.distributed.initialize()`` first, before any other JAX call (on
-   Cloud TPU it needs no arguments; elsewhere pass
-   ``coordinator_address="host0:1234", num_processes=P, process_id=p``).
-   ``jax.devices()`` then lists the devices of ALL hosts and
-   ``jax.local_devices()`` this host's.
-2. ``mesh = make_mesh()`` over all devices (the same on every host).
-3. Each host loads only its own columns: ``cols = host_slice(m, jax.process_index(),
-   jax.process_count())`` gives the contiguous block of the global batch that
-   this host's devices hold, and ``shard_host_batch(X[:, cols], Y[:, cols],
-   mesh)`` assembles the global arrays from the per-host pieces
-   (``jax.make_array_from_process_local_data``). Every host must use the same
-   data order (same shuffle key) so the blocks fit together.
-4. The step is called identically on every host; params stay replicated, so
-   each host can read (and checkpoint, from process 0 only) the same values.
+Several hosts (TPU pods, several GPU hosts): the one recipe is ``fit``'s. Every
+host runs the same program: ``jaxnn.distributed.initialize()`` first (before any
+other JAX call), then ``fit(..., mesh=make_mesh())`` over the devices of all
+hosts, each host passing either the whole data set or, with ``local_data=True``,
+only its own columns (``jaxnn.distributed.shard_columns_global`` builds the global
+arrays). ``host_slice`` and ``shard_host_batch``, an older hand-made recipe, are
+deprecated.
 
 Agreement with single-device training: the all-reduce adds the per-device
 partial sums in a different order than one device does, so results agree to
@@ -60,6 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+from jaxnn.core.deprecation import deprecated
 
 Array = jax.Array
 
@@ -240,9 +229,16 @@ def host_slice(m_global: int, process_index: int, process_count: int) -> slice:
     Raises:
       ValueError: for a bad index/count, or m_global not divisible by P.
 
-    >>> host_slice(8, 1, 4)
+    Deprecated: the one multi-host recipe is ``fit(..., mesh=make_mesh(), local_data=True)``
+    after ``jaxnn.distributed.initialize`` (each process passes only its own columns).
+
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeprecationWarning)
+    ...     host_slice(8, 1, 4)
     slice(2, 4, None)
     """
+    deprecated("host_slice", "fit(..., mesh=make_mesh(), local_data=True) after jaxnn.distributed.initialize")
     for name, v in (("m_global", m_global), ("process_count", process_count)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
             raise ValueError(f"host_slice: {name} = {v!r} must be a positive integer.")
@@ -266,8 +262,10 @@ def shard_host_batch(X_local, Y_local, mesh: Mesh) -> tuple[Array, Array]:
     """Global (n_x, m) / (n_L, m) arrays from this host's columns (see ``host_slice``).
 
     X_local: (n_x, m/P), Y_local: (n_L, m/P) on each of the P hosts. On one
-    host this is ``shard_batch``.
+    host this is ``shard_batch``. Deprecated: use ``fit(..., local_data=True)``, or
+    ``jaxnn.distributed.shard_columns_global`` for a global array of this process's columns.
     """
+    deprecated("shard_host_batch", "fit(..., local_data=True) or jaxnn.distributed.shard_columns_global")
     D = _check_batch(X_local, Y_local, mesh)
     m_local = np.shape(X_local)[1]
     P_hosts = jax.process_count()

@@ -8,8 +8,10 @@ devices of several processes (each fills its own).
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import numpy as np
-from jax.sharding import NamedSharding
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxnn.devices.global_arrays import put_global, shard_columns_global
@@ -31,39 +33,66 @@ def place_replicated(mesh, tree):
     return put_global(tree, replicated(mesh))
 
 
-def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool, state, arrays,
-                   local_data=None):
+class Placement(NamedTuple):
+    """The mesh settings of a ``fit`` call: what ``place_training`` checks and follows.
+
+    mesh: a 1-D mesh, or None (one device: arrays stay as they are).
+    shard: "batch" (split each batch's columns) or "ensemble" (split the E models).
+    B: the batch size in effect; m: the number of examples (global with local_data).
+    batch_size: the batch size the user asked for (None: full batch).
+    ensemble: the state holds E models (a leading (E,) axis).
+    local_data: each process passed only its own columns of X and Y.
+    """
+
+    mesh: Mesh | None
+    shard: str = "batch"
+    B: int = 0
+    m: int = 0
+    batch_size: int | None = None
+    ensemble: bool = False
+    local_data: bool = False
+
+
+class Placed(NamedTuple):
+    """What ``place_training`` returns, in one shape whatever the settings."""
+
+    state: Any
+    per_member: Any  # (E,) arrays split with the models, or () arrays
+    X: Any  # (n_x, m): replicated, or this process's columns as a global array (local_data)
+    Y: Any  # (n_L, m)
+    shared: Any  # anything else every device needs (replicated)
+
+
+def place_training(plan: Placement, state, per_member, X, Y, shared) -> Placed:
     """Check the mesh settings of a ``fit`` call and put its state and data where they go.
 
     With ``shard="batch"`` the state and data are replicated and each batch's
     columns are split inside the program (B must be a multiple of D unless the
     batch is the whole data set, which is padded with weight-0 columns); with
     ``shard="ensemble"`` the state's leading (E,) axis is split over the devices.
+    With ``local_data`` X and Y are this process's own columns, placed split by
+    columns over its devices (m is then the global count).
 
     Args:
-      mesh: a 1-D mesh, or None (one device: arrays placed as they are).
-      shard: "batch" or "ensemble".
-      B: the batch size in effect.
-      m: the number of examples.
-      batch_size: the batch size the user asked for (None: full batch).
-      ensemble: the state holds E models.
+      plan: the ``Placement``.
       state: the ``TrainState``.
-      arrays: a tuple of per-member arrays first ((E,) or ()), then data, replicated.
-      local_data: None, or (X_p, Y_p): this process's own columns, placed split by
-        columns over its devices (``train_epochs(..., local_data=True)``); m is then
-        the global count.
+      per_member: arrays with the models' leading (E,) axis (or scalars for one model).
+      X: (n_x, m), or this process's columns with local_data.
+      Y: (n_L, m), likewise.
+      shared: a pytree every device needs whole (replicated).
 
     Returns:
-      ``(state, arrays)`` placed.
+      ``Placed(state, per_member, X, Y, shared)``.
 
-    >>> place_training(None, "batch", 4, 4, None, False, (), (np.ones(2),))[1][0].shape
-    (2,)
+    >>> place_training(Placement(None, B=4, m=4), (), (), np.ones((2, 4)), np.ones((1, 4)), ()).X.shape
+    (2, 4)
     """
+    mesh = plan.mesh
     if mesh is None:
-        return state, place_replicated(None, arrays)
+        return Placed(state, per_member, X, Y, shared)
     D = n_devices(mesh)  # also checks that mesh is a 1-D Mesh
-    if shard == "ensemble":
-        if not ensemble:
+    if plan.shard == "ensemble":
+        if not plan.ensemble:
             raise ValueError("shard='ensemble' splits the models of an ensemble over the devices: "
                              "use fit_ensemble, or shard='batch' for one model.")
         E = int(np.shape(state.step)[0])
@@ -72,27 +101,32 @@ def place_training(mesh, shard: str, B: int, m: int, batch_size, ensemble: bool,
                              f"{D} devices of the mesh; use a multiple of {D} models, or "
                              "shard='batch'.")
         split = NamedSharding(mesh, P(mesh_axis(mesh)))
-        per_member, data = arrays[0], arrays[1:]
-        return put_global(state, split), (put_global(per_member, split), *place_replicated(mesh, data))
-    if shard != "batch" or (local_data is not None and ensemble):
-        if local_data is not None:
+        X, Y, shared = place_replicated(mesh, (X, Y, shared))
+        return Placed(put_global(state, split), put_global(per_member, split), X, Y, shared)
+    if plan.shard != "batch" or (plan.local_data and plan.ensemble):
+        if plan.local_data:
             raise ValueError("local_data=True trains one model with shard='batch' (each device "
                              "takes its share of every batch from its own columns).")
-        raise ValueError(f"shard = {shard!r}; valid: 'batch' (split the columns of each batch) "
+        raise ValueError(f"shard = {plan.shard!r}; valid: 'batch' (split the columns of each batch) "
                          "or 'ensemble' (split the models of an ensemble).")
-    if B % D and batch_size is not None and batch_size < m:
+    B, m = plan.B, plan.m
+    if B % D and plan.batch_size is not None and plan.batch_size < m:
         lo, hi = B // D * D, -(-B // D) * D
         raise ValueError(
             f"batch_size = {B} is not divisible by the {D} devices of the mesh: use a "
             f"multiple of {D} (e.g. {lo or hi} or {hi}), so each device gets the same "
             "number of columns. (Full-batch training pads and masks by itself.)")
-    placed = place_replicated(mesh, arrays)
-    if local_data is not None:
+    if plan.local_data:
         if B % D or m % D:
             raise ValueError(
                 f"local_data=True: the global m = {m} columns and the batch size B = {B} must both "
                 f"be multiples of the {D} devices (each device holds m/D columns and takes B/D "
                 "of them per step); drop or add a few columns on each process.")
-        return put_global(state, replicated(mesh)), (placed, shard_columns_global(local_data, mesh,
-                                                                             local=True))
-    return put_global(state, replicated(mesh)), placed
+        X, Y = shard_columns_global((X, Y), mesh, local=True)
+    else:
+        X, Y = place_replicated(mesh, (X, Y))
+    per_member, shared = place_replicated(mesh, (per_member, shared))
+    return Placed(put_global(state, replicated(mesh)), per_member, X, Y, shared)
+
+
+__all__ = ["Placed", "Placement", "place_replicated", "place_training"]

@@ -11,61 +11,24 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn.core.deprecation import deprecated
+from jaxnn.core.update import descent, gradient_descent
 from jaxnn.core.validate import check_learning_rate
 
 Array = jax.Array
 
 
-class GDState(NamedTuple):
-    """The state of ``gradient_descent``: α lives here so an ensemble can vary it."""
-
-    learning_rate: Array  # α of formulas §5, float ()
-
-
-def gradient_descent(learning_rate: float = 0.1) -> optax.GradientTransformation:
-    """The formulas §5 update W := W - α dW, b := b - α db as an optax transformation.
-
-    α lives in the state (``GDState``), so it can be a traced per-member value.
-    ``optax.apply_updates`` then computes p + (-α g), bit for bit ``sgd_update``.
-
-    Args:
-      learning_rate: α > 0, the initial value stored in the state.
-
-    Returns:
-      The transformation; params and grads ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]``.
-
-    >>> tx = gradient_descent(0.5)
-    >>> params = [{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}]
-    >>> grads = [{"W": jnp.ones((3, 2)), "b": jnp.ones((3, 1))}]
-    >>> updates, _ = tx.update(grads, tx.init(params))
-    >>> new = optax.apply_updates(params, updates)
-    >>> float(new[0]["W"][0, 0]), float(new[0]["b"][0, 0])
-    (0.5, -0.5)
-    """
-
-    def init(params):
-        return GDState(jnp.asarray(learning_rate, optax.tree.dtype(params, "highest")))
-
-    def update(grads, state, params=None):
-        del params
-        return jax.tree.map(lambda g: -state.learning_rate.astype(g.dtype) * g, grads), state
-
-    return optax.GradientTransformation(init, update)
-
-
 def constant_gradient_descent(learning_rate: float) -> optax.GradientTransformation:
-    """Formulas §5 with a fixed α and an empty state ``()``: what a float learning rate means.
+    """Deprecated: formulas §5 with a fixed α and an empty state ``()``.
 
-    The step builders (``make_train_step``, ``make_sharded_train_step``, ...)
-    take a float where an optimizer goes; this is the transformation they use,
-    so ``opt_state = ()`` and the update is bit for bit ``sgd_update``.
+    A float learning rate now means ``gradient_descent(α)`` (α in the state) everywhere; this
+    alias stays for one release, with a ``DeprecationWarning``. Its update is ``descent``.
 
     Args:
       learning_rate: α, a finite number > 0.
@@ -73,22 +36,18 @@ def constant_gradient_descent(learning_rate: float) -> optax.GradientTransformat
     Returns:
       The transformation.
 
-    >>> tx = constant_gradient_descent(0.5)
+    >>> import warnings
+    >>> with warnings.catch_warnings():
+    ...     warnings.simplefilter("ignore", DeprecationWarning)
+    ...     tx = constant_gradient_descent(0.5)
     >>> updates, state = tx.update([jnp.ones(2)], tx.init([jnp.ones(2)]))
     >>> updates[0].tolist(), state
     ([-0.5, -0.5], ())
     """
+    deprecated("constant_gradient_descent", "gradient_descent (jaxnn.gradient_descent)")
     check_learning_rate(learning_rate)
-
-    def init(params):
-        del params
-        return ()
-
-    def update(grads, state, params=None):
-        del params
-        return jax.tree.map(lambda g: -jnp.asarray(learning_rate, g.dtype) * g, grads), state
-
-    return optax.GradientTransformation(init, update)
+    return optax.GradientTransformation(
+        lambda params: (), lambda grads, state, params=None: (descent(grads, learning_rate), state))
 
 
 # Named optimizers: factory of the learning rate, and its default rate.
@@ -143,7 +102,7 @@ def as_optimizer(optimizer) -> optax.GradientTransformation:
 
     Args:
       optimizer: None (formulas §5 gradient descent, α from the state), a name,
-        a float learning rate (``constant_gradient_descent``), or any
+        a float learning rate (``gradient_descent(α)``), or any
         ``optax.GradientTransformation`` (returned as is).
 
     Returns:
@@ -162,6 +121,7 @@ def as_optimizer(optimizer) -> optax.GradientTransformation:
     if isinstance(optimizer, optax.GradientTransformation):
         return optimizer
     if isinstance(optimizer, (int, float, np.floating, np.integer)) and not isinstance(optimizer, bool):
-        return constant_gradient_descent(float(optimizer))
+        check_learning_rate(optimizer)
+        return gradient_descent(float(optimizer))
     raise ValueError(f"optimizer must be None, a name ({', '.join(OPTIMIZERS)}), a learning rate "
                      f"or an optax.GradientTransformation, got {type(optimizer).__name__}.")

@@ -21,11 +21,11 @@ import numpy as np
 from jaxnn.core.network import Network, check_params, check_X, check_Y
 from jaxnn.core.validate import as_data, check_l2, check_positive_int
 from jaxnn.devices.mesh import n_devices
-from jaxnn.devices.place import place_replicated, place_training
+from jaxnn.devices.place import Placement, place_replicated, place_training
 from jaxnn.devices.processes import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.train.divergence import DivergenceError, replay_epoch
 from jaxnn.train.epoch import EpochSpec, epoch_order, local_orders, run_epochs
-from jaxnn.train.state import TrainState, init_ensemble, init_state
+from jaxnn.train.state import TrainState, init_state
 from jaxnn.train.step import settings
 
 Array = jax.Array
@@ -197,14 +197,9 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
             "the data and settings of train_epochs")
     # frozen and l2 are carried from call to call: device arrays from the start, so every call
     # passes the same kind of argument and hits the same compiled program
-    state, placed = place_training(
-        mesh, shard, B, m, batch_size, ensemble, state,
-        (jnp.asarray(frozen), X, Y, jnp.asarray(l2, dtype), val),
-        local_data=(X, Y) if local_data else None)
-    if local_data:
-        (frozen, _, _, l2, val), (X, Y) = placed
-    else:
-        frozen, X, Y, l2, val = placed
+    plan = Placement(mesh, shard, B, m, batch_size, ensemble, bool(local_data))
+    state, frozen, X, Y, (l2, val) = place_training(plan, state, jnp.asarray(frozen), X, Y,
+                                                    (jnp.asarray(l2, dtype), val))
     history: dict[str, np.ndarray] = {}
     bar = None
     if show:
@@ -387,11 +382,4 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
     return _returned(state.params), history
 
 
-# The names this module held before the pieces moved to their own modules; kept importable.
-from jaxnn.train.history import load_history, save_history  # noqa: E402
-from jaxnn.train.metrics import evaluate, metric_names  # noqa: E402
-from jaxnn.train.optimizers import OPTIMIZERS, gradient_descent  # noqa: E402
-
-__all__ = ["OPTIMIZERS", "DivergenceError", "TrainState", "evaluate", "fit", "fit_ensemble",
-           "gradient_descent", "init_ensemble", "init_state", "load_history", "metric_names",
-           "save_history", "train_epochs"]
+__all__ = ["fit", "fit_ensemble", "train_epochs"]
