@@ -41,6 +41,7 @@ from jaxnn.check.options import (
 )
 from jaxnn.check.point_methods import compare_points, has_custom_vjp
 from jaxnn.core.activations import Activation, get_activation
+from jaxnn.core.compat import enable_x64
 from jaxnn.core.losses import Loss, get_loss
 from jaxnn.core.validate import as_float_array
 
@@ -154,7 +155,7 @@ def check_activation(
             raise ValueError(f"check_activation: Z must be 2-D (n, m), got shape {Zh.shape}.")
         grid = _grid_of(Zh)
     dAh = rng.standard_normal(Zh.shape)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         shape_check_activation(g, Zh.shape, jnp.dtype(dtype), "check_activation: ")
         custom = has_custom_vjp(g.forward, jnp.asarray(Zh))
 
@@ -191,7 +192,7 @@ def _loss_inputs(loss: Loss, activation, n_L: int, rng) -> tuple[np.ndarray, np.
         activation = loss.activations[0] if loss.activations else "identity"
     g = get_activation(activation)
     Z = np.concatenate([s * rng.standard_normal((n_L, 8)) for s in _SCALES], axis=1)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         AL = np.asarray(g.forward(jnp.asarray(Z)), np.float64)
     m = Z.shape[1]
     if g.name == "softmax":
@@ -272,7 +273,7 @@ def check_loss(
             f"your AL, Y of shape {ALh.shape}, AL in [{ALh.min():.3g}, {ALh.max():.3g}]; "
             "nothing else is tested"
         )
-    with jax.enable_x64(True):
+    with enable_x64(True):
         shape_check_loss(loss, ALh.shape, jnp.dtype(dtype))
         custom = has_custom_vjp(lambda a: loss.forward(a, jnp.asarray(Yh)), jnp.asarray(ALh))
     def targets(A):  # Y in AL's dtype (made anew each call: a cached one could be a tracer)

@@ -57,6 +57,7 @@ from jaxnn.check.perturb import (
     rounding_estimate,
 )
 from jaxnn.check.report import GradientReport, LayerCoverage
+from jaxnn.core.compat import enable_x64
 from jaxnn.core.forward import forward
 from jaxnn.core.network import Network
 
@@ -174,7 +175,7 @@ def check_gradients(
     m = int(np.shape(X)[1])
     partner = partner_dtype(dtype)
 
-    with jax.enable_x64(True):
+    with enable_x64(True):
         p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
         X64, Y64 = jnp.asarray(np.asarray(X, np.float64)), jnp.asarray(np.asarray(Y, np.float64))
         J64, Z0, g64, a64 = kernel("both", jit)(p64, X64, Y64, key, backward=backward, **cfg)
@@ -183,7 +184,7 @@ def check_gradients(
     cols = (lambda A: A) if keep.all() else (lambda A: A[:, keep])
     sides = {}  # dtype -> (J, gradient under test, autodiff gradient) on the kept examples, float64 NumPy
     for dt in (dtype, partner):
-        with jax.enable_x64(dt == "float64" or dtype == "float64"):
+        with enable_x64(dt == "float64" or dtype == "float64"):
             jdt = jnp.dtype(dt)
             p = [{k: jnp.asarray(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
             Xd, Yd = (

@@ -9,7 +9,6 @@ builds one ``Block`` per leaf W^[l], b^[l] with its noise bound.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -23,6 +22,7 @@ from jaxnn.check.perturb import (
     partner_dtype,
     unit_directions,
 )
+from jaxnn.core.compat import enable_x64
 
 
 class FDContext:
@@ -133,7 +133,7 @@ def fd_result(ctx, g64, r_manual, delta_J, threshold, fd_mode, max_entries, n_di
     rng = np.random.default_rng(ctx.seed)
     blocks, by_entry, by_dir = {}, [], []
     args = (p64, ctx.X64, ctx.Y64, ctx.key, ctx.Z0)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         for group in groups(p64, max_entries):
             by_entries = tuple(
                 (l, k)
@@ -232,7 +232,7 @@ def jvp_result(ctx, g64, rounding, threshold, keep, n_directions, max_entries, c
         return summarise("jvp", "float64", [], threshold, strategy, ctx.n_worst, n_dropped, note)
     rng = np.random.default_rng(ctx.seed + 1)
     blocks, p64 = {}, ctx.p64
-    with jax.enable_x64(True):
+    with enable_x64(True):
         X, Y = jnp.asarray(cols(np.asarray(ctx.X64))), jnp.asarray(cols(np.asarray(ctx.Y64)))
         for group in groups(p64, max_entries):
             sizes = [p64[l][k].size for l, k in group]

@@ -19,6 +19,7 @@ from jaxnn.check.compare import rel_error
 from jaxnn.check.function_report import FunctionReport, PointMethod, PointReport
 from jaxnn.check.options import TINY, unit_roundoff
 from jaxnn.check.perturb import U64, fd_noise, partner_dtype, rounding_estimate
+from jaxnn.core.compat import enable_x64
 
 
 def has_custom_vjp(fn, x) -> bool:
@@ -141,7 +142,7 @@ def compare_points(
     low = dtype if partner == "float64" else "float32"
     res = {}
     for dt in (dtype, partner):
-        with jax.enable_x64(True):
+        with enable_x64(True):
             Xj = jnp.asarray(X, dt)
             # dA in the dtype g(Z) really has (a NumPy float64 constant inside g widens float32)
             dAj = jnp.asarray(dA, jax.eval_shape(value, Xj).dtype)
@@ -194,7 +195,7 @@ def compare_points(
                 d = jnp.asarray(dA, jnp.float64)
                 return d * v if elementwise else jnp.sum(d * v, axis=0)
 
-            with jax.enable_x64(True):
+            with enable_x64(True):
                 D1, D2 = row_differences(phi, X, eps, elementwise)
             a, b, dt = m64, D1, "float64"
             noise = fd_noise(D1, D2, delta_phi, eps, r_m[1])
@@ -211,7 +212,7 @@ def compare_points(
         else:
             T = np.random.default_rng(1).standard_normal(X.shape)
             try:
-                with jax.enable_x64(True):
+                with enable_x64(True):
                     Jt = np.asarray(jax.jvp(value, (jnp.asarray(X),), (jnp.asarray(T),))[1], np.float64)
             except TypeError as e:  # forward mode refuses custom_vjp functions
                 results.append(

@@ -18,6 +18,7 @@ from jaxnn.check.gradients import check_gradients
 from jaxnn.check.options import METHODS, check_eps, check_methods
 from jaxnn.check.report import GradientReport
 from jaxnn.core.activations import ACTIVATIONS
+from jaxnn.core.compat import enable_x64
 from jaxnn.core.losses import LOSSES
 from jaxnn.core.network import Network
 
@@ -168,7 +169,7 @@ def run_sweep(
             raise ValueError(f"{name} = {value!r} must be an integer >= 1.")
     cases = sweep_cases(depths, hidden, pairings)
     rows = []
-    with jax.enable_x64(True) if dtype == "float64" else contextlib.nullcontext():
+    with enable_x64(True) if dtype == "float64" else contextlib.nullcontext():
         for i, (acts, loss) in enumerate(cases):
             net = Network((width,) * (len(acts) + 1), acts, loss)
             params, X, Y = make_problem(net, m, dtype, seed + i)

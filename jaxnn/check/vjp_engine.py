@@ -34,6 +34,7 @@ from jaxnn.check.perturb import (
 )
 from jaxnn.check.report import GradientReport
 from jaxnn.check.vjp_methods import fd_result, flat_fn, jvp_result, squeeze
+from jaxnn.core.compat import enable_x64
 
 
 def leaf_names(tree, prefix: str) -> list[str]:
@@ -135,7 +136,7 @@ def compare_rule(
     sides = {}
     for dt in (dtype, partner):
         # the caller's own precision rules for the native run; float64 needs x64 on
-        with jax.enable_x64(True) if "float64" in (dt, dtype) else contextlib.nullcontext():
+        with enable_x64(True) if "float64" in (dt, dtype) else contextlib.nullcontext():
             p = primals if dt == dtype else _cast(primals, dt)
             y = _host(maybe_jit(lambda *a: f(*a))(*p))
             if dt == dtype and not all(np.all(np.isfinite(v)) for v in y):
@@ -160,7 +161,7 @@ def compare_rule(
         [sum(float(np.sum(np.abs(c * v))) for c, v in zip(ck, sides["float64"]["f"])) for ck in cots]
     )
     delta_phi = phi_rounding(phi64, phi_low, phi_abs, low)
-    with jax.enable_x64(True):
+    with enable_x64(True):
         x64, phi_fn, _ = flat_fn(f, primals, cots, out_def)
         delta_phi = np.maximum(delta_phi, scatter_rounding(maybe_jit(jax.vmap(phi_fn)), x64, 2.0**-53))
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]

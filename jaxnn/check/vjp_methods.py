@@ -14,6 +14,7 @@ import numpy as np
 from jaxnn.check.compare import Block, summarise
 from jaxnn.check.options import first_line
 from jaxnn.check.perturb import direction_differences, entry_differences, fd_noise, unit_directions
+from jaxnn.core.compat import enable_x64
 
 
 def squeeze(a, K):
@@ -109,7 +110,7 @@ def fd_result(
       The ``MethodResult``.
     """
     blocks, by_entry, by_dir = [], [], []
-    with jax.enable_x64(True):
+    with enable_x64(True):
         x, phi, off = flat_fn(f, primals, cots, out_def)
         xh = np.asarray(x)
         run = maybe_jit(jax.vmap(lambda j, s: phi(x.at[j].add(s * eps))))
@@ -219,7 +220,7 @@ def jvp_result(
         "⟨rule(c), v⟩, float64; noise: ||rounding|| of both sides"
     )
     blocks = []
-    with jax.enable_x64(True):
+    with enable_x64(True):
         x, phi, off = flat_fn(reference, primals, cots, out_def)
         try:
             run = maybe_jit(jax.vmap(lambda t: jax.jvp(phi, (x,), (t,))[1]))

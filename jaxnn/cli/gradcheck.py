@@ -15,10 +15,10 @@ import math
 import sys
 import time
 
-import jax
 
 from jaxnn import Network
 from jaxnn.check import METHODS, check_gradients, make_problem, run_sweep, sweep_cases
+from jaxnn.core.compat import enable_x64
 
 HELP = (
     "Compare the hand-derived gradients with jax.grad, central finite differences (float64) "
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             "--sweep runs the built-in cases; leave out --layer-sizes, --activations and --loss."
         )
-    x64 = jax.enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
+    x64 = enable_x64(True) if args.dtype == "float64" else contextlib.nullcontext()
     with x64:
         if network_flags:
             return _one(args, methods)

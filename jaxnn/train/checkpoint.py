@@ -56,6 +56,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.core.compat import savez_no_pickle
 from jaxnn.core.network import Network, check_params
 from jaxnn.devices import processes as distributed
 from jaxnn.train.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
@@ -190,7 +191,7 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
                       config=config_json)
         directory.mkdir(parents=True, exist_ok=True)
         _tidy(directory, None, path.name)
-        _atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+        _atomic_write(path, lambda f: savez_no_pickle(f, **arrays))
         _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
         _tidy(directory, keep, path.name)
     if jax.process_count() > 1:
