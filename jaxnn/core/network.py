@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxnn.core.activations import Activation, get_activation
 from jaxnn.core.losses import FUSED, Loss, get_loss
-from jaxnn.core.validate import check_real
+from jaxnn.core.validate import as_array, check_real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,14 +213,12 @@ def check_X(X, net: Network) -> None:
       net: the ``Network`` (its n_x).
 
     Raises:
-      ValueError: for a Python list (the entry points convert lists before this
-        check; a list reaching it was passed into a compiled function), a dtype
-        that is not real numbers (``validate.check_real``), or a shape other than
+      ValueError: for a ragged nested list, or one of traced values (a list passed
+        into a compiled function: convert it outside), a dtype that is not real
+        numbers (``validate.check_real``), or a shape other than
         (n_x, m) with m >= 1, saying when X looks like (m, n_x), one row per example.
     """
-    _not_a_list("X", X)
-    check_real("X", X)
-    shape = tuple(np.shape(X))
+    shape = _checked_shape("X", X)
     if len(shape) != 2:
         raise ValueError(
             f"X must be 2-D (n_x, m) = ({net.n_x}, m), one column per example; got shape {shape}."
@@ -253,10 +251,8 @@ def check_Y(Y, X, net: Network) -> None:
         one-hot columns.
     """
     check_X(X, net)
-    _not_a_list("Y", Y)
-    check_real("Y", Y)
+    shape = _checked_shape("Y", Y)
     m = np.shape(X)[1]
-    shape = tuple(np.shape(Y))
     expected = (net.n_L, m)
     if shape == expected:
         return
@@ -271,12 +267,17 @@ def check_Y(Y, X, net: Network) -> None:
     raise ValueError(msg)
 
 
-def _not_a_list(name: str, a) -> None:
-    # under jit a nested list arrives as a list of scalar tracers, which np.shape cannot read
+def _checked_shape(name: str, a) -> tuple[int, ...]:
+    """The shape of X or Y, once its values are known to be real numbers (``check_real``)."""
     if isinstance(a, (list, tuple)):
-        raise ValueError(f"{name} is a Python {type(a).__name__}; pass an array: "
-                         f"{name} = jnp.asarray({name}, jnp.float32), (n, m) with one column per "
-                         "example (convert it before calling a jitted function).")
+        if any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(a)):
+            # under jit a nested list arrives as a list of scalar tracers: convert it outside
+            raise ValueError(f"{name} is a Python {type(a).__name__}; pass an array: "
+                             f"{name} = jnp.asarray({name}, jnp.float32), (n, m) with one column "
+                             "per example (convert it before calling a jitted function).")
+        a = as_array(name, a)  # a concrete nested list: ragged rows and non-numbers refused
+    check_real(name, a)
+    return tuple(np.shape(a))
 
 
 def check_problem(params, X, Y, net: Network, who: str) -> None:

@@ -125,13 +125,17 @@ def as_array(name: str, x, like=None):
             return jnp.asarray(x, dtype)
         except (TypeError, ValueError) as e:
             raise ValueError(f"{name} could not be read as an array of numbers: {e}") from None
+    a = _read(name, x)
+    check_real(name, a)
+    return jnp.asarray(a.astype(dtype))
+
+
+def _read(name: str, x) -> np.ndarray:
     try:
-        a = np.asarray(x)
+        return np.asarray(x)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{name} could not be read as an array of numbers ({e}); a nested list "
                          "needs the same number of entries in every row.") from None
-    check_real(name, a)
-    return jnp.asarray(a.astype(dtype))
 
 
 def check_grad_name(grad) -> str:
@@ -150,6 +154,35 @@ def check_grad_name(grad) -> str:
         raise ValueError(f"grad = {grad!r}; valid: 'manual' (the hand-derived backward pass, "
                          "formulas §4) or 'autodiff' (jax.grad).")
     return grad
+
+
+def as_batch(X, Y, net, like=None):
+    """``(X, Y)`` for a compiled training step, checked on the host before it is called.
+
+    What a jitted step cannot do for itself: a nested list is converted once
+    (``as_array``; under ``jit`` it would arrive as a list of scalar tracers), and
+    X's shape is checked before Y's (a transposed X is named as X, with X.T).
+    Costs a few attribute reads per call for arrays.
+
+    Args:
+      X: (n_x, m), an array or a nested list.
+      Y: (n_L, m), an array or a nested list.
+      net: the ``Network``.
+      like: the params: a converted list takes their floating dtype.
+
+    Returns:
+      ``(X, Y)`` as arrays.
+
+    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> X, Y = as_batch([[1, 2], [3, 4]], [[0, 1]], net)
+    >>> X.shape, Y.dtype
+    ((2, 2), dtype('float32'))
+    """
+    from jaxnn.core.network import check_Y  # network imports this module: import on first use
+
+    X, Y = as_array("X", X, like), as_array("Y", Y, like)
+    check_Y(Y, X, net)  # X first, then Y
+    return X, Y
 
 
 def check_keep_prob(keep_prob, key=None, *, need_key: bool = True) -> bool:
@@ -385,10 +418,7 @@ def as_float_array(name: str, x, dtype=None) -> np.ndarray:
     if isinstance(x, jax.core.Tracer):
         raise ValueError(f"{name} is a traced value: this entry point runs its own compiled "
                          "program; call it outside jax.jit with concrete arrays.")
-    try:
-        a = np.asarray(x)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{name} could not be read as an array of numbers: {e}.") from None
+    a = _read(name, x)
     check_real(name, a)
     if dtype is None:
         dtype = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else np.float32
