@@ -50,6 +50,7 @@ from jaxnn.check.options import (
     check_thresholds,
     full_precision_matmuls,
     param_dtype,
+    unit_roundoff,
 )
 from jaxnn.check.perturb import (
     partner_dtype,
@@ -197,12 +198,7 @@ def check_gradients(
                 J, _, gm, ga = kernel("both", jit)(p, Xd, Yd, key, backward=backward, **cfg)
             sides[dt] = (float(J), _host(gm), _host(ga))
     low = dtype if partner == "float64" else "float32"
-    rounding = {}  # "manual"/"autodiff" -> (r_native, r_64) per leaf
-    for i, side in ((1, "manual"), (2, "autodiff")):
-        rounding[side] = [
-            {k: rounding_estimate(sides[dtype][i][l][k], sides[partner][i][l][k], dtype) for k in PARAM_NAMES}
-            for l in range(net.L)
-        ]
+    rounding = _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit)
     J_low = sides[low][0] if keep.all() else float(J64)
     delta_J = float(phi_rounding(np.array([float(J64)]), np.array([J_low]), np.array([float(J64)]), low)[0])
     g64h = _host(g64)
@@ -237,6 +233,45 @@ def check_gradients(
     )
     subject = _describe(net) + ("" if backward is None else f", backward = {_name(backward)}")
     return GradientReport(subject, m, dtype, eps, float(J64), tuple(results), "check_gradients", coverage)
+
+
+# the per-example terms cost m x #params numbers: above this, no terms floor
+MAX_TERMS = 1 << 24
+
+
+def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
+    """``{"manual", "autodiff"}`` -> per-layer dicts of (r_native, r_64): each side's rounding.
+
+    jax.grad's rounding is its gap to its recomputation in the partner
+    precision, at least u times the size of the terms its sum cancels
+    (``kernel("terms")``): one draw of a gap can be small by luck, a sum of
+    terms cannot be computed to better than that. The gradient under test is
+    never recomputed to estimate its own rounding (a bug confined to one
+    branch would widen its own bound): it is taken as jax.grad's, plus the
+    rounding of its own output magnitude (conventions §3).
+    """
+    u, u64 = unit_roundoff(dtype), unit_roundoff("float64")
+    m = int(np.sum(cols(np.ones((1, np.shape(X)[1])))))
+    n_params = sum(int(np.size(p[k])) for p in params for k in PARAM_NAMES)
+    terms = None
+    if m * n_params <= MAX_TERMS:
+        with enable_x64(True):
+            p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
+            X64 = jnp.asarray(cols(np.asarray(X, np.float64)))
+            Y64 = jnp.asarray(cols(np.asarray(Y, np.float64)))
+            terms = _host(kernel("terms", jit)(p64, X64, Y64, key, **cfg))
+    out = {"autodiff": [], "manual": []}
+    for l in range(len(params)):
+        ad, man = {}, {}
+        for k in PARAM_NAMES:
+            r_nat, r64 = rounding_estimate(sides[dtype][2][l][k], sides[partner][2][l][k], dtype)
+            if terms is not None:
+                r_nat, r64 = np.maximum(r_nat, u * terms[l][k]), np.maximum(r64, u64 * terms[l][k])
+            ad[k] = (r_nat, r64)
+            man[k] = (r_nat + u * np.abs(sides[dtype][1][l][k]), r64 + u64 * np.abs(sides["float64"][1][l][k]))
+        out["autodiff"].append(ad)
+        out["manual"].append(man)
+    return out
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:

@@ -63,7 +63,28 @@ def _k_jvp(params, X, Y, key, T, net, l2, keep_prob, group):
     return jax.vmap(lambda t: jax.jvp(g, (flat,), (t,))[1])(T)
 
 
+def _k_terms(params, X, Y, key, net, l2, keep_prob):
+    """Per entry, mean_i |∂L^(i)/∂θ - ∂J/∂θ| + |∂J/∂θ| >= mean_i |∂L^(i)/∂θ|: the size of the terms.
+
+    ∂²J/∂θ∂w_i at w = 1 (J weighted by per-example weights w, formulas §3) is
+    (∂L^(i)/∂θ - ∂J/∂θ)/m with the same dropout masks as J; forward over
+    reverse mode, one tangent per example. A sum of terms this size cannot be
+    computed to better than about u times it: the rounding floor of a
+    converged gradient, where the terms cancel (conventions §3).
+    """
+    m = X.shape[1]
+
+    def grad_w(w):
+        return jax.grad(lambda p: cost(p, X, Y, net, l2=l2, key=key, keep_prob=keep_prob, w=w))(params)
+
+    ones = jnp.ones((m,), X.dtype)
+    g, push = jax.linearize(grad_w, ones)
+    spread = jax.vmap(push)(jnp.eye(m, dtype=X.dtype))  # leaves (m, *shape)
+    return jax.tree.map(lambda d, g: jnp.sum(jnp.abs(d), axis=0) + jnp.abs(g), spread, g)
+
+
 _KERNELS = {
+    "terms": (_k_terms, ("net", "l2", "keep_prob")),
     "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
     "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),
     "fd_deltas": (_k_fd_deltas, ("net", "l2", "keep_prob", "group", "margin")),

@@ -66,7 +66,9 @@ class MethodResult(NamedTuple):
       noise: the estimated floating-point noise bound, in the units of
         ``error`` (noise norm / (||g1|| + ||g2||)).
       threshold: rtol of conventions §3. Passed when error <= threshold + noise.
-      status: ``"pass"``, ``"FAIL"`` or ``"skipped"`` (nothing compared).
+      status: ``"pass"``, ``"FAIL"`` or ``"skipped"`` (nothing compared). FAIL
+        when everything together or any single leaf is over its threshold +
+        noise (a verdict per leaf: a small leaf is not averaged away).
       strategy: how the reference was computed.
       leaf_errors: ``((leaf, error, noise), ...)`` per leaf.
       param_errors: networks only: ``((l, "W", err), (l, "b", err), ...)``.
@@ -76,8 +78,8 @@ class MethodResult(NamedTuple):
         through dZ^[l-1] = W^T dZ^[l] ⊙ g'(Z^[l-1]), every layer below; the
         error enters at the highest failing layer.
       worst_param: ``"W"`` or ``"b"``, the worse leaf of ``worst_layer``.
-      worst_leaf: when failed, the failing leaf with the largest error
-        (in a network, ``"W^[l]"`` / ``"b^[l]"`` of ``worst_layer``).
+      worst_leaf: when failed, the leaf furthest over its allowance (largest
+        error / (threshold + noise)); in a network, the one of ``worst_layer``.
       failed_leaves: every leaf over its threshold + noise.
       worst_entries: the entries (or directions) with the largest |manual -
         reference|, largest first.
@@ -198,7 +200,7 @@ class GradientReport:
 
     @property
     def worst_leaf(self) -> str | None:
-        """The failing leaf with the largest error (first failing method); None when all passed."""
+        """The leaf furthest over its threshold + noise (first failing method); None when all passed."""
         return self.failed[0].worst_leaf if self.failed else None
 
     def raise_if_failed(self) -> None:
@@ -219,7 +221,7 @@ class GradientReport:
         out = [head, table(header, rows)]
         out.append(
             "A method passes when error <= threshold + noise bound (the floating-point noise "
-            "estimated for this problem, conventions §3)."
+            "estimated for this problem, conventions §3), overall and in every leaf."
         )
         if self.results and self.results[0].leaf_errors:
             leaves = [name for name, _, _ in self.results[0].leaf_errors]
@@ -248,7 +250,8 @@ class GradientReport:
                 out.append(
                     f"{r.method} FAILED: the error enters the backward pass at layer {r.worst_layer} "
                     f"(the highest layer over threshold + noise; layers below inherit it), worst leaf "
-                    f"{r.worst_param}^[{r.worst_layer}]. Largest differences:"
+                    f"{r.worst_param}^[{r.worst_layer}] (leaves over threshold + noise: "
+                    f"{', '.join(r.failed_leaves) or 'none alone'}). Largest differences:"
                 )
             else:
                 out.append(
