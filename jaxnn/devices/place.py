@@ -2,7 +2,7 @@
 
 One place for the mesh checks of a training run (batch size vs device count,
 ensemble size vs device count, the sharding mode) and for the placement
-itself, through ``jaxnn.distributed.put_global``, so a mesh may span the
+itself, through ``jaxnn.devices.global_arrays.put_global``, so a mesh may span the
 devices of several processes (each fills its own).
 """
 

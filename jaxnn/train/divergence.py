@@ -1,6 +1,6 @@
 """Divergence: the error ``fit`` raises, and the replay that names the failing update.
 
-The epoch program checks finiteness once per epoch (``jaxnn.epoch``). When an
+The epoch program checks finiteness once per epoch (``jaxnn.train.epoch``). When an
 epoch goes NaN/inf it hands back that epoch's start state, and ``replay_epoch``
 runs the same batches again one step at a time, probing every quantity, to
 find the first update whose cost, gradient or new parameter is not finite.

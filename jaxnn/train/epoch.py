@@ -9,13 +9,15 @@ and reused across epochs and calls. Epoch e of m columns with batch size B:
   batches; full-batch training (B = m) keeps the data as it is;
 * ``floor(m/B)`` full batches run in a ``jax.lax.scan``, then the ``m mod B``
   leftover columns take ONE more step of their own size: every example counts
-  exactly once per epoch, and no step carries a mask;
+  exactly once per epoch. On one device no step carries a mask; on a mesh of D
+  devices a batch whose size is not a multiple of D is padded with weight-0
+  columns (the one masked path, ``w`` of ``backward``);
 * the data are kept example-major (X^T, rows) inside the program, so a batch
   is a gather of contiguous rows; the step still receives X_b: (n_x, B) and
   the transpose folds into its first matmul;
 * divergence costs nothing per step: the epoch checks once that its summed cost
   and its params are finite. If not, the epoch's start state is returned (one
-  select per leaf per epoch), and ``jaxnn.divergence`` replays that epoch step
+  select per leaf per epoch), and ``jaxnn.train.divergence`` replays that epoch step
   by step to name the update and the quantity that went bad;
 * running train metrics come from the forward passes the epoch already ran
   (``metrics.batch_sums``); a full evaluation only with ``eval_train="full"``.
@@ -45,8 +47,9 @@ class EpochSpec(NamedTuple):
     n_epochs: epochs per call; eval_train: "running", "full" or "off";
     ensemble: leaves carry a leading (E,) axis; l2_on: add the L2 term;
     mesh / shard: a 1-D device mesh and "batch" or "ensemble" (None: one
-    device); pad_to: with shard="batch", each batch is padded to a multiple of
-    the device count with columns of weight 0.
+    device); devices: D, the number of devices a batch's columns are split over
+    (1: one device): with shard="batch" each batch is padded to a multiple of D
+    with columns of weight 0, and with ``local`` each device visits its own m/D rows.
     """
 
     step: StepSettings
@@ -57,7 +60,7 @@ class EpochSpec(NamedTuple):
     l2_on: bool = False
     mesh: Any = None
     shard: str = "batch"
-    pad_to: int = 1
+    devices: int = 1
     local: bool = False  # each device trains on its own block of the rows (``local_orders``)
 
 
@@ -124,7 +127,7 @@ def _local_batch(Xr, Yr, rows, spec: EpochSpec):
         return _rows(xr, idx[0]).T, _rows(yr, idx[0]).T
 
     return (*shard_map(gather, mesh=spec.mesh, in_specs=(P(axis, None), P(axis, None), P(axis)),
-                           out_specs=(P(None, axis), P(None, axis)))(Xr, Yr, rows), None)
+                       out_specs=(P(None, axis), P(None, axis)))(Xr, Yr, rows), None)
 
 
 def _constrain(x, mesh, spec):
@@ -136,7 +139,7 @@ def _batch(Xr, Yr, rows, spec: EpochSpec):
     """Gather rows of the example-major data: X_b (n_x, b), Y_b (n_L, b), w or None."""
     b = rows.shape[0]
     w = None
-    pad = -b % spec.pad_to
+    pad = -b % spec.devices
     if pad:  # data parallel: each device gets b/D columns; the padding weighs 0
         rows = jnp.concatenate([rows, rows[:1].repeat(pad)])
         w = (jnp.arange(b + pad) < b).astype(Xr.dtype)
@@ -172,7 +175,7 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
         whole = spec.local or spec.mesh is None
         carry = step(carry, 0, *((X, Y, None) if whole else _batch(Xr, Yr, jnp.arange(m), spec)))
     elif spec.local:  # each device visits its own m/D rows, B/D of them per step
-        D = spec.pad_to
+        D = spec.devices
         b, per_device = B // D, order.reshape(D, m // D)
         n_full, rest = divmod(m // D, b)
 
