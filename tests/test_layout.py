@@ -24,14 +24,16 @@ ALLOWED = {
     "train": ("jaxnn.core", "jaxnn.devices", "jaxnn.train"),
     "cli": ("jaxnn.cli",),
 }
-CLI_FACES = {"jaxnn", "jaxnn.check", "jaxnn.datasets"}
+# the public faces, and the version shim (the CLI must run on every supported jax too)
+CLI_FACES = {"jaxnn", "jaxnn.check", "jaxnn.datasets", "jaxnn.core.compat"}
 
 # the public names of ``import jaxnn`` (its __all__); a name leaves only with a deprecation release
 PUBLIC = {
     "ACTIVATIONS", "Activation", "ActivationReport", "CheckpointError", "DivergenceError", "FUSED",
     "GradientCheckError", "GradientReport", "INITIALIZERS", "LOSSES", "LayerCoverage", "Loss",
     "LossReport", "Network", "OPTIMIZERS", "TrainState", "TrainStep", "backward", "batch_sharding",
-    "check_activation", "check_grad", "check_gradients", "check_loss", "check_vjp", "checkpoint",
+    "check_activation", "check_grad", "check_gradients", "check_loss", "check_memory",
+    "check_vjp", "checkpoint",
     "cost", "cost_from_cache", "cost_with_manual_vjp", "datasets", "distributed", "epoch_order",
     "evaluate", "fit", "fit_ensemble", "forward", "get_activation", "get_loss", "gradient_descent",
     "init_ensemble", "init_params", "init_state", "layer_forward", "linear_backward", "linear_forward",
