@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnn.core.backward import value_and_autodiff_grad, value_and_manual_grad
+from jaxnn.core.network import Network
 
 Array = jax.Array
 
@@ -94,53 +95,57 @@ def with_compute_dtype(fn: Callable, dtype=jnp.bfloat16) -> Callable:
     return wrapped
 
 
-value_and_manual_grad_bf16 = with_compute_dtype(value_and_manual_grad, jnp.bfloat16)
-value_and_autodiff_grad_bf16 = with_compute_dtype(value_and_autodiff_grad, jnp.bfloat16)
-value_and_manual_grad_bf16.__doc__ = """The hand-derived ``value_and_manual_grad`` computed in bfloat16.
+def value_and_manual_grad_bf16(params, X, Y, net: Network, **kwargs):
+    """The hand-derived ``value_and_manual_grad`` computed in bfloat16.
 
-The forward pass (formulas §1), cost (§3) and hand-derived backward pass (§4)
-run in bfloat16. params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32);
-X: (n_x, m); Y: (n_L, m). Returns ``(J, grads)``: J a scalar () and grads with
-the structure of params, both in the params' dtype, good to about
-``BF16_GRAD_TOL`` relative to the float32 gradient.
+    The forward pass (formulas §1), cost (§3) and hand-derived backward pass (§4)
+    run in bfloat16. params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32);
+    X: (n_x, m); Y: (n_L, m). Returns ``(J, grads)``: J a scalar () and grads with
+    the structure of params, both in the params' dtype, good to about
+    ``BF16_GRAD_TOL`` relative to the float32 gradient.
 
-Args:
-  params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
-  X: (n_x, m).
-  Y: (n_L, m).
-  net: the ``Network``.
-  **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
+      X: (n_x, m).
+      Y: (n_L, m).
+      net: the ``Network``.
+      **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
 
->>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
->>> params = jaxnn.init_params(jax.random.key(0), net)
->>> vg = jax.jit(value_and_manual_grad_bf16, static_argnames="net")  # net is static
->>> J, grads = vg(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
->>> J.dtype, grads[0]["W"].dtype
-(dtype('float32'), dtype('float32'))
-"""
-value_and_autodiff_grad_bf16.__doc__ = """``value_and_autodiff_grad`` computed in bfloat16.
+    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> vg = jax.jit(value_and_manual_grad_bf16, static_argnames="net")  # net is static
+    >>> J, grads = vg(params, jnp.ones((2, 4)), jnp.ones((1, 4)), net)
+    >>> J.dtype, grads[0]["W"].dtype
+    (dtype('float32'), dtype('float32'))
+    """
+    return with_compute_dtype(value_and_manual_grad, jnp.bfloat16)(params, X, Y, net, **kwargs)
 
-``jax.grad`` of the cost (§3), taken in bfloat16. params:
-``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32); X: (n_x, m); Y: (n_L, m).
-Returns ``(J, grads)`` in the params' dtype. The reference that
-``value_and_manual_grad_bf16`` is checked against: the two round in different
-orders, so they agree to ``BF16_GRAD_TOL`` (conventions §3's relative error).
 
-Args:
-  params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
-  X: (n_x, m).
-  Y: (n_L, m).
-  net: the ``Network``.
-  **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
+def value_and_autodiff_grad_bf16(params, X, Y, net: Network, **kwargs):
+    """``value_and_autodiff_grad`` computed in bfloat16.
 
->>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
->>> params = jaxnn.init_params(jax.random.key(0), net)
->>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
->>> _, g_auto = jax.jit(value_and_autodiff_grad_bf16, static_argnames="net")(params, X, Y, net)
->>> _, g_manual = jax.jit(value_and_manual_grad_bf16, static_argnames="net")(params, X, Y, net)
->>> bool(jaxnn.relative_error(g_auto, g_manual) < BF16_GRAD_TOL)
-True
-"""
+    ``jax.grad`` of the cost (§3), taken in bfloat16. params:
+    ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32); X: (n_x, m); Y: (n_L, m).
+    Returns ``(J, grads)`` in the params' dtype. The reference that
+    ``value_and_manual_grad_bf16`` is checked against: the two round in different
+    orders, so they agree to ``BF16_GRAD_TOL`` (conventions §3's relative error).
+
+    Args:
+      params: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` (float32).
+      X: (n_x, m).
+      Y: (n_L, m).
+      net: the ``Network``.
+      **kwargs: l2, key, keep_prob, w, as in ``value_and_manual_grad``.
+
+    >>> net = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> params = jaxnn.init_params(jax.random.key(0), net)
+    >>> X, Y = jnp.ones((2, 4)), jnp.ones((1, 4))
+    >>> _, g_auto = jax.jit(value_and_autodiff_grad_bf16, static_argnames="net")(params, X, Y, net)
+    >>> _, g_manual = jax.jit(value_and_manual_grad_bf16, static_argnames="net")(params, X, Y, net)
+    >>> bool(jaxnn.relative_error(g_auto, g_manual) < BF16_GRAD_TOL)
+    True
+    """
+    return with_compute_dtype(value_and_autodiff_grad, jnp.bfloat16)(params, X, Y, net, **kwargs)
 
 
 __all__ = [

@@ -167,14 +167,16 @@ def train_step(params, opt_state, X, Y, s: StepSettings, *, l2=0.0, key=None, w=
 class TrainStep(NamedTuple):
     """A compiled training step as a pair of functions, like an optax transformation.
 
-    init: ``params -> (params, opt_state)``, both placed on the mesh when there is one
-      (replicated, or split along the ensemble axis).
-    step: ``(params, opt_state, X, Y, w=None) -> (params, opt_state, J)``; X: (n_x, m),
-      Y: (n_L, m) (on a mesh: as from ``shard_batch``, or ``shard_padded_batch`` with its
-      mask w: (m,)); J is the cost before the update ((E,) for an ensemble).
-    stateless: ``(params, X, Y) -> (params, J)``, formulas §5 with a fixed α: set when the
-      optimizer was a learning rate (its state is only α), else None. Calling the
-      ``TrainStep`` itself runs it: ``params, J = train(params, X, Y)``.
+    Calling the ``TrainStep`` itself runs ``stateless``: ``params, J = train(params, X, Y)``.
+
+    Attributes:
+      init: ``params -> (params, opt_state)``, both placed on the mesh when there is one
+        (replicated, or split along the ensemble axis).
+      step: ``(params, opt_state, X, Y, w=None) -> (params, opt_state, J)``; X: (n_x, m),
+        Y: (n_L, m) (on a mesh: as from ``shard_batch``, or ``shard_padded_batch`` with its
+        mask w: (m,)); J is the cost before the update ((E,) for an ensemble).
+      stateless: ``(params, X, Y) -> (params, J)``, formulas §5 with a fixed α: set when the
+        optimizer was a learning rate (its state is only α), else None.
     """
 
     init: Callable[[Any], tuple[Any, Any]]
