@@ -73,7 +73,8 @@ def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys
     # history.json: the printed table's names (test, not val), all 6 epochs, the settings.
     history = json.loads((tmp_path / "a" / "history.json").read_text())
     assert set(history) == {"settings", "epoch", "batch_cost", "train_cost", "train_accuracy",
-                            "test_cost", "test_accuracy"}
+                            "test_cost", "test_accuracy", "best_epoch", "baseline_test_accuracy"}
+    assert history["best_epoch"] == history["epoch"]  # the recipe: no validation split
     assert history["epoch"] == [1, 2, 3, 4, 5, 6]
     settings = history["settings"]
     assert settings["layers"] == "8" and settings["batch_size"] == 32 and settings["epochs"] == 6
@@ -294,3 +295,90 @@ def test_plot_title_and_axis():
     assert cli_report.log_reads_well([1.0, 0.5, 0.05])
     assert not cli_report.log_reads_well([0.6, 0.4, 0.3])  # under a decade: linear
     assert not cli_report.log_reads_well([0.5, 0.0])
+
+
+# ---------------------------------------------- validation split, early stopping, baseline
+
+
+@pytest.fixture
+def noisy_csv(tmp_path):
+    """x0..x3 and a noisy non-linear target y (the last column): easy to overfit."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(120, 4))
+    y = np.sin(2 * X[:, 0]) + X[:, 1] + rng.normal(scale=0.8, size=120)
+    _write_csv(tmp_path / "noisy.csv", ["x0", "x1", "x2", "x3", "y"], [[*x, t] for x, t in
+                                                                        zip(X, y)])
+    return "noisy.csv"
+
+
+def test_load_csv_takes_the_last_column_by_default(noisy_csv):
+    from jaxnn import datasets
+
+    ds = datasets.load_csv(noisy_csv)
+    assert ds.label_column == "y" and ds.feature_names == ("x0", "x1", "x2", "x3")
+    same = datasets.load_csv(noisy_csv, label_column=-1)
+    assert np.array_equal(ds.X_train, same.X_train) and np.array_equal(ds.Y_test, same.Y_test)
+
+
+def test_early_stopping_keeps_the_best_epoch_and_resumes_from_it(noisy_csv, tmp_path, capsys):
+    import jax
+
+    from jaxnn import Network, datasets, evaluate, init_params, init_state
+
+    flags = ["--csv", noisy_csv, "--layers", "32", "--lr", "0.05", "--l2", "0",
+             "--patience", "5", "--epochs", "300", "--no-progress", "--no-plot"]
+    assert cli.main(["train", *flags, "--out", "es"]) == 0
+    out = capsys.readouterr().out
+    assert "(77 train / 19 validation / 24 test)" in out
+    history = json.loads((tmp_path / "es" / "history.json").read_text())
+    epoch, best = history["epoch"], history["best_epoch"]
+    kept = best[-1]
+    # stopped 5 epochs after the lowest validation cost, long before --epochs
+    assert epoch[-1] == kept + 5 < 300 and len(epoch) == epoch[-1]
+    val = history["validation_cost"]
+    assert val[kept - 1] == min(val) and all(v > val[kept - 1] for v in val[kept:])
+    assert best == [int(np.argmin(val[:e])) + 1 for e in epoch]  # the best so far, per epoch
+    assert f"kept epoch {kept} of {epoch[-1]}, the lowest validation cost" in out
+    row = out.split("| test |")[1].split("\n")[0].strip(" |").split(" | ")
+    assert row == [f"{history[f'test_{k}'][kept - 1]:.4f}" for k in ("cost", "r2", "rmse")]
+    baseline = history["baseline_test_r2"][-1]
+    assert f"test R² {history['test_r2'][kept - 1]:.4f} (linear baseline {baseline:.4f}" in out
+
+    # LATEST is the kept epoch's state: its params give the kept test scores
+    assert checkpoint.read_metadata(tmp_path / "es")["epoch"] == kept
+    ds = datasets.load_csv(noisy_csv)
+    net = Network((4, 32, 1), ("tanh", "identity"), "mse")
+    like = init_state(init_params(jax.random.key(0), net), jax.random.key(1), optimizer="adam")
+    params = checkpoint.restore(tmp_path / "es", net, like=like).params
+    scores = evaluate(params, ds.X_test, ds.Y_test, net)
+    assert float(scores["r2"]) == pytest.approx(history["test_r2"][kept - 1], abs=1e-5)
+    # RMSE is reported in the label's units: the standardised RMSE times the label's std
+    assert float(scores["rmse"]) * float(ds.y_std[0, 0]) == pytest.approx(
+        history["test_rmse"][kept - 1], rel=1e-5)
+
+    # --resume continues from the kept epoch; history.json drops the epochs after it
+    assert cli.main(["train", "--resume", "--out", "es", "--epochs", str(kept + 3),
+                     "--no-progress", "--no-plot"]) == 0
+    resumed = json.loads((tmp_path / "es" / "history.json").read_text())
+    assert resumed["epoch"] == list(range(1, kept + 4))
+    assert resumed["validation_cost"][:kept] == val[:kept]
+
+
+def test_val_fraction_zero_trains_every_epoch_and_keeps_the_last(noisy_csv, tmp_path, capsys):
+    assert cli.main(["train", "--csv", noisy_csv, "--val-fraction", "0", "--epochs", "7",
+                     "--no-progress", "--no-plot", "--out", "all"]) == 0
+    out = capsys.readouterr().out
+    history = json.loads((tmp_path / "all" / "history.json").read_text())
+    assert history["best_epoch"] == history["epoch"] == list(range(1, 8))
+    assert "validation_cost" not in history and "| validation |" not in out
+    assert "(96 train / 24 test)" in out and "kept the last epoch, 7" in out
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--val-fraction", "1"], r"argument --val-fraction: expected 0 or a fraction strictly"),
+    (["--val-fraction", "x"], r"argument --val-fraction: expected 0 or a fraction strictly"),
+    (["--patience", "0"], r"argument --patience: expected an integer >= 1, got 0"),
+])
+def test_validation_flags_are_checked(flags, match, capsys):
+    err = _one_line_error(flags, capsys).err
+    assert re.search(match, err), err

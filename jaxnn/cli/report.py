@@ -3,7 +3,9 @@
 
 The printed table and history.json use the same names: the row ``train`` is
 ``train_<metric>``, the row ``test`` is ``test_<metric>`` (the held-out split,
-called ``validation`` inside ``jaxnn.train_epochs``, whose history says ``val_``).
+called ``validation`` inside ``jaxnn.train_epochs``, whose history says ``val_``),
+the row ``validation`` is ``validation_<metric>`` (the split early stopping
+watches, ``jaxnn.cli.selection``). RMSE is in the label's own units.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ def cli_history(history: dict) -> dict:
     return out
 
 
-def table(history: dict, metrics: tuple[str, ...]) -> str:
-    """The final epoch's train and test scores as a Markdown table."""
+def table(history: dict, metrics: tuple[str, ...], row: int = -1) -> str:
+    """One epoch's (default the last) train, validation (if any) and test scores, in Markdown."""
     names = ["cost", *metrics]
     rows = [f"| split | {' | '.join(names)} |", f"|---|{'---|' * len(names)}"]
-    for split in ("train", "test"):
-        rows.append(f"| {split} | " + " | ".join(f"{float(history[f'{split}_{k}'][-1]):.4f}"
-                                               for k in names) + " |")
+    for split in ("train", "validation", "test"):
+        if f"{split}_cost" in history:
+            rows.append(f"| {split} | " + " | ".join(
+                f"{float(history[f'{split}_{k}'][row]):.4f}" for k in names) + " |")
     return "\n".join(rows)
 
 

@@ -17,14 +17,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from jaxnn.cli import flags, recipes, report
+from jaxnn.cli import flags, recipes, report, selection
 
 HELP = "train a network on a bundled data set (each with a recipe that reaches its band) or a CSV file"
 
 # Settings a resumed run must share with the checkpoint (the rest may change).
 FIXED_ON_RESUME = ("dataset", "csv", "label_column", "task", "test_fraction", "layers",
                    "activation", "init", "optimizer", "lr", "batch_size", "l2", "keep_prob",
-                   "seed")
+                   "seed", "val_fraction")
 DEFAULT_CACHE = "~/.cache/jaxnn/xla"
 CACHE_HELP = (
     "Compiled programs are cached on disk, so a second run starts faster: in $JAXNN_CACHE_DIR "
@@ -40,8 +40,13 @@ def epilog() -> str:
     listed = "\n".join(fill(recipes.describe(name), initial_indent="  ",
                             subsequent_indent="      ") for name in recipes.RECIPES)
     intro = ("recipes: the settings of --dataset NAME, each reaching the test score the test "
-             "suite holds it to; any flag given overrides its entry. A --csv run starts from "
-             + recipes.describe(None) + ".")
+             "suite holds it to, and the linear baseline printed beside it; any flag given "
+             "overrides its entry. A --csv run starts from " + recipes.describe(None) + ": "
+             "features and regression targets standardised with the training split's "
+             "statistics, 20% of the training split held out for validation, and the epoch with "
+             "the lowest validation cost kept (early stopping after --patience epochs without a "
+             "lower one). Every run prints its test score beside scikit-learn's "
+             "LinearRegression / LogisticRegression on the same split.")
     return f"{fill(intro)}\n{listed}\n\n{fill(CACHE_HELP)}"
 
 
@@ -49,6 +54,7 @@ def add_arguments(p) -> None:
     from jaxnn import OPTIMIZERS, datasets
 
     flags.add_arguments(p, datasets.available(), tuple(OPTIMIZERS))
+    selection.add_arguments(p)
 
 
 def cache_dir(environ) -> str | None:
@@ -239,6 +245,14 @@ def run(args) -> int:
     ds, data_line = _load_data(s)
     if data_line:
         say(data_line, flush=True)
+    full_ds, val = ds, None  # the linear baseline fits the whole training split
+    if s["val_fraction"] > 0:
+        from jaxnn.datasets import split_validation
+
+        try:
+            ds, val = split_validation(ds, s["val_fraction"], seed=s["seed"])
+        except ValueError as e:
+            raise ValueError(f"--val-fraction {s['val_fraction']:g}: {e}") from None
     layers = [int(n) for n in s["layers"].split(",") if n]
     act = s["activation"]
     init = s["init"] or ("he" if act in ("relu", "leaky_relu") else "xavier")
@@ -277,17 +291,30 @@ def run(args) -> int:
         recipe = f", the {s['dataset']} recipe" + (f" but {' '.join(changed)}" if changed else "")
     acts = "/".join(a.name for a in net.layer_activations)
     say(f"training {'-'.join(map(str, net.layer_sizes))} {acts} on {ds.name} ({ds.m_train} "
-        f"train / {ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
+        f"train / {'' if val is None else f'{val[0].shape[1]} validation / '}{ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
         f"{done + 1}..{s['epochs']}{recipe}"
         + (f", data parallel over {mesh.size} device(s), {jax.process_count()} process(es)"
            if mesh is not None else "") + f" -> {out}", flush=True)
     history_path = out / "history.json"
     old = report.read_history(history_path) if saved is not None else {}
+    if old:  # a run that kept an earlier epoch than it trained to: drop the rows after it
+        upto = old["epoch"] <= done
+        old = {k: v[..., upto] for k, v in old.items()}
+
+    keeper = selection.BestEpoch(net, val, s["patience"])
+    keeper.start(state, done)
+
+    def rows(history):  # train_epochs' history + validation_*, best_epoch; RMSE in label units
+        return selection.in_label_units(history | keeper.columns(history), full_ds)
 
     def save(state, history):  # after each compiled call; every process calls, 0 writes
-        epoch = int(np.max(jax.device_get(state.epoch)))
+        epoch, keeper.steps = (int(np.max(v)) for v in jax.device_get((state.epoch, state.step)))
+        keeper.observe(state, epoch)
+        keeper.history = history
         if epoch % args.save_every == 0 or epoch == s["epochs"]:
             checkpoint.save(out, state, net, config=config, keep=args.keep)
+        if keeper.stop():
+            raise selection.Stopped
 
     step0, t0 = int(state.step), time.perf_counter()
     try:
@@ -296,7 +323,11 @@ def run(args) -> int:
             grad=s["grad"], l2=s["l2"], keep_prob=s["keep_prob"], validation=ds,
             progress=False if args.no_progress or not main else None, callback=save,
             # one program for every call: calls end on the multiples of --save-every
-            epochs_per_call=math.gcd(args.save_every, s["epochs"] - done), mesh=mesh)
+            # (with a validation split, one epoch per call: the best epoch is kept exactly)
+            epochs_per_call=1 if val is not None else math.gcd(args.save_every,
+                                                                s["epochs"] - done), mesh=mesh)
+    except selection.Stopped:  # the patience ran out; the best state is on the keeper
+        history = keeper.history
     except DivergenceError as e:
         if main:
             print(f"jaxnn train: error: training diverged in epoch {e.epoch} (update {e.step}): "
@@ -307,19 +338,30 @@ def run(args) -> int:
         print(f"jaxnn train: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - t0
-    steps = int(state.step) - step0
-    history = report.cli_history(history)
+    steps = keeper.steps - step0
+    history = report.cli_history(rows(history))
     history = {k: np.concatenate([old[k], v]) if k in old else v for k, v in history.items()}
+    metric = metric_names(net)[0]
+    baseline = selection.linear_baseline(full_ds)
+    history[f"baseline_test_{metric}"] = np.full(len(history["epoch"]), baseline[1])
     if main:
         report.write_history(history, config | {"epochs": s["epochs"],
                                                      "network": net.describe()}, history_path)
-    # The table is the last epoch's history entries (train_epochs says what they measure):
+    if keeper.best_state is not None:  # LATEST names the params kept (history.json covers them)
+        state = keeper.best_state
+        checkpoint.save(out, state, net, config=config, keep=args.keep)
+    # The table is the kept epoch's history entries (train_epochs says what they measure):
     # no extra evaluation pass to compile.
-    say("\n" + report.table(history, metric_names(net)), flush=True)
+    kept = np.flatnonzero(history["epoch"] == history["best_epoch"][-1])
+    row = int(kept[-1]) if kept.size else -1
+    say("\n" + report.table(history, metric_names(net), row=row), flush=True)
+    say(selection.kept_line(keeper, s["epochs"]), flush=True)
+    say(selection.result_line(metric, float(history[f"test_{metric}"][row]), baseline),
+        flush=True)
     if main and not args.no_plot:
         report.plot(history, out / "curves.png", metric_names(net)[0],
                          report.title(net, ds.name, s))
-    say(f"\ntrained {s['epochs'] - done} epochs, {steps} steps in {seconds:.2f} s (incl. "
+    say(f"\ntrained {keeper.last_epoch - done} epochs, {steps} steps in {seconds:.2f} s (incl. "
         f"compilation): {steps / seconds:.0f} steps/s; total {time.perf_counter() - t_start:.1f}"
         f" s. Wrote {out}/ (checkpoint, history.json{'' if args.no_plot else ', curves.png'}).")
     return 0

@@ -17,13 +17,15 @@ file of another kind or a truncated one raises ``ValueError`` naming the file
 
 The modules: ``core`` (the Dataset type, :func:`from_arrays`, the split and the
 standardising), ``builtin`` (:func:`load`, :func:`available`), ``files``
-(:func:`load_csv`, :func:`load_npz`) and ``idx`` (:func:`read_idx`, :func:`load_idx`).
+(:func:`load_csv`, :func:`load_npz`), ``idx`` (:func:`read_idx`, :func:`load_idx`) and
+``validation`` (:func:`split_validation`: a validation split out of the training split).
 """
 
 from jaxnn.datasets.builtin import available, load
 from jaxnn.datasets.core import TASKS, Dataset, from_arrays
 from jaxnn.datasets.files import load_csv, load_npz
 from jaxnn.datasets.idx import load_idx, read_idx
+from jaxnn.datasets.validation import split_validation
 
 __all__ = [
     "load",
@@ -35,4 +37,5 @@ __all__ = [
     "read_idx",
     "load_idx",
     "TASKS",
+    "split_validation",
 ]

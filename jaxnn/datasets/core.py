@@ -220,6 +220,24 @@ def _split(codes: np.ndarray | None, m: int, test_fraction: float, seed: int):
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
+def split_indices(codes: np.ndarray | None, m: int, fraction: float, seed: int):
+    """The deterministic split every loader uses: (kept indices, held-out indices).
+
+    Args:
+      codes: (m,) class codes 0..k-1 for a stratified split, or None (regression).
+      m: the number of examples.
+      fraction: the share held out, in (0, 1).
+      seed: the seed of the NumPy generator.
+
+    Returns:
+      Two permuted index arrays, of m - round(m * fraction) and round(m * fraction) entries.
+
+    >>> [len(i) for i in split_indices(np.array([0, 1] * 5), 10, 0.2, 0)]
+    [8, 2]
+    """
+    return _split(codes, m, fraction, seed)
+
+
 def _standardise(train: np.ndarray, test: np.ndarray):
     """train: (m_train, n) rows -> (train_std, test_std, mean (n, 1), std (n, 1)), train stats."""
     mean = train.mean(axis=0, dtype=np.float64)

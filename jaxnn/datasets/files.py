@@ -117,7 +117,7 @@ def _label_index(label_column, columns: list[str], header: bool, path: Path) -> 
     return int(label_column) % n
 
 
-def load_csv(path, *, label_column: str | int, task: str | None = "auto", delimiter: str = ",",
+def load_csv(path, *, label_column: str | int = -1, task: str | None = "auto", delimiter: str = ",",
              header: bool = True, test_fraction: float = 0.2, seed: int = 0,
              dtype=np.float32, name: str | None = None) -> Dataset:
     r"""Load a row-major CSV (one row per example) into a Dataset.
@@ -131,7 +131,8 @@ def load_csv(path, *, label_column: str | int, task: str | None = "auto", delimi
 
     Args:
       path: the CSV file (UTF-8 text).
-      label_column: the label column's header name, or its index (negative counts from the end).
+      label_column: the label column's header name, or its index (negative counts from the
+        end); default -1, the last column (as ``jaxnn train --csv`` takes it).
       task: "classification", "regression", "binary", "multiclass", or "auto" / None to infer.
       delimiter: the one-character field separator.
       header: whether line 1 names the columns (else they are col0, col1, ...).
