@@ -579,3 +579,64 @@ def test_import_jaxnn_does_not_import_sklearn():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ------------------------------------- only real numbers, unique names, no NUL (issue 20 item 7)
+@pytest.mark.parametrize("text, message", [
+    ("a,b,a\n1,2,0\n3,4,1\n", r"t\.csv line 1, column 3: the header name 'a' is also column 1's; "
+                              r"column names must be unique .*rename one"),
+    ("a,b,y\n1,2,0\n3,4\x00,1\n5,6,0\n", r"t\.csv line 3, column 2: the cell '4\\x00' holds a NUL "
+                                         r"byte \(\\x00\), which would be dropped silently"),
+    ("a,b,y\n1,2,0\n3,4,1\n\x005,6,0\n", r"t\.csv line 4, column 1: the cell '\\x005' holds a NUL"),
+    ("a,b\x00,y\n1,2,0\n3,4,1\n", r"t\.csv line 1, column 2: the cell 'b\\x00' holds a NUL byte"),
+])
+def test_csv_duplicate_names_and_nul_bytes_are_refused(tmp_path, text, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.load_csv(_csv(tmp_path, text), label_column="y")
+
+
+def test_csv_without_header_may_repeat_values_in_line_1(tmp_path):
+    ds = datasets.load_csv(_csv(tmp_path, "1,1,0\n3,4,1\n5,6,0\n7,8,1\n9,1,0\n"), label_column=-1,
+                           header=False)
+    assert ds.feature_names == ("col0", "col1")
+
+
+FEATURES = np.arange(20.0).reshape(10, 2)
+LABELS = np.arange(10) % 2
+
+
+@pytest.mark.parametrize("features, labels, message", [
+    (FEATURES + 1j, LABELS, r"features has dtype complex128: .*drop the imaginary part\. Pass "
+                            r"features\.real"),
+    (FEATURES.astype("datetime64[D]"), LABELS, r"features has dtype datetime64\[D\] \(dates or "
+                                               r"durations\).*np\.timedelta64\(1, 'D'\)"),
+    (FEATURES.astype("timedelta64[s]"), LABELS, r"features has dtype timedelta64\[s\]"),
+    (FEATURES.astype(object), LABELS, r"features is an array of Python objects .*"
+                                      r"np\.asarray\(features, dtype=float\)"),
+    (FEATURES, LABELS + 0j, r"labels has dtype complex128: .*labels\.real"),
+    (FEATURES, LABELS.astype("datetime64[Y]"), r"labels has dtype datetime64\[Y\]"),
+    (FEATURES, np.array([0, 1, None, 1, 0, 1, 0, 1, 0, 1], object),
+     r"labels is an array of Python objects \(dtype object, e\.g\. None at \(2,\)\)"),
+])
+def test_from_arrays_refuses_what_is_not_a_real_number(features, labels, message):
+    with pytest.raises(ValueError, match=message):
+        datasets.from_arrays(features, labels)
+
+
+def test_object_labels_of_strings_are_class_names():
+    names = np.array(["cat", "dog"] * 5)
+    as_object = datasets.from_arrays(FEATURES, names.astype(object))  # e.g. a pandas column
+    as_str = datasets.from_arrays(FEATURES, names)
+    assert as_object.class_names == as_str.class_names == ("cat", "dog")
+    assert np.array_equal(as_object.Y_train, as_str.Y_train)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    ({"X": FEATURES + 1j, "y": LABELS}, r"features has dtype complex128"),
+    ({"X": FEATURES.astype("datetime64[D]"), "y": LABELS}, r"features has dtype datetime64\[D\]"),
+    ({"X": FEATURES, "y": LABELS.astype("timedelta64[D]")}, r"labels has dtype timedelta64\[D\]"),
+])
+def test_load_npz_refuses_what_is_not_a_real_number(tmp_path, arrays, message):
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(ValueError, match=message):
+        datasets.load_npz(tmp_path / "d.npz")
