@@ -86,8 +86,9 @@ def test_train_writes_outputs_and_resume_matches_a_straight_run(tmp_path, capsys
 
 
 @pytest.mark.parametrize("flags,match", [
-    (["--seed", "-1"], r"argument --seed: expected a non-negative integer, got -1"),
-    (["--seed", "x"], r"argument --seed: expected a non-negative integer, got 'x'"),
+    (["--seed", "-1"], r"argument --seed: expected a non-negative integer below 2\*\*63, got -1"),
+    (["--seed", "x"], r"argument --seed: expected a non-negative integer below 2\*\*63, got 'x'"),
+    (["--seed", str(2**63)], r"argument --seed: expected a non-negative integer below 2\*\*63"),
     (["--lr", "-1"], r"argument --lr: expected a finite number > 0, got -1"),
     (["--lr", "abc"], r"argument --lr: expected a finite number > 0, got 'abc'"),
     (["--lr", "inf"], r"argument --lr: expected a finite number > 0"),
@@ -207,7 +208,7 @@ def test_csv_says_which_label_and_task_it_took(label_first_csv, capsys):
                           "classification if they are classes), 3 features.\n")
     assert "| split | cost | r2 | rmse |" in out
     assert cli.main(["train", "--csv", label_first_csv, "--label-column", "label",
-                     *FAST_CSV]) == 0
+                     *FAST_CSV, "--overwrite"]) == 0
     out = capsys.readouterr().out
     assert "label = column 'label'" in out and "task = binary classification, 2 classes" in out
     assert "| split | cost | accuracy |" in out

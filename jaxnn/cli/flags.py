@@ -36,6 +36,11 @@ def non_negative_int(text: str) -> int:
     return _number(int, text, "a non-negative integer", lambda v: v >= 0)
 
 
+def seed(text: str) -> int:
+    """A seed: an integer 0..2**63-1 (what numpy and jax.random accept)."""
+    return _number(int, text, "a non-negative integer below 2**63", lambda v: 0 <= v < 2**63)
+
+
 def positive_float(text: str) -> float:
     return _number(float, text, "a finite number > 0", lambda v: 0 < v < float("inf"))
 
@@ -94,14 +99,17 @@ def add_arguments(p: argparse.ArgumentParser, datasets: tuple[str, ...],
                      f"λ, adding λ/(2m) Σ||W||² to the cost (default {g['l2']})")
     opt.add_argument("--keep-prob", type=keep_prob, metavar="P", help="dropout: probability "
                      "of keeping a hidden unit, 1 = off")
-    opt.add_argument("--seed", type=non_negative_int, help="seed of the train/test split, "
+    opt.add_argument("--seed", type=seed, help="seed of the train/test split, "
                      f"init, data order and dropout (default {g['seed']})")
     opt.add_argument("--grad", choices=("manual", "autodiff"), help="manual: the hand-derived "
                      f"backward pass; autodiff: jax.grad (default {g['grad']})")
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR", help="output folder (default runs/<dataset>)")
     out.add_argument("--resume", action="store_true", help="continue from the newest "
-                     "checkpoint in --out, with its settings")
+                     "checkpoint in --out, with its settings (history.json continues too)")
+    out.add_argument("--overwrite", action="store_true", help="start afresh in an --out that "
+                     "holds a run: delete its checkpoints, history.json and curves.png first "
+                     "(without it or --resume, such an --out is refused)")
     out.add_argument("--save-every", type=positive_int, default=10, metavar="N",
                      help="save a checkpoint every N epochs and at the end (default 10)")
     out.add_argument("--keep", type=positive_int, default=3, metavar="N",
@@ -121,6 +129,9 @@ def add_arguments(p: argparse.ArgumentParser, datasets: tuple[str, ...],
                      "the run")
     par.add_argument("--process-id", type=non_negative_int, metavar="I", help="this "
                      "process's id, 0..P-1")
+    par.add_argument("--startup-timeout", type=positive_int, default=60, metavar="S",
+                     help="seconds to wait for every process to join before giving up with a "
+                     "line that says what to check (default 60)")
     par.add_argument("--distributed", action="store_true", help="join the run that "
                      "jax.distributed detects from the environment (Cloud TPU, SLURM, Open MPI)")
     par.add_argument("--mesh", action="store_true", help="one process: train data parallel "

@@ -10,6 +10,8 @@ watches, ``jaxnn.cli.selection``). RMSE is in the label's own units.
 
 from __future__ import annotations
 
+import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +62,22 @@ def write_history(history: dict, settings: dict, path: Path) -> None:
     save_history(history, path, settings=settings)
 
 
-def read_history(path: Path) -> dict:
-    """write_history's arrays (without the settings); {} when there is no file yet."""
+def read_history(path: Path, upto: int | None = None) -> dict:
+    """write_history's arrays (without the settings), the rows of epochs <= ``upto`` only;
+    {} when there is no file yet.
+
+    history.json is written before each checkpoint, so after a kill it may hold
+    rows past the newest checkpoint: the resumed run recomputes those epochs.
+    """
     from jaxnn import load_history
 
-    return load_history(path) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    history = load_history(path)
+    if upto is None or "epoch" not in history:
+        return history
+    rows = history["epoch"] <= upto
+    return {k: v[..., rows] for k, v in history.items()}
 
 
 def log_reads_well(values) -> bool:
@@ -99,7 +112,16 @@ def plot(history: dict, path: Path, metric: str, title: str) -> None:
             ax.set_yscale("log")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    # a temporary file renamed over curves.png: never a half-written image, and never
+    # an open() of whatever is at that name (a FIFO there would block)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(png.getvalue())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def title(net, dataset: str, s: dict) -> str:

@@ -6,12 +6,23 @@ training it checks the hand-derived backward pass (formulas §4) against
 ``jax.grad`` on the first batch. Writes to ``--out``: checkpoints (``LATEST``
 names the newest), ``history.json`` and ``curves.png``. The settings start
 from ``jaxnn.cli.recipes``; the flags are ``jaxnn.cli.flags``'s.
+
+Nothing lost: the run holds ``--out``'s lock (``jaxnn.checkpoint.lock``) from
+start to end, so a second run on the same folder is refused at once; a folder
+that already holds a run is refused unless ``--resume`` continues it or
+``--overwrite`` clears it; ``history.json`` is rewritten atomically before each
+checkpoint, so a killed run's history covers every epoch of its newest
+checkpoint and a resumed run continues it without a gap.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import os
+import re
+import stat
 import sys
 import textwrap
 import time
@@ -125,14 +136,81 @@ def settings(args, saved: dict | None) -> dict:
     return s
 
 
+def _kind(mode: int) -> str:
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if
+            stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a folder" if stat.S_ISDIR(mode) else "a file")
+
+
 def _check_out(out: Path) -> None:
-    """--out must be (or become) a folder: refuse a file on the way before any work."""
+    """--out must be (or become) a folder: refuse a file, FIFO, device on the way before any work."""
     for p in (out, *out.parents):
-        if p.exists():
-            if not p.is_dir():
-                raise ValueError(f"--out {out}: {p} is a file, not a folder; pass a folder "
-                                 "path (it is created if missing).")
-            break
+        try:
+            mode = os.stat(p).st_mode
+        except (FileNotFoundError, NotADirectoryError):  # not there yet: look further up
+            continue
+        except OSError as e:
+            raise ValueError(f"--out {out}: {p}: {e.strerror}.") from None
+        if not stat.S_ISDIR(mode):
+            raise ValueError(f"--out {out}: {p} is {_kind(mode)}, not a folder; pass a folder "
+                             "path (it is created if missing).")
+        break
+
+
+def _regular_file(flag: str, path: str) -> None:
+    """Refuse a FIFO or device before opening it: opening a FIFO would wait for a writer."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing or unreadable: the loader names it
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(f"{flag} {path}: it is {_kind(mode)}, not a regular file; save the "
+                         "data to a file and pass that.")
+
+
+_RUN_FILES = re.compile(r"LATEST|history\.json|ckpt-\d+\.npz")
+
+
+def _claim(out: Path, args, stack: contextlib.ExitStack) -> None:
+    """Hold --out's lock for the run; refuse a folder holding another run unless told what to do.
+
+    --resume continues the run there; --overwrite deletes its checkpoints, LATEST,
+    history.json and curves.png first (other files stay).
+    """
+    from jaxnn import checkpoint
+
+    _check_out(out)
+    try:
+        stack.enter_context(checkpoint.lock(out))
+    except checkpoint.FolderInUseError as e:
+        who = f"process {e.pid}" if e.pid is not None else "another process"
+        raise ValueError(f"--out {out}: folder {out} is being written by {who}; pass another "
+                         "--out (or wait for that run to end).") from None
+    except checkpoint.CheckpointError as e:
+        raise ValueError(f"--out {out}: {e}") from None
+    if args.resume:
+        return
+    found = sorted(p.name for p in out.iterdir() if _RUN_FILES.fullmatch(p.name))
+    if found and not args.overwrite:
+        raise ValueError(f"--out {out} already holds a run ({', '.join(found[:3])}"
+                         f"{', ...' if len(found) > 3 else ''}); pass --resume to continue it, "
+                         "--overwrite to start afresh (deletes its checkpoints and history), "
+                         "or another --out.")
+    try:
+        for name in (*found, "curves.png"):
+            if os.path.lexists(out / name):
+                (out / name).unlink()
+    except OSError as e:
+        raise ValueError(f"--overwrite: cannot delete {e.filename}: {e.strerror}.") from None
+
+
+def _write_history(history: dict, settings: dict, path: Path) -> None:
+    try:
+        report.write_history(history, settings, path)
+    except OSError as e:
+        raise ValueError(f"cannot write {path}: {e.strerror} ({errno.errorcode.get(e.errno, '?')})"
+                         "; the newest checkpoint and the previous history.json are intact."
+                         ) from None
 
 
 def _load_data(s: dict):
@@ -146,6 +224,7 @@ def _load_data(s: dict):
             raise ValueError(f"--dataset {s['dataset']}: {e}") from None
         return ds, ""
     path, label = s["csv"], s["label_column"]
+    _regular_file("--csv", path)
     label = int(label) if label.lstrip("-").isdigit() else label
     try:
         ds = datasets.load_csv(path, label_column=label, task="regression" if s["task"] ==
@@ -198,6 +277,19 @@ def _grad_errors(params, X, Y, net, l2, keep_prob, key):
     return relative_error(g1, g2), jnp.max(jnp.stack(diffs))
 
 
+def _joined(old: dict, history: dict) -> dict:
+    """The resumed history's rows, then this run's (named as history.json names them)."""
+    import numpy as np
+
+    history = report.cli_history(history)
+    return {k: np.concatenate([old[k], v]) if k in old else v for k, v in history.items()}
+
+
+def _epochs(epoch) -> str:
+    return "no rows" if len(epoch) == 0 else f"epochs {int(epoch[0])}..{int(epoch[-1])}" + (
+        f" ({len(epoch)} rows)" if len(epoch) != epoch[-1] - epoch[0] + 1 else "")
+
+
 def _read_checkpoint(out: Path) -> dict:
     from jaxnn import checkpoint
 
@@ -212,6 +304,11 @@ def _read_checkpoint(out: Path) -> dict:
 
 
 def run(args) -> int:
+    with contextlib.ExitStack() as stack:  # --out's lock, released however the run ends
+        return _run(args, stack)
+
+
+def _run(args, stack: contextlib.ExitStack) -> int:
     t_start = time.perf_counter()
     _configure_cache()
     _join_processes(args)
@@ -238,9 +335,15 @@ def run(args) -> int:
     if args.resume:
         out = out or Path("runs") / (args.dataset or (Path(args.csv).stem if args.csv else
                                                       recipes.GENERIC["dataset"]))
+        if main and out.is_dir():  # else _read_checkpoint says what is missing
+            _claim(out, args, stack)
         saved = _read_checkpoint(out)
     s = settings(args, saved)
     out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite starts afresh, --resume continues: give one of them.")
+    if main and not args.resume:
+        _claim(out, args, stack)
     _check_out(out)
     ds, data_line = _load_data(s)
     if data_line:
@@ -296,10 +399,13 @@ def run(args) -> int:
         + (f", data parallel over {mesh.size} device(s), {jax.process_count()} process(es)"
            if mesh is not None else "") + f" -> {out}", flush=True)
     history_path = out / "history.json"
-    old = report.read_history(history_path) if saved is not None else {}
-    if old:  # a run that kept an earlier epoch than it trained to: drop the rows after it
-        upto = old["epoch"] <= done
-        old = {k: v[..., upto] for k, v in old.items()}
+    old = report.read_history(history_path, upto=done) if saved is not None else {}
+    have = old.get("epoch", np.zeros(0, int))
+    if saved is not None and not np.array_equal(have, np.arange(1, done + 1)):
+        say(f"note: {history_path} holds {_epochs(have)}, not every epoch 1..{done} of the "
+            "checkpoint (written by an older jaxnn, or edited); the curves miss the rest.",
+            flush=True)
+    settings_out = config | {"epochs": s["epochs"], "network": net.describe()}
 
     keeper = selection.BestEpoch(net, val, s["patience"])
     keeper.start(state, done)
@@ -312,6 +418,8 @@ def run(args) -> int:
         keeper.observe(state, epoch)
         keeper.history = history
         if epoch % args.save_every == 0 or epoch == s["epochs"]:
+            if main:  # the history first: it then always covers the newest checkpoint
+                _write_history(_joined(old, rows(history)), settings_out, history_path)
             checkpoint.save(out, state, net, config=config, keep=args.keep)
         if keeper.stop():
             raise selection.Stopped
@@ -339,14 +447,12 @@ def run(args) -> int:
         return 1
     seconds = time.perf_counter() - t0
     steps = keeper.steps - step0
-    history = report.cli_history(rows(history))
-    history = {k: np.concatenate([old[k], v]) if k in old else v for k, v in history.items()}
+    history = _joined(old, rows(history))
     metric = metric_names(net)[0]
     baseline = selection.linear_baseline(full_ds)
     history[f"baseline_test_{metric}"] = np.full(len(history["epoch"]), baseline[1])
     if main:
-        report.write_history(history, config | {"epochs": s["epochs"],
-                                                     "network": net.describe()}, history_path)
+        _write_history(history, settings_out, history_path)
     if keeper.best_state is not None:  # LATEST names the params kept (history.json covers them)
         state = keeper.best_state
         checkpoint.save(out, state, net, config=config, keep=args.keep)

@@ -26,6 +26,24 @@ import numpy as np
 GRADS = ("manual", "autodiff")
 
 
+class MissingFileError(ValueError, FileNotFoundError):
+    """A file or folder jaxnn was asked to read is not there (the message names the path).
+
+    Both a ``ValueError`` (as every jaxnn input error) and a ``FileNotFoundError``
+    (``errno`` is ``ENOENT``), so ``except FileNotFoundError`` catches it as it
+    catches ``open``'s. Raised by the loaders of ``jaxnn.datasets``, and as
+    ``CheckpointError`` subclass by ``jaxnn.checkpoint``.
+
+    >>> err = MissingFileError("no/such.csv does not exist.")
+    >>> isinstance(err, FileNotFoundError), isinstance(err, ValueError), str(err)
+    (True, True, 'no/such.csv does not exist.')
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.errno = 2  # ENOENT, as open() sets it (str(self) stays the message)
+
+
 def _not_real(name: str, dtype, example=None) -> str:
     """Why an array of ``dtype`` is not real numbers, and the explicit conversion to use."""
     var = name.rsplit(": ", 1)[-1]  # "fit: X" -> X, for the code in the fix

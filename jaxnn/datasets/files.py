@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxnn.core.validate import MissingFileError
 from jaxnn.datasets.core import Dataset, from_arrays
 
 
@@ -38,16 +39,17 @@ def existing_file(path) -> Path:
       The Path.
 
     Raises:
-      ValueError: nothing is at ``path``, or it is a folder.
+      MissingFileError: nothing is at ``path`` (a ``ValueError`` and a ``FileNotFoundError``).
+      ValueError: it is a folder.
 
     >>> existing_file("no/such.csv")
     Traceback (most recent call last):
     ...
-    ValueError: no/such.csv does not exist...
+    jaxnn.core.validate.MissingFileError: no/such.csv does not exist...
     """
     path = Path(path)
     if not path.exists():
-        raise ValueError(f"{path} does not exist (relative paths start in {Path.cwd()}).")
+        raise MissingFileError(f"{path} does not exist (relative paths start in {Path.cwd()}).")
     if path.is_dir():
         raise ValueError(f"{path} is a folder, not a file; pass the data file inside it.")
     return path
@@ -145,7 +147,8 @@ def load_csv(path, *, label_column: str | int = -1, task: str | None = "auto", d
       The Dataset, X_*: (n_x, m_*), Y_*: (n_y, m_*).
 
     Raises:
-      ValueError: the file is missing or a folder, a row is ragged, a cell is empty,
+      MissingFileError: the file is missing (also a ``FileNotFoundError``).
+      ValueError: the file is a folder, a row is ragged, a cell is empty,
         not a number or NaN/inf, a label is empty, or the delimiter looks wrong.
 
     >>> import pathlib, tempfile
@@ -262,7 +265,8 @@ def load_npz(path, *, features_key: str = "X", labels_key: str = "y", task: str 
       The Dataset, X_*: (n_x, m_*), Y_*: (n_y, m_*).
 
     Raises:
-      ValueError: the file is missing, a folder, not an .npz (a .npy, a text file),
+      MissingFileError: the file is missing (also a ``FileNotFoundError``).
+      ValueError: the file is a folder, not an .npz (a .npy, a text file),
         corrupt, lacks the keys, holds object arrays, or its data are invalid.
 
     >>> import pathlib, tempfile

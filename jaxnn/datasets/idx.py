@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxnn.core.validate import first_bad_column
+from jaxnn.core.validate import MissingFileError, first_bad_column
 from jaxnn.datasets.core import Dataset, assemble, check_dtype, is_integral
 from jaxnn.datasets.files import existing_file
 
@@ -77,9 +77,9 @@ def _find_idx(folder: Path, base: str) -> Path:
     for candidate in (folder / base, folder / f"{base}.gz"):
         if candidate.is_file():
             return candidate
-    raise ValueError(f"{base} (or {base}.gz) not found in {folder}. load_idx never "
-                     f"downloads: put the four files {', '.join(_IDX_FILES)} "
-                     "(optionally .gz) in that folder.")
+    raise MissingFileError(f"{base} (or {base}.gz) not found in {folder}. load_idx never "
+                           f"downloads: put the four files {', '.join(_IDX_FILES)} "
+                           "(optionally .gz) in that folder.")
 
 
 def load_idx(folder, *, kind: str = "mnist", dtype=np.float32,
@@ -100,22 +100,25 @@ def load_idx(folder, *, kind: str = "mnist", dtype=np.float32,
       The Dataset, X_*: (n_x, m_*), Y_*: (10, m_*).
 
     Raises:
-      ValueError: the folder or a file is missing, a file is truncated or not IDX,
+      MissingFileError: the folder or one of the files is missing (a ``ValueError`` and a
+        ``FileNotFoundError``).
+      ValueError: a file is truncated or not IDX,
         images and labels do not match, labels are not 0..9, or pixels hold NaN/inf.
 
     >>> load_idx("no/such/folder")
     Traceback (most recent call last):
     ...
-    ValueError: no/such/folder does not exist...
+    jaxnn.core.validate.MissingFileError: no/such/folder does not exist...
     """
     if kind not in _IDX_CLASSES:
         raise ValueError(f"unknown kind {kind!r}; valid: {', '.join(_IDX_CLASSES)}.")
     dtype = check_dtype(dtype)
     folder = Path(folder)
     if not folder.is_dir():
-        raise ValueError(f"{folder} " + ("is a file, not a folder" if folder.exists()
-                                         else "does not exist") + "; pass the folder holding "
-                         f"the IDX files ({', '.join(_IDX_FILES)}).")
+        error = ValueError if folder.exists() else MissingFileError
+        raise error(f"{folder} " + ("is a file, not a folder" if folder.exists()
+                                    else "does not exist") + "; pass the folder holding "
+                    f"the IDX files ({', '.join(_IDX_FILES)}).")
     files = [_find_idx(folder, b) for b in _IDX_FILES]
     img_tr, lab_tr, img_te, lab_te = (read_idx(f) for f in files)
     parts = []

@@ -19,8 +19,18 @@ Writes are atomic: the file is written to a temporary name in the same folder,
 fsynced, then ``os.replace``-d into place; the ``LATEST`` pointer is updated the
 same way only after the checkpoint is complete, so a crash leaves either the old
 or the new checkpoint, never a torn one. The next save removes the temporary
-files a killed save left behind, then keeps the newest ``keep`` checkpoints
-(and always the one ``LATEST`` names). One writer per folder.
+files a killed save left behind (never those of a live writer), then keeps the
+newest ``keep`` checkpoints (and always the one ``LATEST`` names).
+
+One writer per folder, enforced: a save holds the folder's lock file
+(``jaxnn.train.folder``) while it writes, and ``with checkpoint.lock(folder):``
+holds it for a whole run (``jaxnn train`` does); a save into a folder another
+live process holds raises :class:`FolderInUseError` naming that process. Every
+failure of the OS (read-only or full disk, a file where a folder should be, a
+symbolic link loop, ``LATEST`` a folder, ...) is a :class:`CheckpointError`
+naming the path and the OS reason; a missing checkpoint (file, folder, ``LATEST``
+or the file it names) is a :class:`MissingCheckpointError`, also a
+``FileNotFoundError``.
 
 Trained params to a file and back, in three lines (the one path; README's tour runs it)::
 
@@ -49,7 +59,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import jax
@@ -59,16 +68,26 @@ import numpy as np
 from jaxnn.core.compat import savez_no_pickle
 from jaxnn.core.network import Network, check_params
 from jaxnn.devices import processes as distributed
-from jaxnn.train.checkpoint_format import FORMAT, VERSION, CheckpointError, pack, read_verified
+from jaxnn.train import folder as _folder
+from jaxnn.train.checkpoint_format import (
+    FORMAT,
+    VERSION,
+    CheckpointError,
+    MissingCheckpointError,
+    pack,
+    read_verified,
+)
+from jaxnn.train.folder import FolderInUseError, lock
 from jaxnn.train.state import TrainState
 
 __all__ = ["CheckpointError", "save", "load", "resolve", "read_metadata", "restore", "FORMAT",
-           "VERSION", "LATEST", "PARAMS_ONLY"]
+           "VERSION", "LATEST", "PARAMS_ONLY",
+           "MissingCheckpointError", "FolderInUseError", "lock"]
 
 LATEST = "LATEST"
 PARAMS_ONLY = "none"  # the key_impl of a params-only file: it holds no PRNG key (nor state)
 _CKPT = re.compile(r"ckpt-(\d+)\.npz")
-_TEMP = re.compile(r"\.(ckpt-\d+\.npz|LATEST)\..+\.tmp")
+_TEMP = r"ckpt-\d+\.npz|LATEST"  # the files whose temporary files a save may tidy
 
 
 # ------------------------------------------------------------------------- save
@@ -97,21 +116,7 @@ def _to_host(name: str, x) -> np.ndarray:
 
 def _atomic_write(path: Path, write) -> None:
     """write(file) into a temporary file beside path, fsync, then rename over path."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:  # make the rename itself durable
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _folder.atomic_write(path, write=write)
 
 
 def _check_keep(keep) -> None:
@@ -122,9 +127,8 @@ def _check_keep(keep) -> None:
 
 def _tidy(directory: Path, keep: int | None, latest: str) -> None:
     """Remove temporary files of killed saves and checkpoints older than the newest ``keep``."""
-    for p in directory.iterdir():
-        if _TEMP.fullmatch(p.name):
-            p.unlink(missing_ok=True)
+    for p in _folder.stale_temps(directory, _TEMP):  # never a live writer's
+        p.unlink(missing_ok=True)
     if keep is None:
         return
     ckpts = sorted((int(m[1]), p) for p in directory.iterdir() if (m := _CKPT.fullmatch(p.name)))
@@ -189,15 +193,34 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
         arrays = pack(paths, leaves, network=net.describe(),
                       key_impl=key_impl, epoch=epoch, step=step,
                       config=config_json)
-        directory.mkdir(parents=True, exist_ok=True)
-        _tidy(directory, None, path.name)
-        _atomic_write(path, lambda f: savez_no_pickle(f, **arrays))
-        _atomic_write(directory / LATEST, lambda f: f.write(path.name.encode() + b"\n"))
-        _tidy(directory, keep, path.name)
+        with lock(directory):  # one writer per folder; raises naming the other one
+            _write(directory, path, arrays, keep)
     if jax.process_count() > 1:
         # every process returns once process 0's file is complete: a restore right after sees it
         distributed.barrier(f"jaxnn checkpoint {path.name}")
     return path
+
+
+def _write(directory: Path, path: Path, arrays: dict, keep: int | None) -> None:
+    """The file, then LATEST, then the tidy; every OS failure a CheckpointError naming it."""
+    latest = directory / LATEST
+    target = path
+    try:
+        if os.path.lexists(latest) and not latest.is_file():
+            raise CheckpointError(f"cannot save {path}: {latest} is not a file (a folder or "
+                                  "another kind of file); remove it, a save writes it anew.")
+        _tidy(directory, None, path.name)
+        _atomic_write(path, lambda f: savez_no_pickle(f, **arrays))
+        target = latest
+        _atomic_write(latest, lambda f: f.write(path.name.encode() + b"\n"))
+        target = directory
+        _tidy(directory, keep, path.name)
+    except OSError as err:
+        kept = ("the previous checkpoint and LATEST are unchanged" if target == path else
+                f"{path.name} is complete but LATEST still names the previous checkpoint"
+                if target == latest else "the new checkpoint is complete")
+        raise CheckpointError(f"cannot save {path}: {_folder.os_reason(err)} (writing "
+                              f"{err.filename or target}); {kept}.") from None
 
 
 # ------------------------------------------------------------------------- read
@@ -211,8 +234,10 @@ def resolve(path) -> Path:
       The checkpoint file's path.
 
     Raises:
-      CheckpointError: nothing is there, ``LATEST`` is missing or empty, or it names
-        something other than a file inside the folder.
+      MissingCheckpointError: nothing is there, the folder has no ``LATEST`` (an
+        empty folder: nothing saved yet), or ``LATEST`` names a file that is gone.
+      CheckpointError: ``LATEST`` is empty, not a file, or names something other
+        than a file inside the folder; or the OS refuses to read (naming the reason).
 
     >>> import tempfile
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
@@ -223,11 +248,27 @@ def resolve(path) -> Path:
     True ckpt-000000.npz
     """
     path = Path(path)
+    try:
+        return _resolve(path)
+    except CheckpointError:  # MissingCheckpointError is an OSError too: already worded
+        raise
+    except OSError as err:  # permission, a symbolic link loop, I/O: named, not raw
+        raise CheckpointError(f"checkpoint {path} cannot be read: {_folder.os_reason(err)}"
+                              + (f" ({err.filename})" if err.filename else "") + ".") from None
+    except RuntimeError as err:  # Path.resolve's "Symlink loop from ..."
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}.") from None
+
+
+def _resolve(path: Path) -> Path:
     if path.is_dir():
         pointer = path / LATEST
+        if os.path.lexists(pointer) and not pointer.is_file():
+            raise CheckpointError(f"{pointer} is not a file (a folder or another kind of "
+                                  "file); it should name the newest checkpoint in "
+                                  f"{path}, e.g. ckpt-000003.npz.")
         if not pointer.is_file():
-            raise CheckpointError(f"no checkpoint in {path}: {LATEST} is missing (no save "
-                                  "finished there).")
+            raise MissingCheckpointError(f"no checkpoint in {path}: {LATEST} is missing (no "
+                                         "save finished there).")
         try:
             name = pointer.read_bytes()[:4096].decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as err:
@@ -244,11 +285,15 @@ def resolve(path) -> Path:
             raise CheckpointError(f"{pointer} names {name!r}, a link to {target.resolve()}, "
                                   f"outside {path}.")
         if not target.is_file():
-            raise CheckpointError(f"{pointer} names {name!r}, which does not exist in {path} "
-                                  "(deleted or moved?).")
+            if os.path.lexists(target) and not os.path.islink(target):
+                raise CheckpointError(f"{pointer} names {name!r}, which is not a file.")
+            raise MissingCheckpointError(f"{pointer} names {name!r}, which does not exist in "
+                                         f"{path} (deleted or moved?).")
         return target
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path} does not exist.")
+        if os.path.islink(path):
+            os.stat(path)  # a link loop raises ELOOP, named by resolve
+        raise MissingCheckpointError(f"checkpoint {path} does not exist.")
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} is not a file or folder.")
     return path

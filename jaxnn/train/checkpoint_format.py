@@ -23,6 +23,7 @@ not a signature (whoever can write the file can rewrite the metadata too).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import re
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
+
+from jaxnn.core.validate import MissingFileError
 
 FORMAT, VERSION = "jaxnn-checkpoint", 2
 _MAX_NPY_HEADER = 1 << 16  # bytes a .npy header may add to its data (numpy writes 128)
@@ -41,6 +44,18 @@ class CheckpointError(ValueError):
 
     The message names the file and what is wrong with it. A ``ValueError``, so
     callers that already catch bad input catch it too.
+    """
+
+
+class MissingCheckpointError(CheckpointError, MissingFileError):
+    """No checkpoint where one was asked for: a missing file or folder, a folder with
+    no ``LATEST`` (nothing saved there yet), or a ``LATEST`` naming a file that is gone.
+
+    A :class:`CheckpointError` and a ``FileNotFoundError`` (``errno`` ``ENOENT``).
+
+    >>> err = MissingCheckpointError("checkpoint runs/x does not exist.")
+    >>> isinstance(err, CheckpointError), isinstance(err, FileNotFoundError)
+    (True, True)
     """
 
 
@@ -178,8 +193,12 @@ def read_verified(path: Path, check=None):
         size = path.stat().st_size
         with path.open("rb") as f:
             magic = f.read(4)
+    except FileNotFoundError:
+        raise MissingCheckpointError(f"checkpoint {path} does not exist.") from None
     except OSError as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror or err} "
+                              f"({errno.errorcode.get(err.errno or 0, type(err).__name__)})."
+                              ) from None
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes).")
     if magic != b"PK\x03\x04":
@@ -229,6 +248,10 @@ def read_verified(path: Path, check=None):
             return meta, stored
     except CheckpointError:
         raise
+    except OSError as err:  # the disk or the OS failed, not the bytes
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err.strerror or err} "
+                              f"({errno.errorcode.get(err.errno or 0, type(err).__name__)})."
+                              ) from None
     except Exception as err:  # any failure to parse these untrusted bytes means a bad file
         raise CheckpointError(f"checkpoint {path} is corrupt or truncated "
                               f"({type(err).__name__}: {err}).") from None
