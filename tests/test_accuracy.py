@@ -12,10 +12,10 @@ the baseline is recomputed here from the same split.
 import json
 
 import pytest
+from test_baseline import MARGIN, independent_baseline, kept_score
 
 from jaxnn import cli, datasets
 from jaxnn.cli import recipes as cli_recipes
-from test_baseline import MARGIN, independent_baseline, kept_score
 
 BANDS = {"digits": ("accuracy", 0.97), "breast_cancer": ("accuracy", 0.95),
          "iris": ("accuracy", 0.93), "wine": ("accuracy", 0.95), "diabetes": ("r2", 0.40)}

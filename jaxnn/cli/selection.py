@@ -66,15 +66,18 @@ class BestEpoch:
 
     def __init__(self, net, val, patience: int):
         import jax
+        import jax.numpy as jnp
 
         from jaxnn import evaluate
 
         self.net, self.val, self.patience = net, val, patience
         self.best_epoch, self.best_cost, self.best_state = 0, math.inf, None
-        self.last_epoch = 0
+        self.last_epoch = self.steps = 0  # the last epoch and update count trained
+        self.history: dict = {}  # train_epochs' history at the last callback
         self.scores: dict[str, list[float]] = {}
         self.best: list[int] = []
         self._score = jax.jit(evaluate, static_argnums=3)
+        self._copy = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree))  # one dispatch
 
     def _validation(self, state) -> dict[str, float]:
         import jax
@@ -86,12 +89,9 @@ class BestEpoch:
                 jax.device_get(self._score(params, *self.val, self.net)).items()}
 
     def _keep(self, state, epoch: int, cost: float) -> None:
-        import jax
-        import jax.numpy as jnp
-
         # a copy: the next compiled call donates the buffers of the state it is given
         self.best_epoch, self.best_cost = epoch, cost
-        self.best_state = jax.tree.map(jnp.copy, state)
+        self.best_state = self._copy(state)
 
     def start(self, state, epoch: int) -> None:
         """A resumed run: the checkpoint's own state is the one to beat."""

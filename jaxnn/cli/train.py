@@ -356,6 +356,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
             ds, val = split_validation(ds, s["val_fraction"], seed=s["seed"])
         except ValueError as e:
             raise ValueError(f"--val-fraction {s['val_fraction']:g}: {e}") from None
+    held = "" if val is None else f"{val[0].shape[1]} validation / "
     layers = [int(n) for n in s["layers"].split(",") if n]
     act = s["activation"]
     init = s["init"] or ("he" if act in ("relu", "leaky_relu") else "xavier")
@@ -394,7 +395,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         recipe = f", the {s['dataset']} recipe" + (f" but {' '.join(changed)}" if changed else "")
     acts = "/".join(a.name for a in net.layer_activations)
     say(f"training {'-'.join(map(str, net.layer_sizes))} {acts} on {ds.name} ({ds.m_train} "
-        f"train / {'' if val is None else f'{val[0].shape[1]} validation / '}{ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
+        f"train / {held}{ds.m_test} test), {s['optimizer']} lr {s['lr']:g}, batch {B}, epochs "
         f"{done + 1}..{s['epochs']}{recipe}"
         + (f", data parallel over {mesh.size} device(s), {jax.process_count()} process(es)"
            if mesh is not None else "") + f" -> {out}", flush=True)

@@ -52,7 +52,7 @@ def split_validation(ds: Dataset, fraction: float = 0.2, *, seed: int = 0):
     Raises:
       ValueError: ``fraction`` is not in (0, 1), or leaves a split empty.
 
-    >>> ds = from_arrays(np.arange(40.0).reshape(20, 2), np.arange(20) % 2)
+    >>> ds = jaxnn.datasets.from_arrays(np.arange(40.0).reshape(20, 2), np.arange(20) % 2)
     >>> fit_ds, (X_val, Y_val) = split_validation(ds, 0.25)
     >>> fit_ds.m_train, X_val.shape, fit_ds.m_test
     (12, (2, 4), 4)
