@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn.check import check_grad
+import jaxnn
+from jaxnn.check import check_activation, check_grad, check_vjp
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -59,3 +60,68 @@ def test_small_leaf_bug_caught_by_its_own_verdict(dtype):
     # the normwise error over both leaves alone would have passed (for at least one method)
     assert any(r.error <= r.threshold + r.noise for r in bad.results), str(bad)
     assert "primals[1]" in str(bad)
+
+
+# --- bounds a bug cannot inflate ---------------------------------------------------------------------
+
+
+def log_ndtr_prime(scale_low=1.0):
+    """d/dx log Φ(x) = φ(x)/Φ(x) with two branches, cut where jax's log_ndtr cuts: the cut depends on
+    the dtype (x < -5 in float64, x < -10 in float32), so a float32 recomputation of this rule takes
+    the other branch on (-10, -5); ``scale_low`` plants a bug confined to the float64 low branch."""
+
+    def prime(x):
+        cut = -5.0 if x.dtype == jnp.float64 else -10.0
+        direct = jax.scipy.stats.norm.pdf(x) / jax.scipy.special.ndtr(x)
+        via_log = jnp.exp(-0.5 * x**2 - 0.5 * jnp.log(2 * jnp.pi) - jax.scipy.special.log_ndtr(x))
+        return jnp.where(x < cut, scale_low * via_log, direct)
+
+    return prime
+
+
+def log_ndtr_report(scale_low):
+    prime = log_ndtr_prime(scale_low)
+    with jax.enable_x64(True):
+        x = jnp.linspace(-9.0, 3.0, 25, dtype=jnp.float64)
+        return check_vjp(
+            jax.scipy.special.log_ndtr,
+            (x,),
+            vjp=lambda p, c: (c * prime(p[0]),),
+            reference=jax.scipy.special.log_ndtr,
+            methods=ALL,
+            jit=False,
+        )
+
+
+def test_branch_confined_bug_caught_and_bound_not_inflated():
+    ok, bad = log_ndtr_report(1.0), log_ndtr_report(1 + 1e-6)
+    assert ok.passed, str(ok)
+    assert not bad.passed, str(bad)
+    assert bad["reference"].status == "FAIL" and bad["jvp"].status == "FAIL", str(bad)
+    for r_ok, r_bad in zip(ok.results, bad.results):
+        assert r_bad.noise <= 10 * r_ok.noise, (r_bad.method, r_bad.noise, r_ok.noise)
+        # caught at the stated float64 sensitivity: the bug is far above what the bound allows
+        if r_bad.method != "finite_difference":
+            assert r_bad.error > 100 * (r_bad.threshold + r_bad.noise), str(bad)
+
+
+def branchy_softplus(scale_high=1.0):
+    # softplus' = sigmoid, computed as exp(z)/(1+exp(z)) below a dtype-dependent cut, 1/(1+exp(-z)) above
+    def prime(z):
+        cut = 2.0 if z.dtype == jnp.float64 else 6.0
+        return jnp.where(z > cut, scale_high / (1 + jnp.exp(-z)), jnp.exp(z) / (1 + jnp.exp(z)))
+
+    return jaxnn.make_activation(f"softplus_branch_{scale_high!r}", jax.nn.softplus, prime)
+
+
+def test_branch_confined_bug_in_an_activation_derivative():
+    grid = jnp.asarray(np.linspace(-6.0, 6.0, 49)[None, :])
+    methods = ("autodiff", "finite_difference", "jvp")
+    ok = check_activation(branchy_softplus(1.0), Z=grid, methods=methods)
+    bad = check_activation(branchy_softplus(1 + 1e-6), Z=grid, methods=methods)
+    assert ok.passed, str(ok)
+    assert not bad.passed, str(bad)
+    status = {r.method: r.status for r in bad.results}
+    assert status["autodiff"] == "FAIL" and status["jvp"] == "FAIL", str(bad)
+    for r_ok, r_bad in zip(ok.results, bad.results):
+        assert r_bad.noise <= 10 * r_ok.noise, (r_bad.method, r_bad.noise, r_ok.noise)

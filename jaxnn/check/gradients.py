@@ -268,7 +268,8 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
             if terms is not None:
                 r_nat, r64 = np.maximum(r_nat, u * terms[l][k]), np.maximum(r64, u64 * terms[l][k])
             ad[k] = (r_nat, r64)
-            man[k] = (r_nat + u * np.abs(sides[dtype][1][l][k]), r64 + u64 * np.abs(sides["float64"][1][l][k]))
+            g_nat, g64 = sides[dtype][1][l][k], sides["float64"][1][l][k]
+            man[k] = (r_nat + u * np.abs(g_nat), r64 + u64 * np.abs(g64))
         out["autodiff"].append(ad)
         out["manual"].append(man)
     return out
@@ -316,5 +317,6 @@ def _check_backward(backward, params, X, Y, net, key, keep_prob) -> None:
                 raise ValueError(
                     f"check_gradients: backward returned d{k}^[{l}] of shape {got} and dtype {g[k].dtype}, "
                     f"expected {tuple(want)} and {p[k].dtype} (those of {k}^[{l}]); a gradient has exactly "
-                    "its parameter's shape (no broadcasting)."
+                    f"its parameter's shape (no broadcasting). Fix: return d{k}^[{l}] of shape {tuple(want)} "
+                    "(e.g. db = sum of dZ over the m columns, keepdims=True)."
                 )

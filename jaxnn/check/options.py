@@ -252,6 +252,18 @@ def shape_check_activation(g: Activation, shape, dtype, where: str = "") -> None
             f"{where}activation {g.name!r}: backward(dA, Z, A) returned shape {tuple(dZ.shape)}, "
             f"expected {shape}: the derivative g'(Z) must return an array of the same shape as Z."
         )
+    # dA * g'(Z) broadcasts a g'(Z) of shape (n, 1) to (n, m) without a word (and a wrong
+    # derivative then reads as a FAIL verdict): a scalar dA shows g'(Z)'s own shape.
+    try:
+        probe = jax.eval_shape(g.backward, jax.ShapeDtypeStruct((), dtype), Z, Z)
+    except Exception:  # noqa: BLE001 - a backward that needs a full dA: nothing to learn here
+        return
+    if tuple(probe.shape) not in ((), tuple(shape)):
+        raise ValueError(
+            f"{where}activation {g.name!r}: the derivative g'(Z) returned shape {tuple(probe.shape)} for "
+            f"Z of shape {tuple(shape)}; dA * g'(Z) would broadcast it and hide the error. Fix: return "
+            f"an array of Z's shape {tuple(shape)} (one derivative per entry of Z)."
+        )
 
 
 def first_line(e: Exception) -> str:

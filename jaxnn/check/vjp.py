@@ -30,12 +30,14 @@ every method.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.check.inputs import build_problem, check_static_argnums, convert_scalars
 from jaxnn.check.options import (
     check_eps,
     check_methods,
@@ -65,15 +67,19 @@ def check_vjp(
     max_entries: int = 4096,
     n_directions: int = 4,
     jit: bool = True,
+    static_argnums: int | Sequence[int] = (),
 ) -> GradientReport:
     """Check a hand-written VJP (or f's own custom_vjp rule) against references (conventions §3).
 
     Args:
       f: the function, ``f(*primals)`` -> a pytree of float arrays.
-      primals: a tuple of pytrees of float arrays, the point of the check.
+      primals: a tuple of pytrees of float arrays, the point of the check
+        (Python floats and ints become arrays of JAX's default float dtype;
+        the report says so).
       vjp: the rule under test, ``vjp(primals, cotangent)`` -> a tuple with
         one cotangent per primal (each with that primal's structure, shapes
-        and dtypes); None checks the rule ``jax.vjp(f)`` runs (f's custom_vjp).
+        and dtypes; None, for a primal or one leaf, means a zero cotangent, as
+        in ``jax.custom_vjp``); None checks the rule ``jax.vjp(f)`` runs (f's custom_vjp).
       reference: a plain differentiable implementation of the same math
         (compared through ``jax.vjp`` / ``jax.jvp``); never f's own rule.
       methods: any of ``"reference"``, ``"finite_difference"``, ``"jvp"``;
@@ -88,6 +94,10 @@ def check_vjp(
       max_entries: leaves up to this size are perturbed entry by entry, larger ones along random directions.
       n_directions: random unit directions per large leaf (and per leaf for jvp).
       jit: compile f, the rule and the batched evaluations.
+      static_argnums: positions of primals that are not differentiated (integers,
+        flags): f, reference and the rule still receive them; the rule returns
+        one cotangent per primal (anything, e.g. None, at a static position) or
+        one per differentiated primal.
 
     Returns:
       A ``GradientReport`` with per-leaf errors and noise bounds, the worst
@@ -122,6 +132,7 @@ def check_vjp(
         max_entries,
         n_directions,
         jit,
+        static_argnums,
     )
 
 
@@ -140,6 +151,7 @@ def check_grad(
     max_entries: int = 4096,
     n_directions: int = 4,
     jit: bool = True,
+    static_argnums: int | Sequence[int] = (),
 ) -> GradientReport:
     """Check a hand-written gradient of a scalar function (or f's own custom rule) (conventions §3).
 
@@ -158,6 +170,7 @@ def check_grad(
       max_entries: leaves up to this size are perturbed entry by entry.
       n_directions: random unit directions per large leaf (and per leaf for jvp).
       jit: compile f, grad and the batched evaluations.
+      static_argnums: positions of primals that are not differentiated, as in ``check_vjp``.
 
     Returns:
       A ``GradientReport`` (see ``check_vjp``).
@@ -171,22 +184,17 @@ def check_grad(
     True
     """
     primals = _as_tuple(primals, "check_grad")
-    out = _out_struct("check_grad", f, primals)
-    leaves = jax.tree.leaves(out)
-    if len(leaves) != 1 or tuple(leaves[0].shape) != ():
-        raise ValueError(
-            f"check_grad: f must return one scalar (shape ()), got {jax.tree.map(lambda s: s.shape, out)}; "
-            "for a non-scalar f use check_vjp."
-        )
+    static = check_static_argnums(static_argnums, len(primals), "check_grad") if static_argnums != () else ()
     rule = None
     if grad is not None:
         if not callable(grad):
             raise ValueError(f"check_grad: grad = {grad!r} must be a function grad(*primals).")
+        diff = [i for i in range(len(primals)) if i not in static]
 
         def rule(p, c):
             g = grad(*p)
-            # one primal: the bare pytree, as jax.grad(f) returns it, is accepted
-            if len(p) == 1 and jax.tree.structure(g) == jax.tree.structure(p[0]):
+            # one differentiated primal: the bare pytree, as jax.grad(f) returns it, is accepted
+            if len(diff) == 1 and jax.tree.structure(g) == jax.tree.structure(p[diff[0]]):
                 g = (g,)
             return tuple(g) if isinstance(g, list | tuple) else g
 
@@ -206,6 +214,8 @@ def check_grad(
         max_entries,
         n_directions,
         jit,
+        static,
+        scalar=True,
     )
 
 
@@ -218,14 +228,13 @@ def _as_tuple(primals, who: str) -> tuple:
     return tuple(primals)
 
 
-def _check_primals(who: str, primals: tuple) -> list[str]:
-    names = leaf_names(primals, "primals")
+def _check_primals(who: str, primals: tuple, names: list[str]) -> list[str]:
     for name, x in zip(names, jax.tree.leaves(primals)):
         dt = getattr(x, "dtype", None) or np.asarray(x).dtype
         if not jnp.issubdtype(dt, jnp.floating):
             raise ValueError(
-                f"{who}: {name} has dtype {dt}; only float arrays have gradients (cast it, or close over "
-                "it in f instead of passing it as a primal)."
+                f"{who}: {name} has dtype {dt}; only float arrays have gradients (cast it, pass its "
+                "position in static_argnums=..., or close over it in f)."
             )
         a = np.asarray(x, np.float64)
         if not np.all(np.isfinite(a)):
@@ -276,7 +285,8 @@ def _check_rule_output(who, what, out, primals, names) -> None:
             raise ValueError(
                 f"{who}: {what} returned shape {got} for {name}, whose shape is {want}: a cotangent has "
                 "exactly its primal's shape (no broadcasting, which would hide e.g. a missing sum over "
-                "columns)."
+                f"columns). Fix: return an array of shape {want} for {name} (sum over the axes that "
+                "were broadcast, if that is what is missing)."
             )
         if jnp.dtype(o.dtype) != jnp.dtype(p.dtype):
             raise ValueError(
@@ -300,8 +310,11 @@ def _run(
     max_entries,
     n_directions,
     jit,
+    static_argnums=(),
+    scalar=False,
 ):
     primals = _as_tuple(primals, who)
+    static = check_static_argnums(static_argnums, len(primals), who) if static_argnums != () else ()
     eps = 1e-6 if eps is None else check_eps(eps)
     check_positive_ints(
         n_worst=n_worst, n_cotangents=n_cot, max_entries=max_entries, n_directions=n_directions
@@ -320,8 +333,19 @@ def _run(
         )
     if rule is not None and not callable(rule):
         raise ValueError(f"{who}: vjp = {rule!r} must be a function vjp(primals, cotangent).")
-    names = _check_primals(who, primals)
+    own_rule = rule is None
+    primals, notes = convert_scalars(primals, static)
+    prob = build_problem(who, f, reference, rule, primals, static, leaf_names)
+    f, reference, rule, primals, names = prob.f, prob.reference, prob.rule, prob.primals, prob.names
+    _check_primals(who, primals, names)
     out = _out_struct(who, f, primals)
+    if scalar:
+        leaves = jax.tree.leaves(out)
+        if len(leaves) != 1 or tuple(leaves[0].shape) != ():
+            raise ValueError(
+                f"{who}: f must return one scalar (shape ()), got {jax.tree.map(lambda s: s.shape, out)}; "
+                "for a non-scalar f use check_vjp."
+            )
     if reference is not None:
         ref_out = _out_struct(who + " (reference)", reference, primals)
         if jax.tree.map(lambda s: s.shape, ref_out) != jax.tree.map(lambda s: s.shape, out):
@@ -329,7 +353,7 @@ def _run(
                 f"{who}: reference returns {jax.tree.map(lambda s: s.shape, ref_out)} but f returns "
                 f"{jax.tree.map(lambda s: s.shape, out)}: the same math must give the same outputs."
             )
-    if rule is None:
+    if own_rule:
         what = "jax.vjp(f) (f's own rule)"
         rule = lambda p, c: jax.vjp(f, *p)[1](c)  # noqa: E731
     try:
@@ -338,7 +362,7 @@ def _run(
         raise ValueError(f"{who}: {what} failed: {type(e).__name__}: {first_line(e)}.") from None
     _check_rule_output(who, what, rule_struct, primals, names)
 
-    return compare_rule(
+    report = compare_rule(
         who,
         f,
         primals,
@@ -357,3 +381,7 @@ def _run(
         n_directions,
         jit,
     )
+    notes = (*notes, *prob.notes)
+    if notes:  # what was converted or held static is part of what was checked
+        report = dataclasses.replace(report, subject=f"{report.subject}; {'; '.join(notes)}")
+    return report

@@ -1,0 +1,181 @@
+"""What a user passes to ``check_vjp`` / ``check_grad``, made into one problem over float arrays.
+
+* Python floats and ints among the primals become float arrays of JAX's
+  default float dtype (float32, or float64 under x64); the report says so.
+* ``static_argnums``: primals that are not differentiated (integers,
+  configuration). f, the reference and the rule still receive them; the
+  check runs over the others, whose leaves keep their names
+  (``primals[2]['W']``). The rule may return one entry per primal (anything,
+  e.g. None, at a static position) or one per differentiated primal.
+* ``None`` from an explicit rule means a zero cotangent (as ``jax.custom_vjp``
+  allows), for a whole primal or for one leaf of it.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class Problem(NamedTuple):
+    """The problem over the differentiated primals only.
+
+    Attributes:
+      f: ``f(*diff)`` with the static primals put back in place.
+      reference: the same for the reference (or None).
+      rule: ``rule(diff, c)`` -> one cotangent per differentiated primal, Nones as zeros (or None).
+      primals: the differentiated primals, converted.
+      names: their leaves' names, by position among all primals.
+      notes: what was converted or held static, for the report.
+    """
+
+    f: object
+    reference: object
+    rule: object
+    primals: tuple
+    names: list
+    notes: tuple
+
+
+def check_static_argnums(static_argnums, n: int, who: str) -> tuple[int, ...]:
+    """The static positions as a sorted tuple of ints in [0, n) (negative ones counted from the end).
+
+    Args:
+      static_argnums: an int or a sequence of ints.
+      n: the number of primals.
+      who: the checker's name, for messages.
+
+    >>> check_static_argnums(-1, 3, "check_vjp")
+    (2,)
+    """
+    if isinstance(static_argnums, numbers.Integral) and not isinstance(static_argnums, bool):
+        static_argnums = (static_argnums,)
+    try:
+        items = tuple(static_argnums)
+    except TypeError:
+        items = (static_argnums,)
+    out = set()
+    for i in items:
+        if isinstance(i, bool) or not isinstance(i, numbers.Integral) or not -n <= i < n:
+            raise ValueError(
+                f"{who}: static_argnums = {static_argnums!r}: each must be an integer position among the "
+                f"{n} primals (0..{n - 1}, or negative from the end)."
+            )
+        out.add(int(i) % n)
+    if len(out) == n:
+        raise ValueError(f"{who}: static_argnums = {static_argnums!r} holds every primal: nothing to check.")
+    return tuple(sorted(out))
+
+
+def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tuple[str, ...]]:
+    """Python floats / ints among the differentiated primals as float arrays, and a note for each.
+
+    Args:
+      primals: the tuple of primals.
+      static: the positions not differentiated (left as they are).
+
+    >>> p, notes = convert_scalars((2.0, jnp.ones(2)), ())
+    >>> p[0].dtype, notes
+    (dtype('float32'), ('primals[0]: Python float 2.0 -> float32',))
+    """
+    dtype = jnp.result_type(float)
+    notes = []
+
+    def conv(prefix, path, x):
+        if isinstance(x, numbers.Real) and not isinstance(x, bool | np.ndarray | np.generic | jax.Array):
+            name = prefix + jax.tree_util.keystr(path)
+            notes.append(f"{name}: Python {type(x).__name__} {x!r} -> {jnp.dtype(dtype).name}")
+            return jnp.asarray(float(x), dtype)
+        return x
+
+    out = [
+        p if i in static else _convert_tree(conv, i, p)
+        for i, p in enumerate(primals)
+    ]
+    return tuple(out), tuple(notes)
+
+
+def _convert_tree(conv, i, p):
+    return jax.tree_util.tree_map_with_path(lambda q, x: conv(f"primals[{i}]", q, x), p)
+
+
+def build_problem(who, f, reference, rule, primals, static, names_of) -> Problem:
+    """The check over the differentiated primals (see the module docstring).
+
+    Args:
+      who: the checker's name, for messages.
+      f: the function of all primals.
+      reference: the plain implementation (or None).
+      rule: ``rule(primals, c)`` over all primals (or None: f's own rule).
+      primals: all primals, converted.
+      static: the static positions.
+      names_of: ``names_of(tree, prefix)``: leaf names of a pytree.
+
+    >>> prob = build_problem("check_vjp", lambda x, k: x * k, None, None, (jnp.ones(2), 3), (1,),
+    ...     lambda t, p: [p])
+    >>> prob.names, float(prob.f(jnp.ones(2))[0])
+    (['primals[0]'], 3.0)
+    """
+    n = len(primals)
+    diff = [i for i in range(n) if i not in static]
+
+    def merge(dp):
+        full = list(primals)
+        for i, x in zip(diff, dp):
+            full[i] = x
+        return full
+
+    def lift(fn):
+        return None if fn is None else (lambda *dp: fn(*merge(dp)))
+
+    dprimals = tuple(primals[i] for i in diff)
+    wrapped_rule = None
+    if rule is not None:
+
+        def wrapped_rule(dp, c):
+            out = rule(tuple(merge(dp)), c)
+            if isinstance(out, tuple | list) and len(out) == n and len(diff) < n:
+                out = [out[i] for i in diff]
+            return zeros_for_none(out, dp)
+
+    names = [name for i in diff for name in names_of(primals[i], f"primals[{i}]")]
+    notes = []
+    if static:
+        notes.append(f"static (not differentiated): {', '.join(f'primals[{i}]' for i in static)}")
+    return Problem(lift(f), lift(reference), wrapped_rule, dprimals, names, tuple(notes))
+
+
+def zeros_for_none(out, primals):
+    """A rule's output with each None (a whole primal's cotangent or one leaf's) replaced by zeros.
+
+    Anything else is returned as it is (a wrong structure is reported by the caller).
+
+    Args:
+      out: the rule's output, one cotangent per primal.
+      primals: the primals.
+
+    >>> zeros_for_none((None, jnp.ones(1)), (jnp.ones(2), jnp.ones(1)))[0].tolist()
+    [0.0, 0.0]
+    """
+    if not isinstance(out, tuple | list) or len(out) != len(primals):
+        return out
+    fixed = []
+    for o, p in zip(out, primals):
+        if o is None:
+            fixed.append(jax.tree.map(jnp.zeros_like, p))
+            continue
+        leaves_p, treedef = jax.tree.flatten(p)
+        try:
+            leaves_o = treedef.flatten_up_to(o)
+        except (ValueError, TypeError):
+            fixed.append(o)
+            continue
+        if any(x is None for x in leaves_o):
+            leaves_o = [jnp.zeros_like(a) if x is None else x for x, a in zip(leaves_o, leaves_p)]
+            o = jax.tree.unflatten(treedef, leaves_o)
+        fixed.append(o)
+    return tuple(fixed)
