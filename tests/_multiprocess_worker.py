@@ -6,8 +6,10 @@ JAXNN_PROCESS_ID; a run with none of them set is one process. Each process
 writes its results to ``OUT/<scenario>-<process id>.npz``; the test compares
 them. Scenarios:
 
-* ``blocks``: the building blocks of jaxnn.distributed on the global mesh,
-  then ``check_same_across_processes`` with different data on process 1,
+* ``blocks``: the building blocks of jaxnn.distributed on the global mesh;
+  ``fit`` with a learning rate, an optax transformation, an epsilon or a
+  batch size that differs on process 1 (each must raise, errors saved); then
+  ``check_same_across_processes`` with different data on process 1,
   which must raise (and end the process with status 1) on every process.
 * ``fit``: ``jaxnn.fit`` on digits across the processes for 3 epochs,
   saving a checkpoint after each (process 0 writes) into OUT/ckpt; then the
@@ -81,7 +83,7 @@ def blocks():
     split_local = dist.to_local({"X": Xg, "key": rep["key"]})  # a split leaf is gathered
     doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
     dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
-    save(again=np.array(again), full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
+    save(again=np.array(again), **settings_errors(), full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
          rows=gathered(rows, mesh),
          rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
          held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,
@@ -95,6 +97,26 @@ def blocks():
         X_bad[1, 2] += 1.0
     dist.check_same_across_processes({"X": X_bad, "epochs": 3 + ME}, "the test data")
     print("NOT RAISED", flush=True)
+
+
+def settings_errors():
+    """fit with a learning rate or an optax transformation that differs on process 1: the errors."""
+    import optax
+
+    data = (np.ones((64, 8), np.float32), np.eye(10, 8, dtype=np.float32))
+    params = jaxnn.init_params(jax.random.key(0), NET)
+    errors = {}
+    for name, kwargs in {"lr": dict(optimizer="adam", learning_rate=0.01 * (1 + ME)),
+                         "optax": dict(optimizer=optax.adam(0.01 * (1 + ME))),
+                         "eps": dict(optimizer=optax.adam(0.01, eps=1e-8 * 10**ME)),
+                         "batch": dict(optimizer="adam", batch_size=4 + 4 * ME)}.items():
+        try:
+            jaxnn.fit(params, NET, data, epochs=1, key=jax.random.key(1), mesh=jaxnn.make_mesh(),
+                      progress=False, **kwargs)
+            errors[f"error_{name}"] = np.array("NOT RAISED")
+        except ValueError as e:
+            errors[f"error_{name}"] = np.array(str(e))
+    return errors
 
 
 def train(epochs, callback=None, state=None):

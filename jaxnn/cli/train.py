@@ -106,9 +106,47 @@ def _join_processes(args) -> None:
     try:
         # 30 s without a heartbeat: a dead process stops the others well before JAX's default 100 s
         distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                               heartbeat_timeout_s=30)
+                               heartbeat_timeout_s=30, startup_timeout_s=args.startup_timeout)
     except ValueError as e:
-        raise ValueError(f"{'--coordinator' if given else '--distributed'}: {e}") from None
+        line = (f"jaxnn train: error: {'--coordinator' if given else '--distributed'}: "
+                + " ".join(str(e).replace("startup_timeout_s", "--startup-timeout").split()))
+        import jax
+
+        if jax.distributed.is_initialized():  # timed out: the runtime's exit would wait, abort
+            _leave(line, 2)
+        raise ValueError(line.split(": error: ", 1)[1]) from None
+
+
+def _leave(line: str, status: int) -> None:
+    """Print one line and end the process at once, past the runtime's shutdown barrier.
+
+    After a lost peer or a start-up that timed out, JAX's exit handler waits
+    for every process of the run and then aborts with a C++ stack trace.
+    """
+    sys.stdout.flush()
+    print(line, file=sys.stderr, flush=True)
+    os._exit(status)
+
+
+def _same_flags_everywhere(s: dict, args, out: Path) -> None:
+    """Several processes: every setting the same on each, else the same one-line error on all."""
+    from jaxnn import distributed
+
+    if distributed.process_count() > 1:
+        flags = {f"--{k.replace('_', '-')}": v for k, v in sorted(s.items())}
+        flags |= {"--save-every": args.save_every, "--keep": args.keep, "--resume": args.resume,
+                  "--overwrite": getattr(args, "overwrite", False), "--out": str(out)}
+        distributed.check_same_across_processes(flags, "the flags of jaxnn train")
+
+
+def _check_memory(net, s: dict, m_train: int) -> None:
+    """Before init_params allocates: the network, its optimizer state and a batch must fit."""
+    from jaxnn import check_memory
+
+    try:
+        check_memory(net, s["batch_size"] or m_train, optimizer=s["optimizer"])
+    except ValueError as e:
+        raise ValueError(f"--layers {s['layers']}: {e}") from None
 
 
 def settings(args, saved: dict | None) -> dict:
@@ -304,8 +342,23 @@ def _read_checkpoint(out: Path) -> dict:
 
 
 def run(args) -> int:
-    with contextlib.ExitStack() as stack:  # --out's lock, released however the run ends
-        return _run(args, stack)
+    from jaxnn import distributed
+
+    try:
+        with contextlib.ExitStack() as stack:  # --out's lock, released however the run ends
+            stack.enter_context(distributed.peer_loss_as_error())  # any collective's, too
+            return _run(args, stack)
+    except distributed.PeerLostError as e:  # every survivor says so: process 0 may be the lost one
+        line = f"jaxnn train: error: {' '.join(str(e).split())}"
+        if distributed.process_count() > 1:
+            _leave(line, 1)
+        print(line, file=sys.stderr)
+        return 1
+    except RuntimeError as e:  # XLA out of memory despite the estimate: one line, never a hang
+        if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+            raise
+        raise ValueError(f"out of memory: {' '.join(str(e).split())[:300]}; use fewer or "
+                         "smaller --layers or a smaller --batch-size.") from None
 
 
 def _run(args, stack: contextlib.ExitStack) -> int:
@@ -340,6 +393,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         saved = _read_checkpoint(out)
     s = settings(args, saved)
     out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
+    _same_flags_everywhere(s, args, out)
     if args.overwrite and args.resume:
         raise ValueError("--overwrite starts afresh, --resume continues: give one of them.")
     if main and not args.resume:
@@ -364,7 +418,10 @@ def _run(args, stack: contextlib.ExitStack) -> int:
                   ds.loss)
     mesh = make_mesh() if args.mesh or jax.process_count() > 1 else None
     k_init, k_train, k_check = jax.random.split(jax.random.key(s["seed"]), 3)
-    params = jax.jit(init_params, static_argnames="init")(k_init, net, init=init)
+    _check_memory(net, s, ds.m_train)
+    # synced here: a failed asynchronous allocation surfaces now, not as a hang later
+    params = jax.block_until_ready(jax.jit(init_params, static_argnames="init")(k_init, net,
+                                                                                init=init))
     B = s["batch_size"] or ds.m_train
     config = {k: s[k] for k in recipes.GENERIC if k != "epochs"} | {"init": init}
     state = init_state(params, k_train, optimizer=s["optimizer"], learning_rate=s["lr"])
@@ -442,9 +499,6 @@ def _run(args, stack: contextlib.ExitStack) -> int:
             print(f"jaxnn train: error: training diverged in epoch {e.epoch} (update {e.step}): "
                   f"{e.where} is NaN or inf; try a smaller --lr (now {s['lr']:g}), --optimizer "
                   "adam, or --l2 > 0.", file=sys.stderr)
-        return 1
-    except distributed.PeerLostError as e:  # every survivor says so: process 0 may be the lost one
-        print(f"jaxnn train: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - t0
     steps = keeper.steps - step0

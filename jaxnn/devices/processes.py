@@ -16,6 +16,10 @@ likely indicates that another task died"), or sooner, with a gloo error, when
 a collective's connection to the dead process closes (``peer_loss_as_error``
 turns that one into a ``PeerLostError``). No process waits forever.
 
+Start-up is bounded too (``jaxnn.devices.startup``): a coordinator port
+that another program holds, and a run whose processes have not all joined
+within ``startup_timeout_s``, raise one ``ValueError`` that says what to check.
+
 Tested (``tests/test_multiprocess.py``) with 2 processes x 2 forced CPU
 devices on one machine, gloo over 127.0.0.1, started by
 ``scripts/launch_local.py``; not on several hosts, GPUs or TPUs.
@@ -29,6 +33,7 @@ import re
 
 import jax
 
+from jaxnn.devices import startup as startup_module
 from jaxnn.devices.fingerprint import raise_if_different
 from jaxnn.devices.global_arrays import put_global, replicate_global, shard_columns_global, to_local
 
@@ -109,7 +114,7 @@ def _cpu_may_be_used() -> bool:
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,
                process_id: int | None = None, *, heartbeat_timeout_s: float | None = None,
-               shutdown_timeout_s: float | None = None,
+               shutdown_timeout_s: float | None = None, startup_timeout_s: float = 60,
                initialization_timeout_s: float | None = None) -> None:
     """Join a run of several processes: ``jax.distributed.initialize``, gloo on CPU.
 
@@ -126,18 +131,27 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     processes need to all-reduce. Calling it again with the same settings
     does nothing.
 
+    Start-up is bounded (``jaxnn.devices.startup``): process 0 first checks
+    that the coordinator's port is free, and a run that has not started
+    after ``startup_timeout_s`` (a process missing, a wrong address) raises
+    a ``ValueError`` on each process that waited, saying how many processes
+    joined where that is knowable and what to check. The runtime's
+    connection attempt cannot be cancelled: after that error, end the process.
+
     Args:
       coordinator_address: HOST:PORT of process 0 (a free port there), e.g. ``"10.0.0.1:1234"``.
       num_processes: P, the number of processes in the run.
       process_id: this process's id, 0..P-1; process 0 hosts the coordinator.
       heartbeat_timeout_s: seconds of silence after which a process counts as dead (JAX's default: 100).
       shutdown_timeout_s: seconds a finishing process waits at exit for the others (default 300).
-      initialization_timeout_s: seconds to wait for all processes to connect (default 300).
+      startup_timeout_s: seconds to wait for every process to join (default 60).
+      initialization_timeout_s: the former name of ``startup_timeout_s`` (used when that is left at 60).
 
     Raises:
       ValueError: for a malformed HOST:PORT, process_id outside 0..P-1, some
-        but not all of the three settings, a bad timeout, a second call with
-        other settings, or a call after JAX has already started computing.
+        but not all of the three settings, a bad timeout, a taken coordinator
+        port, a run not started within ``startup_timeout_s``, a second call
+        with other settings, or a call after JAX has already started computing.
 
     >>> import jaxnn.devices.processes as dist
     >>> dist.initialize("localhost:port", 2, 0)
@@ -150,13 +164,16 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     ValueError: process_id = 2 must be in 0..1 ...
     """
     settings = _settings_from(coordinator_address, num_processes, process_id)
-    timeouts = {
+    if initialization_timeout_s is not None and startup_timeout_s == 60:
+        startup_timeout_s = initialization_timeout_s
+    startup = _check_timeout("startup_timeout_s", startup_timeout_s) or 300  # None: JAX's 300 s
+    kwargs = {
         "heartbeat_timeout_seconds": _check_timeout("heartbeat_timeout_s", heartbeat_timeout_s),
         "shutdown_timeout_seconds": _check_timeout("shutdown_timeout_s", shutdown_timeout_s),
-        "initialization_timeout": _check_timeout("initialization_timeout_s",
-                                                 initialization_timeout_s),
+        # the runtime's own limit ends the process with an abort: ours comes first
+        "initialization_timeout": startup + 60,
     }
-    kwargs = {k: v for k, v in timeouts.items() if v is not None}
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if jax.distributed.is_initialized():
         now = (jax.process_count(), jax.process_index())
         if settings is None or tuple(settings[1:]) == now:
@@ -167,8 +184,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
     if settings is not None:
         address, P, p = settings
         kwargs.update(coordinator_address=address, num_processes=P, process_id=p)
+        if p == 0 and P > 1:
+            bind = os.environ.get("JAX_COORDINATOR_BIND_ADDRESS") or f"[::]:{address.rsplit(':', 1)[1]}"
+            startup_module.check_port_free(bind)
     try:
-        jax.distributed.initialize(**kwargs)
+        joined = startup_module.join_within(lambda: jax.distributed.initialize(**kwargs), startup)
     except RuntimeError as e:
         if "before any JAX calls" in str(e):
             raise ValueError(
@@ -176,6 +196,8 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                 "jitted function ...): call jaxnn.distributed.initialize() first thing in the "
                 "program."
             ) from None
+        if settings is not None and "Failed to start RPC server" in str(e):  # a port taken since
+            startup_module.check_port_free(f"[::]:{settings[0].rsplit(':', 1)[1]}")
         raise
     except ValueError as e:
         if settings is None:
@@ -186,6 +208,11 @@ def initialize(coordinator_address: str | None = None, num_processes: int | None
                 "Open MPI."
             ) from None
         raise
+    if not joined:
+        raise ValueError("initialize: " + (
+            startup_module.timeout_message(*settings, startup) if settings is not None else
+            f"the run that JAX detected did not start within {startup} s: check that every "
+            "process was started, or allow more time (startup_timeout_s)."))
     if _cpu_may_be_used():  # read when the CPU backend starts, i.e. after this call
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
 
@@ -230,6 +257,7 @@ def is_main_process() -> bool:
 # what the runtime's errors say when a peer process is gone
 _PEER_LOST = re.compile(r"gloo|connection (reset|closed|refused)|heartbeat|unavailable|"
                         r"deadline_exceeded|task died", re.I)
+_STATUS = re.compile(r"(UNKNOWN|UNAVAILABLE|DEADLINE_EXCEEDED|INTERNAL|ABORTED|CANCELLED): ")
 
 
 def barrier(name: str) -> None:
@@ -243,11 +271,18 @@ def barrier(name: str) -> None:
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
-        multihost_utils.sync_global_devices(name)
+        with peer_loss_as_error():
+            multihost_utils.sync_global_devices(name)
 
 
 class PeerLostError(RuntimeError):
-    """Another process of the run died, was killed or stopped answering."""
+    """Another process of the run died, was killed or stopped answering.
+
+    The runtime's exit handler waits for every process of the run (its
+    shutdown barrier) and aborts when one is gone: a program that stops on
+    this error should print it and leave with ``os._exit(1)`` after flushing
+    its output, as ``jaxnn train`` does.
+    """
 
 
 @contextlib.contextmanager
@@ -272,8 +307,10 @@ def peer_loss_as_error():
     """
     try:
         yield
-    except jax.errors.JaxRuntimeError as e:
-        if jax.process_count() == 1 or not _PEER_LOST.search(str(e)):
+    except (jax.errors.JaxRuntimeError, ValueError) as e:
+        # a collective of a jitted call may surface as a ValueError holding the runtime's status
+        runtime = isinstance(e, jax.errors.JaxRuntimeError) or _STATUS.match(str(e))
+        if jax.process_count() == 1 or not runtime or not _PEER_LOST.search(str(e)):
             raise
         first = str(e).strip().splitlines()[0][:300]
         raise PeerLostError(
@@ -312,7 +349,8 @@ def check_same_across_processes(name_to_value: dict, what: str) -> None:
                          f"{type(name_to_value).__name__}.")
     if jax.process_count() == 1:
         return
-    raise_if_different(name_to_value, what)
+    with peer_loss_as_error():
+        raise_if_different(name_to_value, what)
 
 
 __all__ = [

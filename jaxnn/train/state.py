@@ -18,6 +18,7 @@ import numpy as np
 from jaxnn.core.initializers import init_params
 from jaxnn.core.network import Network
 from jaxnn.core.validate import as_key, check_learning_rate, check_positive_int
+from jaxnn.train.memory import check_state_fits
 from jaxnn.train.optimizers import OPTIMIZERS, as_optimizer, named_init
 
 Array = jax.Array
@@ -81,6 +82,7 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
         lr = OPTIMIZERS[name][1] if learning_rate is None else learning_rate
         check_learning_rate(lr, ensemble=ensemble, dtype=dtype)  # not 0 in the params' dtype
         lr = np.asarray(lr, float)
+    check_state_fits(params, tx)  # before allocating: a copy of the params + the optimizer state
     if not ensemble:
         return _init_program(name if named else tx, False)(params, key, jnp.asarray(lr, dtype))
     E = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}

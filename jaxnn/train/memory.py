@@ -1,0 +1,383 @@
+"""Memory checked before allocation: a network too big for the machine is one clear error.
+
+XLA allocates a network's buffers asynchronously: a parameter matrix larger
+than the memory fails inside the runtime, and the program then either stops
+with a raw "Out of memory allocating N bytes" or waits forever on the failed
+buffer. The checks here estimate the bytes from the shapes alone, before
+anything is allocated, and compare them with the memory free where they would
+go (``available_bytes``): the device's own memory where the runtime reports
+it (GPU, TPU), else the host's (``MemAvailable``, and the cgroup limit of a
+container). Too big is a ``ValueError`` naming the largest layer and the bytes.
+
+The estimate (``estimate_bytes``) counts what one training step must hold at
+once: the params (formulas §1 shapes, W: (n_l, n_{l-1}), b: (n_l, 1)), the
+optimizer state (its exact tree, from ``jax.eval_shape`` of the optimizer's
+``init``), the gradients (the params' shapes) and one batch of activations
+(X: (n_x, B), then Z and A: (n_l, B) for each layer, the forward cache of
+formulas §4). XLA needs some more (temporaries, the data set on the device):
+it is a lower bound, so a "fits" is no promise, but a "does not fit" is sure.
+An out-of-memory error that still comes from XLA is turned into a
+``ValueError`` too (``out_of_memory_as_error``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxnn.core.network import Network
+from jaxnn.train.optimizers import as_optimizer
+
+
+class MemoryEstimate(NamedTuple):
+    """Bytes one training step of a network holds at once (see the module docstring).
+
+    Attributes:
+      params: the W and b of every layer.
+      opt_state: the optimizer's state.
+      grads: one gradient per parameter.
+      activations: X: (n_x, B) and Z, A: (n_l, B) of every layer for one batch of B.
+      total: the sum of the four.
+      layer: l, 1..L, the layer with the most parameter bytes.
+      layer_bytes: that layer's W and b bytes.
+    """
+
+    params: int
+    opt_state: int
+    grads: int
+    activations: int
+    total: int
+    layer: int
+    layer_bytes: int
+
+
+def size_text(n: float) -> str:
+    """Bytes as a short text in powers of 1000: '40.0 GB'.
+
+    >>> size_text(4e10), size_text(1536), size_text(12)
+    ('40.0 GB', '1.5 kB', '12 B')
+    """
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _tree_bytes(tree) -> int:
+    return sum(int(np.prod(x.shape, dtype=np.int64)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(tree))
+
+
+def opt_state_bytes(optimizer, params) -> int:
+    """The bytes of ``optimizer``'s state for ``params`` (arrays or ``jax.ShapeDtypeStruct``s).
+
+    Traced with ``jax.eval_shape``: nothing is allocated.
+
+    Args:
+      optimizer: None, a name in ``OPTIMIZERS``, a float or an optax transformation.
+      params: the params pytree, or its shapes.
+
+    >>> p = [{"W": jax.ShapeDtypeStruct((3, 2), jnp.float32), "b": jax.ShapeDtypeStruct((3, 1), jnp.float32)}]
+    >>> opt_state_bytes("adam", p) >= 2 * 9 * 4  # m and v: 2 x 9 float32, and a step count
+    True
+    """
+    leaves, treedef = jax.tree.flatten(params)
+    shapes = tuple((tuple(np.shape(x)), np.dtype(x.dtype)) for x in leaves)
+    try:
+        return _opt_state_bytes(optimizer, treedef, shapes)
+    except TypeError:  # an unhashable optimizer: traced each time
+        return _opt_state_bytes.__wrapped__(optimizer, treedef, shapes)
+
+
+@functools.lru_cache(maxsize=64)
+def _opt_state_bytes(optimizer, treedef, shapes) -> int:
+    structs = [jax.ShapeDtypeStruct(s, d) for s, d in shapes]
+    return _tree_bytes(jax.eval_shape(as_optimizer(optimizer).init,
+                                      jax.tree.unflatten(treedef, structs)))
+
+
+def estimate_bytes(net: Network, batch_size: int, optimizer=None, dtype=jnp.float32, *,
+                   ensemble: int = 1) -> MemoryEstimate:
+    """What one training step of ``net`` holds at once, in bytes, from the shapes alone.
+
+    Args:
+      net: the ``Network`` (layer sizes n_0 = n_x, ..., n_L).
+      batch_size: B, the columns of one batch (m for full batch).
+      optimizer: None, a name in ``OPTIMIZERS``, a float or an optax transformation.
+      dtype: the params' dtype.
+      ensemble: E models trained together (every count times E).
+
+    Returns:
+      A ``MemoryEstimate``.
+
+    >>> e = estimate_bytes(Network((4, 100000, 100000, 3), ("relu", "relu", "softmax"), "cross_entropy"), 120)
+    >>> size_text(e.params), size_text(e.total), e.layer, size_text(e.layer_bytes)
+    ('40.0 GB', '80.2 GB', 2, '40.0 GB')
+    """
+    itemsize = np.dtype(dtype).itemsize
+    sizes = [int(n) for n in net.layer_sizes]
+    per_layer = [(n * n_prev + n) * itemsize for n_prev, n in zip(sizes, sizes[1:])]
+    params = sum(per_layer) * ensemble
+    shapes = [{"W": jax.ShapeDtypeStruct((n, n_prev), dtype), "b": jax.ShapeDtypeStruct((n, 1), dtype)}
+              for n_prev, n in zip(sizes, sizes[1:])]
+    opt = opt_state_bytes(optimizer, shapes) * ensemble
+    activations = (sizes[0] + 2 * sum(sizes[1:])) * int(batch_size) * itemsize * ensemble
+    l = int(np.argmax(per_layer))
+    return MemoryEstimate(params, opt, params, activations, params + opt + params + activations,
+                          l + 1, per_layer[l])
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def host_available_bytes() -> tuple[int, str] | None:
+    """(bytes free for a new allocation on this host, where that number comes from), or None.
+
+    ``MemAvailable`` of ``/proc/meminfo`` (else free pages from ``os.sysconf``),
+    lowered to a container's cgroup limit minus its use where one is set.
+
+    >>> free, source = host_available_bytes()
+    >>> free > 0, source.split()[0] in ("MemAvailable", "free", "the")
+    (True, True)
+    """
+    found = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found = (int(line.split()[1]) * 1024, "MemAvailable of /proc/meminfo")
+    except (OSError, ValueError, IndexError):
+        pass
+    if found is None:
+        try:
+            found = (os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free pages")
+        except (OSError, ValueError, AttributeError):
+            return None
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, used = _read_int(limit), _read_int(usage)
+        if cap is not None and used is not None and cap < 2**60 and cap - used < found[0]:
+            found = (max(cap - used, 0), f"the container's memory limit ({limit})")
+    return found
+
+
+def available_bytes(device=None) -> tuple[int, str] | None:
+    """(bytes free where ``device`` allocates, where that number comes from), or None if unknown.
+
+    A device that reports its memory (``device.memory_stats()``: GPU, TPU)
+    gives ``bytes_limit - bytes_in_use``; a CPU device allocates on the host
+    (``host_available_bytes``).
+
+    Args:
+      device: a ``jax.Device`` (default: the first local device).
+
+    >>> free, source = available_bytes()
+    >>> free > 0
+    True
+    """
+    device = device or jax.local_devices()[0]
+    try:
+        stats = device.memory_stats()
+    except Exception:  # a backend without memory statistics
+        stats = None
+    if stats and "bytes_limit" in stats:
+        free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+        return free, f"{device.platform}:{device.id}'s memory"
+    return host_available_bytes()
+
+
+def raise_if_too_big(what: str, needed: int, parts: str, largest: str, device=None) -> None:
+    """Raise the one-line ``ValueError`` when ``needed`` bytes exceed what is free (see module).
+
+    Args:
+      what: the subject and verb of the message ("the network 4-100-3 needs").
+      needed: the bytes about to be allocated.
+      parts: what they are made of, for the message.
+      largest: the largest piece and its bytes, for the message.
+      device: where they go (default: the first local device).
+
+    >>> raise_if_too_big("W needs", 10**16, "params 10000.0 TB", "its largest layer, W1 (10**8, 10**8)")
+    Traceback (most recent call last):
+    ...
+    ValueError: W needs about 10000.0 TB (params 10000.0 TB) but only ... is free (...); its largest layer, W1 ...
+    """
+    free = available_bytes(device)
+    if free is None or needed <= free[0]:
+        return
+    raise ValueError(
+        f"{what} about {size_text(needed)} ({parts}) but only {size_text(free[0])} is free "
+        f"({free[1]}); {largest}, is too big: use fewer or smaller hidden layers, a smaller "
+        "batch, or a machine with more memory."
+    )
+
+
+def check_memory(net: Network, batch_size: int, *, optimizer=None, dtype=jnp.float32,
+                 ensemble: int = 1, device=None) -> MemoryEstimate:
+    """Raise a one-line ``ValueError`` when training ``net`` cannot fit in memory; else the estimate.
+
+    Call it before ``init_params`` for a network whose size comes from a
+    user (``jaxnn train`` does): ``estimate_bytes`` against ``available_bytes``.
+
+    Args:
+      net: the ``Network``.
+      batch_size: B, the columns of one batch (m for full batch).
+      optimizer: None, a name in ``OPTIMIZERS``, a float or an optax transformation.
+      dtype: the params' dtype.
+      ensemble: E models trained together.
+      device: the device the params go to (default: the first local device).
+
+    Returns:
+      The ``MemoryEstimate``.
+
+    Raises:
+      ValueError: naming the network, the bytes, what is free and the largest layer.
+
+    >>> net = Network((4, 100000, 100000, 3), ("relu", "relu", "softmax"), "cross_entropy")
+    >>> check_memory(net, 120) if available_bytes()[0] < 8e10 else None
+    Traceback (most recent call last):
+    ...
+    ValueError: the network 4-100000-100000-3 needs about 80.2 GB (params 40.0 GB, ...
+    """
+    e = estimate_bytes(net, batch_size, optimizer, dtype, ensemble=ensemble)
+    sizes = tuple(net.layer_sizes)
+    parts = (f"params {size_text(e.params)}, optimizer state {size_text(e.opt_state)}, "
+             f"gradients {size_text(e.grads)}, activations of a batch of {batch_size} "
+             f"{size_text(e.activations)}" + (f", {ensemble} models" if ensemble > 1 else ""))
+    largest = (f"its largest layer, layer {e.layer} (W{e.layer}: {sizes[e.layer]} x "
+               f"{sizes[e.layer - 1]} {np.dtype(dtype).name}, {size_text(e.layer_bytes)})")
+    raise_if_too_big(f"the network {'-'.join(map(str, sizes))} needs", e.total, parts, largest,
+                     device)
+    return e
+
+
+def _leaves(params) -> list[tuple[str, tuple, int]]:
+    """(name, shape, itemsize) of each params leaf: 'W2' for the W of layer 2."""
+    out = []
+    for path, x in jax.tree_util.tree_flatten_with_path(params)[0]:
+        keys = [getattr(k, "idx", getattr(k, "key", None)) for k in path]
+        name = (f"{keys[1]}{keys[0] + 1}" if len(keys) == 2 and isinstance(keys[0], int)
+                else jax.tree_util.keystr(path))
+        out.append((name, tuple(np.shape(x)), np.dtype(x.dtype).itemsize))
+    return out
+
+
+def _nbytes(shape, itemsize) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * itemsize
+
+
+def _largest(leaves) -> str:
+    name, shape, itemsize = max(leaves, key=lambda t: _nbytes(t[1], t[2]))
+    return f"its largest array, {name} {shape} ({size_text(_nbytes(shape, itemsize))})"
+
+
+def _device_of(params):
+    """The device of this process that holds the first array leaf (None: the default device)."""
+    for x in jax.tree.leaves(params):
+        if isinstance(x, jax.Array) and not x.is_deleted():
+            return next((d for d in x.devices() if d.process_index == jax.process_index()), None)
+    return None
+
+
+def check_state_fits(params, optimizer=None) -> None:
+    """Before ``init_state`` allocates: a copy of ``params`` and the optimizer state must fit.
+
+    Args:
+      params: the params (arrays or ``jax.ShapeDtypeStruct``s).
+      optimizer: None, a name in ``OPTIMIZERS``, a float or an optax transformation.
+
+    Raises:
+      ValueError: naming the largest parameter and the bytes.
+
+    >>> check_state_fits([{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}], "adam")
+    >>> check_state_fits([{"W": jax.ShapeDtypeStruct((10**7, 10**7), jnp.float32)}])
+    Traceback (most recent call last):
+    ...
+    ValueError: init_state: the params and optimizer state need about 400.0 TB ...
+    """
+    leaves = _leaves(params)
+    if not leaves:
+        return
+    p_bytes = sum(_nbytes(s, i) for _, s, i in leaves)
+    opt = opt_state_bytes(optimizer, params)
+    raise_if_too_big("init_state: the params and optimizer state need", p_bytes + opt,
+                     f"a copy of the params {size_text(p_bytes)}, optimizer state "
+                     f"{size_text(opt)}", _largest(leaves), _device_of(params))
+
+
+def check_step_fits(params, batch_size: int) -> None:
+    """Before training: the gradients and one batch of activations must fit beside the state.
+
+    Args:
+      params: the params of the state (W: (n_l, n_{l-1}), b: (n_l, 1); a leading (E,) in an ensemble).
+      batch_size: B, the columns of one batch.
+
+    Raises:
+      ValueError: naming the largest parameter and the bytes.
+
+    >>> check_step_fits([{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}], 64)
+    """
+    leaves = _leaves(params)
+    Ws = [(s, i) for n, s, i in leaves if n.startswith("W") and len(s) >= 2]
+    if not Ws:
+        return
+    p_bytes = sum(_nbytes(s, i) for _, s, i in leaves)
+    (first, itemsize) = Ws[0]
+    E = int(np.prod(first[:-2], dtype=np.int64))  # 1, or an ensemble's E
+    # X: (n_x, B), then Z and A: (n_l, B) of every layer (formulas §4's cache)
+    act = E * int(batch_size) * (first[-1] + 2 * sum(s[-2] for s, _ in Ws)) * itemsize
+    raise_if_too_big("training: the gradients and activations need", p_bytes + act,
+                     f"gradients {size_text(p_bytes)}, activations of a batch of {batch_size} "
+                     f"{size_text(act)}", _largest(leaves), _device_of(params))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether a runtime error is XLA running out of memory (RESOURCE_EXHAUSTED).
+
+    Args:
+      error: the exception.
+
+    >>> is_out_of_memory(RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 4 bytes."))
+    True
+    """
+    text = str(error)
+    return isinstance(error, RuntimeError) and ("RESOURCE_EXHAUSTED" in text
+                                                or "Out of memory" in text)
+
+
+@contextlib.contextmanager
+def out_of_memory_as_error():
+    """Turn XLA's out-of-memory error (``JaxRuntimeError`` RESOURCE_EXHAUSTED) into a one-line ``ValueError``.
+
+    Raises:
+      ValueError: the bytes XLA could not allocate and what to change.
+
+    >>> with out_of_memory_as_error():
+    ...     jnp.zeros((10**13,), jnp.float32).block_until_ready()
+    Traceback (most recent call last):
+    ...
+    ValueError: out of memory: XLA could not allocate ... (RESOURCE_EXHAUSTED: Out of memory allocating 40000000000000 bytes.)...
+    """
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as e:
+        if not is_out_of_memory(e):
+            raise
+        first = " ".join(str(e).strip().splitlines()[0].split())[:300]
+        free = available_bytes()
+        raise ValueError(
+            f"out of memory: XLA could not allocate a buffer ({first}); "
+            + (f"{size_text(free[0])} is free ({free[1]}). " if free else "")
+            + "Use fewer or smaller hidden layers, a smaller batch, or a machine with more memory."
+        ) from None
