@@ -391,12 +391,17 @@ def test_fifo_as_csv_or_out_is_refused_without_blocking(tmp_path, capsys):
         signal.signal(signal.SIGALRM, previous)
 
 
-def test_stdout_on_a_full_device_is_one_line(tmp_path, monkeypatch, capsys):
+def test_stdout_on_a_full_device_is_one_line(tmp_path, capsys):
+    stdout = sys.stdout
     with open("/dev/full", "w") as full:
-        monkeypatch.setattr(sys, "stdout", full)
-        with pytest.raises(SystemExit) as e:
-            cli.main(["train", *FAST, "--epochs", "1", "--out", "o"])
-        assert full.fileno() >= 0 and os.readlink(f"/proc/self/fd/{full.fileno()}") == os.devnull
+        sys.stdout = full
+        try:
+            with pytest.raises(SystemExit) as e:
+                cli.main(["train", *FAST, "--epochs", "1", "--out", "o"])
+        finally:
+            sys.stdout = stdout
+        # the broken stream now leads to /dev/null: the exit's flush cannot fail again
+        assert os.readlink(f"/proc/self/fd/{full.fileno()}") == os.devnull
     assert e.value.code == 2
     assert one_line(capsys.readouterr().err) == (
         f"{ERROR}No space left on device (ENOSPC) (writing its output?)")
