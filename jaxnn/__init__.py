@@ -63,6 +63,7 @@ from jaxnn.train.deprecated import make_mixed_precision_train_step, make_sharded
 from jaxnn.train.divergence import DivergenceError
 from jaxnn.train.epoch import epoch_order
 from jaxnn.train.history import load_history, save_history
+from jaxnn.train.memory import check_memory
 from jaxnn.train.metrics import evaluate, metric_names
 from jaxnn.train.optimizers import OPTIMIZERS
 from jaxnn.train.state import TrainState, init_ensemble, init_state
@@ -96,6 +97,7 @@ __all__ = [
     "check_grad",
     "check_gradients",
     "check_loss",
+    "check_memory",
     "check_vjp",
     "checkpoint",
     "cost",

@@ -185,4 +185,7 @@ def to_local(tree):
         return jax.device_put(multihost_utils.process_allgather(x, tiled=True),
                               jax.local_devices()[0])
 
-    return jax.tree.map(one, tree)
+    from jaxnn.devices.processes import peer_loss_as_error  # processes imports this module
+
+    with peer_loss_as_error():  # a gather from a vanished process: PeerLostError
+        return jax.tree.map(one, tree)

@@ -25,6 +25,7 @@ from jaxnn.devices.place import Placement, place_replicated, place_training
 from jaxnn.devices.processes import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.train.divergence import DivergenceError, replay_epoch
 from jaxnn.train.epoch import EpochSpec, epoch_order, local_orders, run_epochs
+from jaxnn.train.memory import check_step_fits, out_of_memory_as_error
 from jaxnn.train.state import TrainState, init_state
 from jaxnn.train.step import settings
 
@@ -181,6 +182,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     E = np.shape(state.step)
     l2 = np.broadcast_to(np.asarray(l2, float), E)
     B = min(batch_size or m, m)
+    check_step_fits(state.params, B)  # before allocating: the gradients and a batch's activations
     shard = shard or ("ensemble" if ensemble else "batch")
     D = 1 if mesh is None or shard != "batch" else n_devices(mesh)
     spec = EpochSpec(s, B, 0, EVAL_TRAIN[eval_train], ensemble, bool(np.any(l2 > 0)), mesh, shard,
@@ -191,9 +193,11 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
         data_print = {"X shape": X.shape, "Y shape": Y.shape} if local_data else {"X": X, "Y": Y}
         check_same_across_processes(
             {**data_print, "validation": val, "key": key_data, "epoch": epoch0, "l2": l2,
-             "params": state.params, "settings": (net.describe(), s.tx.__class__.__name__, grad,
-                                                  keep_prob, str(compute_dtype), B, epochs,
-                                                  per_call, spec.eval_train, shard, local_data)},
+             "params": state.params, "opt_state": state.opt_state, "network": net.describe(),
+             "optimizer": s.tx, "grad": grad, "keep_prob": keep_prob,
+             "compute_dtype": str(compute_dtype), "batch_size": B, "epochs": epochs,
+             "epochs_per_call": per_call, "eval_train": spec.eval_train, "shard": shard,
+             "local_data": local_data},
             "the data and settings of train_epochs")
     # frozen and l2 are carried from call to call: device arrays from the start, so every call
     # passes the same kind of argument and hits the same compiled program
@@ -213,7 +217,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
             n = min(per_call, epochs - done)
             orders = None if B == m else place_replicated(
                 mesh, _orders(key_data, epoch0, done, n, m, D if local_data else 0))
-            with peer_loss_as_error():  # several processes: a dead peer ends this one too
+            with peer_loss_as_error(), out_of_memory_as_error():  # one clear error, no hang
                 state, frozen, first_bad, outs = run_epochs(state, frozen, X, Y, orders, l2, val,
                                                             spec._replace(n_epochs=n))
                 outs, first_bad = jax.device_get((outs, first_bad))  # the call's one host sync
