@@ -47,8 +47,8 @@ ENTRY = {
     "check_gradients": lambda X, Y: jaxnn.check_gradients(PARAMS, X, Y, NET),
 }
 # backward takes Y (X arrives inside the cache); forward takes no Y
-Y_ENTRY = {**{k: f for k, f in ENTRY.items() if k != "forward"}, "backward": lambda X, Y: jaxnn.backward(PARAMS, jaxnn.forward(PARAMS, X, NET)[1],
-                                                            Y, NET)}
+Y_ENTRY = {k: f for k, f in ENTRY.items() if k != "forward"}
+Y_ENTRY["backward"] = lambda X, Y: jaxnn.backward(PARAMS, jaxnn.forward(PARAMS, X, NET)[1], Y, NET)
 
 OBJECT_X = np.array([[0.5, None, 2.0, 0.0], [1.0, 0.25, -0.5, 1.5]], dtype=object)
 BAD_X = {
@@ -59,7 +59,8 @@ BAD_X = {
     "timedelta64": (np.ones((2, 4), "timedelta64[s]"), r"X has dtype timedelta64\[s\]"),
     "object": (OBJECT_X, r"X is an array of Python objects \(dtype object, e\.g\. None at \(0, 1\)\)"
                          r".*np\.asarray\(X, dtype=float\)"),
-    "strings": (np.full((2, 4), "1.5"), r"X holds strings .*np\.asarray\(X, dtype=float\)"),
+    "strings": (np.full((2, 4), "1.5"), r"X must hold numbers, not strings \(dtype <U3, e\.g\. "
+                                        r"'1\.5' at \(0, 0\)\); .*np\.asarray\(X, dtype=float\)"),
     "ragged list": ([[0.5, 1.0, 2.0, 0.0], [1.0, 0.25]], r"X could not be read as an array of "
                                                         r"numbers .*same number of entries"),
     "1-D": (jnp.ones(4), r"X must be 2-D \(n_x, m\) = \(2, m\).*got shape \(4,\)\. For a single "
@@ -238,3 +239,9 @@ def test_gradcheck_seed_flag_is_named(capsys):
         parser.parse_args(["--seed", "-1"])
     assert exit_info.value.code == 2
     assert "argument --seed: expected a non-negative integer" in capsys.readouterr().err
+
+
+def test_make_train_step_refuses_a_learning_rate_that_vanishes_in_the_params_dtype():
+    step = jaxnn.make_train_step(NET, 1e-50)  # the dtype is known when the params arrive
+    with pytest.raises(ValueError, match=r"learning_rate = 1e-50 rounds to 0\.0 in float32"):
+        step(PARAMS, X, Y)

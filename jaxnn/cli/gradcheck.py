@@ -18,6 +18,7 @@ import time
 
 from jaxnn import Network
 from jaxnn.check import METHODS, check_gradients, make_problem, run_sweep, sweep_cases
+from jaxnn.cli import flags
 from jaxnn.core.compat import enable_x64
 
 HELP = (
@@ -51,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="float32",
         help="the model's dtype (default float32)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of params, data and directions")
+    parser.add_argument("--seed", type=flags.seed, default=0,
+                        help="seed of params, data and directions, 0..2**63-1")
     parser.add_argument("--eps", type=float, default=1e-6, help="finite-difference step (default 1e-6)")
     parser.add_argument(
         "--methods",

@@ -61,8 +61,8 @@ def _not_real(name: str, dtype, example=None) -> str:
                 "or ragged rows. Fix the cells that are not numbers, then convert with "
                 f"np.asarray({var}, dtype=float).")
     if kind in "US":
-        return (f"{name} holds strings (dtype {dtype}{example}), not numbers; parse them first, "
-                f"e.g. np.asarray({var}, dtype=float).")
+        return (f"{name} must hold numbers, not strings (dtype {dtype}{example}); parse them "
+                f"first, e.g. np.asarray({var}, dtype=float).")
     if kind == "b":
         return (f"{name} has dtype bool; it must be a real number, and True/False here usually "
                 "hides a mistake (a comparison passed where a value was meant).")
