@@ -147,6 +147,7 @@ def linear_baseline(ds) -> tuple[str, float]:
 
     with warnings.catch_warnings():  # a baseline short of full convergence is still a baseline
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)  # "many classes": the CLI's line says it
         model = LogisticRegression(max_iter=2000).fit(X, codes(ds.Y_train))
     return "LogisticRegression", float(np.mean(model.predict(X_test) == codes(ds.Y_test)))
 
