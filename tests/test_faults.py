@@ -380,6 +380,8 @@ def test_fifo_as_csv_or_out_is_refused_without_blocking(tmp_path, capsys):
             (["--dataset", "iris", "--out", "pipe"], "--out pipe: pipe is a FIFO (named pipe), "
                                                      "not a folder; pass a folder path (it is "
                                                      "created if missing)."),
+            (["--csv", "/dev/zero"], "--csv /dev/zero: it is a device, not a regular file; save "
+                                     "the data to a file and pass that."),
         ]:
             with pytest.raises(SystemExit) as e:
                 cli.main(["train", *argv, "--epochs", "1", "--no-progress"])
@@ -460,6 +462,13 @@ def test_missing_files_are_file_not_found_and_jaxnn_errors(tmp_path):
             call()
         assert isinstance(e.value, MissingFileError) and isinstance(e.value, ValueError)
         assert e.value.errno == 2 and str(tmp_path) in str(e.value)
+
+
+def test_exit_statuses_are_in_the_help():
+    text = " ".join(cli.build_parser().format_help().split())
+    assert ("exit status: 0 done; 1 the run failed (gradient check, divergence, a lost peer "
+            "process); 2 it could not start or go on:") in text
+    assert "130 Ctrl-C; 143 SIGTERM." in text
 
 
 @pytest.mark.parametrize("seed,ok", [("9223372036854775807", True), ("9223372036854775808", False),
