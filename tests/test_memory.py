@@ -10,6 +10,7 @@ becomes a one-line ValueError, in the API and in ``jaxnn train``.
 """
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,39 +116,57 @@ def test_an_xla_out_of_memory_becomes_one_line():
             raise TypeError("not memory")
 
 
-def _train(*flags, code=None, timeout=90):
+def _start(folder, *flags, code=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXNN_", "JAX_COORD"))}
     env.update(JAX_PLATFORMS="cpu", JAXNN_CACHE_DIR="")
     argv = ["train", "--dataset", "iris", "--no-progress", "--no-plot", *flags]
     command = [sys.executable, "-m", "jaxnn", *argv] if code is None else \
         [sys.executable, "-c", code, *argv]
-    t = time.monotonic()
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT)
-    return proc.returncode, proc.stderr, time.monotonic() - t
+    return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, cwd=folder, start_new_session=True), time.monotonic()
 
 
-def test_jaxnn_train_refuses_an_oversize_network_at_once(tmp_path):
+def _finish(started, timeout=90):
+    """(exit status, stderr, seconds); killed if it outlives ``timeout`` (it used to hang)."""
+    proc, t = started
+    try:
+        _, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        _, err = proc.communicate()
+    return proc.returncode, err, time.monotonic() - t
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory):
+    """Both jaxnn train runs side by side (each is mostly jax's start-up)."""
+    folder = tmp_path_factory.mktemp("memory_cli")
+    # the estimate is told that 1 EB is free, so a 400 TB W2 reaches XLA, which refuses it
+    told = ("import sys; import jaxnn.train.memory as m; "
+            "m.available_bytes = lambda device=None: (10**18, 'a 1 EB test limit'); "
+            "from jaxnn.cli.main import main; sys.exit(main(sys.argv[1:]))")
+    started = {"oversize": _start(folder, "--layers", "100000,100000", "--out", "big"),
+               "xla": _start(folder, "--layers", "10000000,10000000", "--out", "xla", code=told)}
+    return folder, {name: _finish(run) for name, run in started.items()}
+
+
+def test_jaxnn_train_refuses_an_oversize_network_at_once(cli_runs):
     if _free() > HUGE_BYTES:
         pytest.skip("this machine has the memory to train it")
-    status, err, seconds = _train("--layers", "100000,100000", "--out", str(tmp_path / "run"))
+    folder, runs = cli_runs
+    status, err, seconds = runs["oversize"]
     assert status == 2, err
     assert err.count("\n") == 1, err
     assert err.startswith("jaxnn train: error: --layers 100000,100000: the network "
                           "4-100000-100000-3 needs about 160.2 GB"), err
     assert "layer 2 (W2: 100000 x 100000 float32, 40.0 GB)" in err
     assert seconds < 60  # it used to hang forever
-    assert not list((tmp_path / "run").glob("ckpt-*"))
+    assert not list((folder / "big").glob("ckpt-*"))
 
 
-def test_jaxnn_train_turns_an_xla_out_of_memory_into_one_line(tmp_path):
-    # the estimate is told that 1 EB is free, so a 400 TB W2 reaches XLA, which refuses it;
+def test_jaxnn_train_turns_an_xla_out_of_memory_into_one_line(cli_runs):
     # before, the failed asynchronous allocation left the command waiting forever
-    code = ("import sys; import jaxnn.train.memory as m; "
-            "m.available_bytes = lambda device=None: (10**18, 'a 1 EB test limit'); "
-            "from jaxnn.cli.main import main; sys.exit(main(sys.argv[1:]))")
-    status, err, seconds = _train("--layers", "10000000,10000000", "--out", str(tmp_path / "run"),
-                                  code=code)
+    status, err, seconds = cli_runs[1]["xla"]
     assert status == 2, err
     assert err.count("\n") == 1, err
     assert err.startswith("jaxnn train: error: out of memory: RESOURCE_EXHAUSTED: Out of memory "
