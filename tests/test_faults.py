@@ -466,7 +466,7 @@ def test_missing_files_are_file_not_found_and_jaxnn_errors(tmp_path):
 
 def test_exit_statuses_are_in_the_help():
     text = " ".join(cli.build_parser().format_help().split())
-    assert ("exit status: 0 done; 1 the run failed (gradient check, divergence, a lost peer "
+    assert ("Exit status: 0 done; 1 the run failed (gradient check, divergence, a lost peer "
             "process); 2 it could not start or go on:") in text
     assert "130 Ctrl-C; 143 SIGTERM." in text
 

@@ -17,7 +17,7 @@ import signal
 import sys
 
 EXIT_CODES = (
-    "exit status: 0 done; 1 the run failed (gradient check, divergence, a lost peer "
+    "Exit status: 0 done; 1 the run failed (gradient check, divergence, a lost peer "
     "process); 2 it could not start or go on: a bad flag, a missing or malformed file, "
     "an --out another run is writing or that holds a run (without --resume or "
     "--overwrite), an OS error (a full or read-only disk, ...); 130 Ctrl-C; 143 SIGTERM. "
