@@ -131,8 +131,8 @@ def test_fit_two_epochs_then_checkpoint_round_trip(tmp_path):
 
 
 # What jaxnn.core.compat stands in for: spelled out anywhere else in jaxnn, the floor breaks
-# (jax < 0.8 has no jax.enable_x64, jax < 0.6 no jax.shard_map, NumPy < 2.2 no savez(allow_pickle=)).
-NEWER = {"jax.enable_x64": "enable_x64", "jax.shard_map": "shard_map"}
+# (jax < 0.8 has no jax.enable_x64, NumPy < 2.2 no np.savez(allow_pickle=)).
+NEWER = {"jax.enable_x64": "enable_x64"}
 
 
 def _newer_api_uses(source: str):

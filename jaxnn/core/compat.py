@@ -1,14 +1,13 @@
 """The few JAX and NumPy APIs that moved between the oldest releases jaxnn supports and the newest.
 
-pyproject.toml's floors (jax / jaxlib 0.5.1, optax 0.2.5, chex 0.1.87, numpy 1.26) are what CI's
-floor job installs (``.ci/floor-constraints.txt``) to run ``tests/test_floor_smoke.py``. Every
+pyproject.toml's floors (jax / jaxlib 0.7.0, optax 0.2.5, chex 0.1.87, numpy 1.26) are what CI's
+floor job installs (``.ci/floor-constraints.txt``) to run ``tests/test_floor_smoke.py``. Each
 name here is found by feature detection, once, at import (never by comparing version numbers),
-and the rest of jaxnn takes it from here instead of reaching for the newest spelling:
+and the rest of jaxnn takes it from here instead of spelling the newest API
+(``tests/test_floor_smoke.py`` checks that no other module does):
 
 * ``enable_x64``: float64 for the duration of a ``with`` block (conventions §1);
   ``jax.enable_x64`` from jax 0.8, ``jax.experimental.enable_x64`` before.
-* ``shard_map``: ``jax.shard_map`` from jax 0.6, ``jax.experimental.shard_map.shard_map``
-  before (called with keywords, ``mesh=``, ``in_specs=``, ``out_specs=``, the same in both).
 * ``savez_no_pickle``: ``np.savez(..., allow_pickle=False)``. Older NumPy (2.1 and before)
   has no such argument and would store it as one more array, named ``allow_pickle``.
 """
@@ -20,17 +19,12 @@ import inspect
 import jax
 import numpy as np
 
-__all__ = ["enable_x64", "shard_map", "savez_no_pickle"]
+__all__ = ["enable_x64", "savez_no_pickle"]
 
 if hasattr(jax, "enable_x64"):
     enable_x64 = jax.enable_x64
 else:  # jax < 0.8
     from jax.experimental import enable_x64
-
-if hasattr(jax, "shard_map"):
-    shard_map = jax.shard_map
-else:  # jax < 0.6
-    from jax.experimental.shard_map import shard_map
 
 _SAVEZ_TAKES_ALLOW_PICKLE = "allow_pickle" in inspect.signature(np.savez).parameters
 

@@ -32,7 +32,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core.compat import shard_map
 from jaxnn.train.metrics import evaluate, finish_sums, zero_sums
 from jaxnn.train.state import TrainState
 from jaxnn.train.step import StepSettings, train_step
@@ -126,8 +125,8 @@ def _local_batch(Xr, Yr, rows, spec: EpochSpec):
     def gather(xr, yr, idx):  # one device: its (m/D, n) rows and its (1, b) indices
         return _rows(xr, idx[0]).T, _rows(yr, idx[0]).T
 
-    return (*shard_map(gather, mesh=spec.mesh, in_specs=(P(axis, None), P(axis, None), P(axis)),
-                       out_specs=(P(None, axis), P(None, axis)))(Xr, Yr, rows), None)
+    return (*jax.shard_map(gather, mesh=spec.mesh, in_specs=(P(axis, None), P(axis, None), P(axis)),
+                           out_specs=(P(None, axis), P(None, axis)))(Xr, Yr, rows), None)
 
 
 def _constrain(x, mesh, spec):
