@@ -250,6 +250,20 @@ def test_initialize_after_jax_started_says_to_call_it_first():
 def test_initialize_rejects_bad_timeouts():
     with pytest.raises(ValueError, match="heartbeat_timeout_s = 0 must be a number of seconds"):
         initialize("127.0.0.1:1234", 2, 0, heartbeat_timeout_s=0)
+    with pytest.raises(ValueError, match="startup_timeout_s = 0.5 must be a number of seconds"):
+        initialize("127.0.0.1:1234", 2, 0, startup_timeout_s=0.5)
+
+
+def test_initialize_refuses_a_taken_port_before_starting_anything():
+    import jax
+
+    with socket.socket() as taken:  # bound, not listening: the coordinator could not bind it
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        with pytest.raises(ValueError, match=rf"the coordinator's port {port} is taken on this "
+                                             r"host \(Address already in use\)"):
+            initialize(f"127.0.0.1:{port}", 2, 0)
+    assert not jax.distributed.is_initialized()  # nothing was started
 
 
 def test_one_process_checks():
