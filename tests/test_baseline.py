@@ -76,8 +76,10 @@ def test_csv_defaults_match_the_linear_baseline(case, tmp_path, monkeypatch, cap
     make, metric = CASES[case]
     F, y = make()
     _write(tmp_path / f"{case}.csv", F, y, metric)
+    # output flags only: --save-every 1000 skips the intermediate checkpoints (fsyncs)
     assert cli.main(["train", "--csv", str(tmp_path / f"{case}.csv"), "--out",
-                     str(tmp_path / "run"), "--no-plot", "--no-progress"]) == 0
+                     str(tmp_path / "run"), "--no-plot", "--no-progress",
+                     "--save-every", "1000"]) == 0
     out = capsys.readouterr().out
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     score = kept_score(history, metric)
