@@ -59,9 +59,11 @@ def _fraction_or_zero(text: str) -> float:
 class BestEpoch:
     """Tracks the validation cost after each epoch and a copy of the best state.
 
-    ``observe(state)`` after every epoch (the callback of ``train_epochs`` with
-    ``epochs_per_call=1``); ``best_state`` is None without a validation split
-    (the last state is the one kept).
+    ``start(state, epoch)`` before training, ``observe(state, epoch)`` after
+    every epoch (the callback of ``train_epochs`` with ``epochs_per_call=1``),
+    ``stop()`` when the patience has run out. ``best_state`` is None without a
+    validation split (the last state is the one kept). ``val``: (X_val: (n_x, m_val),
+    Y_val: (n_y, m_val)) or None.
     """
 
     def __init__(self, net, val, patience: int):
