@@ -163,8 +163,11 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
       The path of the new checkpoint.
 
     Raises:
-      CheckpointError: ``directory`` is a file, or a leaf is not fully replicated
-        across processes.
+      FolderInUseError: another live process holds the folder's lock (names its pid).
+      CheckpointError: ``directory`` is a file, a leaf is not fully replicated
+        across processes, or the OS refuses the write (full or read-only disk, a
+        file on the way, a symbolic link loop, ``LATEST`` not a file): the message
+        names the path, the OS reason and what stayed intact.
       ValueError: ``keep``, ``net`` or ``config`` is invalid, or bare params do not fit ``net``.
 
     >>> import tempfile
