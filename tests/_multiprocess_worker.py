@@ -83,7 +83,8 @@ def blocks():
     split_local = dist.to_local({"X": Xg, "key": rep["key"]})  # a split leaf is gathered
     doubled = np.asarray(local["W"] * 2)  # an ordinary computation on this process's device
     dist.check_same_across_processes({"X": X, "epochs": 3, "opt": "adam"}, "the test data")
-    save(again=np.array(again), **settings_errors(), full=gathered(Xg, mesh), put=gathered(put, mesh), local=gathered(Xl, mesh),
+    save(again=np.array(again), **settings_errors(), full=gathered(Xg, mesh),
+         put=gathered(put, mesh), local=gathered(Xl, mesh),
          rows=gathered(rows, mesh),
          rows_spec=np.array(str(rows.sharding.spec)), spec=np.array(str(Xg.sharding.spec)),
          held=held, noise=np.asarray(dist.to_local(noise)), doubled=doubled,

@@ -482,7 +482,7 @@ def test_a_taken_coordinator_port_is_one_line_and_exit_2_on_every_process(faults
 
 
 def test_a_different_lr_is_named_on_every_process(faults):
-    for i, (status, err, _) in enumerate(faults["lr"]):
+    for status, err, _ in faults["lr"]:
         assert status == 2, err
         lines = _one_line(err)
         assert len(lines) == 1, err
