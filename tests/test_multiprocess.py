@@ -461,7 +461,8 @@ def test_a_missing_process_ends_the_run_within_the_startup_timeout(faults):
                         r"s at the coordinator 127\.0\.0\.1:\d+ for the run to start, and 1 of 2 "
                         r"processes joined \(this one included\)\. Check that all 2 processes are "
                         r"started, .* or allow more time \(--startup-timeout\)\.", lines[0]), err
-    assert STARTUP_S <= seconds < STARTUP_S + 25, seconds  # jax's start-up, then the 10 s
+    # the 10 s after jax's start-up (slow on a loaded machine); JAX's own default waits 300 s
+    assert STARTUP_S <= seconds < STARTUP_S + 40, seconds
 
 
 def test_a_taken_coordinator_port_is_one_line_and_exit_2_on_every_process(faults):
@@ -471,14 +472,14 @@ def test_a_taken_coordinator_port_is_one_line_and_exit_2_on_every_process(faults
     assert re.fullmatch(r"jaxnn train: error: --coordinator: the coordinator's port \d+ is taken on "
                         r"this host \(Address already in use\): another program .* holds it\. .*",
                         err0.strip()), err0
-    assert t0 < 20, t0  # process 0 knows at once
+    assert t0 + 5 < t1, (t0, t1)  # process 0 knows at once, without waiting for the others
     # process 1 finds something at the address that never starts the run
     assert re.fullmatch(r"jaxnn train: error: --coordinator: initialize: process 1 of 2 could not "
                         r"join the run at 127\.0\.0\.1:\d+ within 10 s: something accepts "
                         r"connections there, but the run did not start: not all 2 processes "
                         r"joined, or the port belongs to another program\. Check .*",
                         err1.strip()), err1
-    assert STARTUP_S <= t1 < STARTUP_S + 25, t1
+    assert STARTUP_S <= t1 < STARTUP_S + 40, t1
 
 
 def test_a_different_lr_is_named_on_every_process(faults):
