@@ -18,13 +18,13 @@ file it is: :func:`stale_temps` lists only those of this process (not being
 written now) or of processes that no longer run, never a live writer's.
 
 The lock and the process ids work on one machine's file system; a folder
-shared over a network file system between hosts is not protected.
+shared over a network file system between hosts is not protected, and where
+``fcntl`` does not exist (Windows) the lock is not taken.
 """
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
 import tempfile
@@ -32,6 +32,11 @@ import time
 from pathlib import Path
 
 from jaxnn.train.checkpoint_format import CheckpointError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; saves stay atomic, one writer is not enforced
+    fcntl = None
 
 __all__ = ["LOCK_NAME", "FolderInUseError", "lock", "atomic_write", "stale_temps", "os_reason"]
 
@@ -163,7 +168,7 @@ class lock:  # noqa: N801 (used like a function: ``with lock(folder):``)
             if not self.folder.is_dir():
                 self._created = not os.path.lexists(self.folder)
                 self.folder.mkdir(parents=True, exist_ok=True)
-            fd = _acquire(self.folder, self.folder / LOCK_NAME)
+            fd = None if fcntl is None else _acquire(self.folder, self.folder / LOCK_NAME)
         except OSError as err:
             raise CheckpointError(f"cannot write in folder {self.folder}: "
                                   f"{_why_not_folder(self.folder, err)}.") from None
@@ -177,13 +182,15 @@ class lock:  # noqa: N801 (used like a function: ``with lock(folder):``)
         if held[1] == 0:
             del _held[key]
             try:  # delete while holding it: a waiter then retries on a new file (see _acquire)
-                os.unlink(self.folder / LOCK_NAME)
+                if held[0] is not None:
+                    os.unlink(self.folder / LOCK_NAME)
                 if self._created:
                     self.folder.rmdir()  # fails, as it should, unless still empty
             except OSError:
                 pass
             finally:
-                os.close(held[0])
+                if held[0] is not None:
+                    os.close(held[0])
         return False
 
 
