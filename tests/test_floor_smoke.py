@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn.core.compat import enable_x64
+from jaxnn.core.compat import enable_x64, savez_no_pickle
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -128,6 +128,15 @@ def test_fit_two_epochs_then_checkpoint_round_trip(tmp_path):
     s2, h2 = jaxnn.train_epochs(back, NET, (X, Y), epochs=1, **kw)
     np.testing.assert_array_equal(h1["cost"], h2["cost"])
     chex.assert_trees_all_equal(s1.params, s2.params)
+
+
+def test_savez_no_pickle_stores_only_the_arrays_and_refuses_objects(tmp_path):
+    # NumPy < 2.2 has no savez(allow_pickle=): passed anyway, it became an array of that name
+    savez_no_pickle(tmp_path / "a.npz", W=np.ones((2, 3)), b=np.zeros((2, 1)))
+    with np.load(tmp_path / "a.npz", allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["W", "b"] and npz["W"].shape == (2, 3)
+    with pytest.raises(ValueError, match="[Oo]bject"):
+        savez_no_pickle(tmp_path / "b.npz", W=np.array([{"W": 1}], dtype=object))
 
 
 # What jaxnn.core.compat stands in for: spelled out anywhere else in jaxnn, the floor breaks
