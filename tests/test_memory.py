@@ -64,6 +64,21 @@ def test_an_oversize_network_is_refused_with_one_line():
     assert "its largest layer, layer 2 (W2: 100000 x 100000 float32, 40.0 GB), is too big" in message
 
 
+def test_a_container_limit_lowers_what_is_free(monkeypatch):
+    # cgroup v2: 8 GB limit, 7.5 GB used of which 3 GB is inactive page cache -> 3.5 GB free
+    files = {"/sys/fs/cgroup/memory.max": 8 * 2**30, "/sys/fs/cgroup/memory.current": 7.5 * 2**30}
+    monkeypatch.setattr(memory, "_read_int", lambda path: files.get(path))
+    monkeypatch.setattr(memory, "_stat", lambda path, key: 3 * 2**30 if key == "inactive_file"
+                        else 0)
+    free, source = memory.host_available_bytes()
+    if source.startswith("MemAvailable"):  # the host itself has less than 3.5 GB free
+        pytest.skip("the host has less free memory than the container limit leaves")
+    assert free == 3.5 * 2**30
+    assert source == "the container's memory limit (/sys/fs/cgroup/memory.max)"
+    files["/sys/fs/cgroup/memory.max"] = 2**63 - 4096  # "no limit"
+    assert memory.host_available_bytes()[1].startswith("MemAvailable")
+
+
 @pytest.fixture
 def one_megabyte(monkeypatch):
     """The host (where CPU devices allocate) has 1 MB free."""

@@ -164,13 +164,30 @@ def host_available_bytes() -> tuple[int, str] | None:
             found = (os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free pages")
         except (OSError, ValueError, AttributeError):
             return None
-    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
-                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
-        cap, used = _read_int(limit), _read_int(usage)
-        if cap is not None and used is not None and cap < 2**60 and cap - used < found[0]:
-            found = (max(cap - used, 0), f"the container's memory limit ({limit})")
+    for folder, limit, usage, cache in (
+            ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
+             "total_inactive_file")):
+        cap, used = _read_int(f"{folder}/{limit}"), _read_int(f"{folder}/{usage}")
+        if cap is None or used is None or cap >= 2**60:  # no limit ("max", or the v1 maximum)
+            continue
+        # the usage counts the page cache; its inactive part is given back on demand
+        free = cap - used + _stat(f"{folder}/memory.stat", cache)
+        if free < found[0]:
+            found = (max(free, 0), f"the container's memory limit ({folder}/{limit})")
     return found
+
+
+def _stat(path: str, key: str) -> int:
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def available_bytes(device=None) -> tuple[int, str] | None:
