@@ -280,6 +280,13 @@ def test_an_out_holding_a_run_needs_resume_or_overwrite(tmp_path, capsys):
     names = sorted(p.name for p in (tmp_path / "o").iterdir())
     assert names == ["LATEST", "ckpt-000003.npz", "history.json", "notes.txt"]
     assert history(tmp_path / "o")["epoch"] == [1, 2, 3]
+    # a history that lost rows (deleted, or from an older jaxnn) is said, not hidden
+    (tmp_path / "o" / "history.json").unlink()
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", "--epochs", "4", "--out", "o", "--no-progress"]) == 0
+    assert ("note: o/history.json holds no rows, not every epoch 1..3 of the checkpoint (written "
+            "by an older jaxnn, or edited); the curves miss the rest.\n") in capsys.readouterr().out
+    assert history(tmp_path / "o")["epoch"] == [4]
 
 
 # ------------------------------------------------------------------ full and read-only disks
