@@ -3,8 +3,16 @@
 Each ``check_*`` raises ``ValueError`` naming the argument, what is wrong and
 the fix, before anything is compiled; each ``as_*`` returns the argument in
 the form jaxnn computes with. Shape checks against a ``Network`` (params,
-X: (n_x, m), Y: (n_L, m)) live with the Network (``jaxnn.network``); this
+X: (n_x, m), Y: (n_L, m)) live with the Network (``jaxnn.core.network``); this
 module checks the rest: names, numbers, keys and the values inside data.
+
+Only real numbers are computed with: ``check_real`` refuses complex,
+datetime64/timedelta64, object and string arrays (a cast would silently lose
+the imaginary part, or turn dates into day counts) and, for hyperparameters,
+bools. It reads only the dtype, so it also runs on traced values. The core
+functions take X and Y through ``as_array`` (a nested list becomes one array in
+the params' dtype; arrays pass untouched) and a compiled step takes them
+through ``as_batch`` on the host, before its jitted function is called.
 
 The pure core functions (``forward``, ``cost``, ``backward``, ...) do not look
 at values: they may run under ``jax.jit``, where values are unknown, and NaN
@@ -100,6 +108,8 @@ def check_real(name: str, x, *, bool_ok: bool = True) -> None:
     ValueError: X has dtype complex128: jaxnn computes with real numbers, ...
     """
     dtype = getattr(x, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in ("fiub" if bool_ok else "fiu"):
+        return  # the common case, without jnp.issubdtype's cost (this runs once per call)
     if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
         raise ValueError(f"{name} is a PRNG key (dtype {dtype}), not an array of numbers.")
     if not isinstance(dtype, np.dtype):  # a list, a scalar, a pandas column
@@ -198,8 +208,9 @@ def as_batch(X, Y, net, like=None):
     """
     from jaxnn.core.network import check_Y  # network imports this module: import on first use
 
-    X, Y = as_array("X", X, like), as_array("Y", Y, like)
-    check_Y(Y, X, net)  # X first, then Y
+    if not (isinstance(X, jax.Array) and isinstance(Y, jax.Array)):
+        X, Y = as_array("X", X, like), as_array("Y", Y, like)
+    check_Y(Y, X, net)  # X first, then Y; for arrays, shapes and dtypes only
     return X, Y
 
 
