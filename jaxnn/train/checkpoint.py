@@ -5,7 +5,7 @@ One checkpoint is one ``.npz`` file (a zip of ``.npy`` arrays, read with
 ``TrainState`` leaf (params, optimizer state, step, PRNG key data, epoch) and
 a JSON ``meta`` with the ``net.describe()`` of the Network, each leaf's path /
 shape / dtype / sha256, the key's PRNG implementation and free-form ``config``.
-``jaxnn.checkpoint_format`` defines the file and reads it with verification.
+``jaxnn.train.checkpoint_format`` defines the file and reads it with verification.
 
 Reading verifies, never trusts: every problem with a file (missing, empty, truncated,
 flipped bytes, not a zip, an ``.npz`` that is not a jaxnn checkpoint, missing or
@@ -63,12 +63,20 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn.core.compat import savez_no_pickle
-from jaxnn.core.network import Network, check_params
+from jaxnn.core.network import Network
 from jaxnn.devices import processes as distributed
 from jaxnn.train import folder as _folder
+from jaxnn.train.checkpoint_contents import (
+    PARAMS_ONLY,
+    check_matches,
+    contents,
+    flatten_state,
+    params_index,
+    refuse_params_only,
+    to_host,
+)
 from jaxnn.train.checkpoint_format import (
     FORMAT,
     VERSION,
@@ -85,33 +93,11 @@ __all__ = ["CheckpointError", "save", "load", "resolve", "read_metadata", "resto
            "MissingCheckpointError", "FolderInUseError", "lock"]
 
 LATEST = "LATEST"
-PARAMS_ONLY = "none"  # the key_impl of a params-only file: it holds no PRNG key (nor state)
 _CKPT = re.compile(r"ckpt-(\d+)\.npz")
 _TEMP = r"ckpt-\d+\.npz|LATEST"  # the files whose temporary files a save may tidy
 
 
 # ------------------------------------------------------------------------- save
-def _flatten(state: TrainState):
-    """(paths, arrays, treedef) with the typed key replaced by its uint32 key data."""
-    if not isinstance(state, TrainState):
-        raise ValueError(f"expected a jaxnn.TrainState, got {type(state).__name__}.")
-    plain = state._replace(key=jax.random.key_data(state.key))
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(plain)
-    return [jax.tree_util.keystr(p) for p, _ in leaves], [x for _, x in leaves], treedef
-
-
-def _to_host(name: str, x) -> np.ndarray:
-    """One leaf as a NumPy array; across processes this process must hold all of it."""
-    try:
-        return np.asarray(x)
-    except RuntimeError:  # jax: a global array whose shards live on other processes
-        if getattr(x, "is_fully_addressable", True):
-            raise
-        raise CheckpointError(
-            f"cannot save leaf {name}: it is split across processes (sharding "
-            f"{getattr(x, 'sharding', '?')}), not fully replicated, so this process does not "
-            "hold all of it. Replicate the state on every device before saving (e.g. "
-            "jax.device_put(x, NamedSharding(mesh, PartitionSpec()))).") from None
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -189,8 +175,8 @@ def save(directory, state: TrainState, net: Network, *, config: dict | None = No
     if directory.exists() and not directory.is_dir():
         raise CheckpointError(f"checkpoint folder {directory} is a file, not a folder; pass a "
                               "folder path.")
-    paths, leaves, epoch, step, key_impl = _contents(state, net)
-    leaves = [_to_host(name, x) for name, x in zip(paths, leaves, strict=True)]
+    paths, leaves, epoch, step, key_impl = contents(state, net)
+    leaves = [to_host(name, x) for name, x in zip(paths, leaves, strict=True)]
     path = directory / f"ckpt-{epoch:06d}.npz"
     if jax.process_index() == 0:  # process 0 writes the (replicated) state for everyone
         arrays = pack(paths, leaves, network=net.describe(),
@@ -325,29 +311,6 @@ def read_metadata(path) -> dict:
     return read_verified(resolve(path))[0]
 
 
-def _check_matches(meta: dict, path: Path, net: Network, paths, leaves, impl: str) -> None:
-    """Refuse a checkpoint saved for another Network, state structure or PRNG implementation."""
-    ours = net.describe()
-    diff = [f"{k}: file {meta['network'].get(k)} vs network {ours[k]}" for k in ours
-            if meta["network"].get(k) != ours[k]]
-    if diff:
-        raise CheckpointError(f"{path} was saved for another Network: " + "; ".join(diff) + ".")
-    need = {p: (list(np.shape(x)), str(x.dtype)) for p, x in zip(paths, leaves, strict=True)}
-    have = {d["path"]: (d["shape"], d["dtype"]) for d in meta["leaves"]}
-    if list(need.items()) != [(d["path"], have[d["path"]]) for d in meta["leaves"]]:
-        diff = [f"missing in file: {p}" for p in need if p not in have]
-        diff += [f"not expected: {p}" for p in have if p not in need]
-        diff += [f"{p}: file {tuple(have[p][0])} {have[p][1]} vs expected "
-                 f"{tuple(need[p][0])} {need[p][1]}"
-                 for p in need if p in have and have[p] != need[p]]
-        diff = diff or ["the leaves are in another order"]
-        raise CheckpointError(f"{path} does not match the expected state (is the optimizer "
-                              "or ensemble size the same?): " + "; ".join(diff[:6])
-                              + (f"; and {len(diff) - 6} more" if len(diff) > 6 else "") + ".")
-    if meta["key_impl"] != impl:
-        raise CheckpointError(f"{path} holds a {meta['key_impl']!r} PRNG key, expected {impl!r}.")
-
-
 def restore(path, net: Network, like: TrainState) -> TrainState:
     """Load a checkpoint into the structure of ``like`` (e.g. a fresh ``init_state``).
 
@@ -378,101 +341,15 @@ def restore(path, net: Network, like: TrainState) -> TrainState:
     0
     """
     path = resolve(path)
-    paths, leaves, treedef = _flatten(like)
+    paths, leaves, treedef = flatten_state(like)
     impl = str(jax.random.key_impl(like.key))
-    _, stored = read_verified(path, check=lambda meta: (_refuse_params_only(meta, path),
-                                                        _check_matches(meta, path, net, paths,
+    _, stored = read_verified(path, check=lambda meta: (refuse_params_only(meta, path),
+                                                        check_matches(meta, path, net, paths,
                                                                        leaves, impl)))
     state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in stored])
     return state._replace(key=jax.random.wrap_key_data(state.key, impl=impl))
 
 
-# ------------------------------------------------------- bare params: save and load
-def _contents(state, net: Network):
-    """(paths, leaves, epoch, step, key_impl) of what :func:`save` writes.
-
-    A ``TrainState`` gives all its leaves (``.params[0]['W']``, ``.opt_state...``,
-    ``.step``, ``.key``, ``.epoch``); bare params give ``[0]['W']``, ``[0]['b']``, ...
-    with epoch and step 0 and the key implementation :data:`PARAMS_ONLY`.
-    """
-    if isinstance(state, TrainState):
-        paths, leaves, _ = _flatten(state)
-        epoch = int(np.max(_to_host("epoch", state.epoch)))
-        step = int(np.max(_to_host("step", state.step)))
-        return paths, leaves, epoch, step, str(jax.random.key_impl(state.key))
-    _check_bare_params(state, net)
-    flat, _ = jax.tree_util.tree_flatten_with_path(state)
-    return [jax.tree_util.keystr(p) for p, _ in flat], [x for _, x in flat], 0, 0, PARAMS_ONLY
-
-
-def _check_bare_params(params, net: Network) -> None:
-    """Refuse params that do not fit ``net``: one model, or E stacked on a leading (E,) axis."""
-    if not isinstance(params, (list, tuple)):
-        raise ValueError(f"state must be a jaxnn.TrainState or params (a list with one "
-                         f"{{'W', 'b'}} dict per layer, e.g. what jaxnn.fit returns), got "
-                         f"{type(params).__name__}.")
-    leaves = jax.tree.leaves(params)
-    if leaves and all(np.ndim(x) == 3 for x in leaves):  # an ensemble (fit_ensemble's params)
-        sizes = {np.shape(x)[0] for x in leaves}
-        if len(sizes) != 1:
-            raise ValueError(f"ensemble params must share one leading (E,) axis, got sizes "
-                             f"{sorted(sizes)}.")
-        params = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], x.dtype), params)
-    check_params(params, net)
-    for x in jax.tree.leaves(params):
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise ValueError(f"params must be floating-point arrays, got a {x.dtype} leaf.")
-
-
-def _network_name(described: dict) -> str:
-    """``Network((4, 6, 3), ('relu', 'softmax'), 'cross_entropy')`` from a ``describe()``."""
-    sizes, acts = described.get("layer_sizes"), described.get("activations")
-    return (f"Network({tuple(sizes) if isinstance(sizes, list) else sizes!r}, "
-            f"{tuple(acts) if isinstance(acts, list) else acts!r}, {described.get('loss')!r})")
-
-
-def _param_paths(net: Network) -> list[str]:
-    """The leaf paths of ``net``'s params, in tree order: ``[0]['W']``, ``[0]['b']``, ..."""
-    shapes = [{k: jax.ShapeDtypeStruct(v, jnp.float32) for k, v in layer.items()}
-              for layer in net.param_shapes()]
-    return [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(shapes)[0]]
-
-
-def _refuse_params_only(meta: dict, path: Path) -> None:
-    if meta["key_impl"] == PARAMS_ONLY:
-        raise CheckpointError(f"{path} holds params only (saved from params, not a TrainState), "
-                              "so there is no optimizer state, step or key to restore: use "
-                              "jaxnn.checkpoint.load(path, net) for the params, and "
-                              "jaxnn.init_state(params, key, ...) to train on from them.")
-
-
-def _params_index(meta: dict, path: Path, net: Network) -> list[int]:
-    """Indices (file order) of the params' leaves in ``meta``; raises unless they fit ``net``."""
-    ours = net.describe()
-    if meta["network"] != ours:
-        diff = [f"{k}: file {meta['network'].get(k)} vs net {ours[k]}" for k in ours
-                if meta["network"].get(k) != ours[k]]
-        raise CheckpointError(f"{path} was saved for {_network_name(meta['network'])}, but net "
-                              f"is {_network_name(ours)} ({'; '.join(diff)}). Load it with the "
-                              "Network it was saved for.")
-    prefix = "" if meta["key_impl"] == PARAMS_ONLY else ".params"
-    where = {d["path"]: i for i, d in enumerate(meta["leaves"])}
-    index = []
-    for name, shapes in zip(_param_paths(net), (s for layer in net.param_shapes()
-                                                for s in layer.values()), strict=True):
-        i = where.get(prefix + name)
-        shape = tuple(meta["leaves"][i]["shape"]) if i is not None else None
-        if i is None or shape[-2:] != shapes or len(shape) not in (2, 3):
-            found = "missing" if i is None else f"shape {shape}"
-            raise CheckpointError(f"{path}: params leaf {prefix}{name} is {found}, expected "
-                                  f"{shapes} (or (E,) + {shapes} for an ensemble) for "
-                                  f"{_network_name(ours)}; the file is not this network's.")
-        index.append(i)
-    leading = {tuple(meta["leaves"][i]["shape"][:-2]) for i in index}
-    if len(leading) != 1:
-        raise CheckpointError(f"{path}: the params leaves disagree on the ensemble axis "
-                              f"({sorted(leading)}); the file is not a jaxnn model.")
-    return index
 
 
 def load(path, net: Network) -> list:
@@ -508,7 +385,7 @@ def load(path, net: Network) -> list:
         raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
     path = resolve(path)
     index = []
-    _, stored = read_verified(path, check=lambda meta: index.extend(_params_index(meta, path,
+    _, stored = read_verified(path, check=lambda meta: index.extend(params_index(meta, path,
                                                                                   net)))
     leaves = iter(jnp.asarray(stored[i]) for i in index)
     return [{"W": next(leaves), "b": next(leaves)} for _ in range(net.L)]
