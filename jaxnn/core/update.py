@@ -101,7 +101,9 @@ def gradient_descent(learning_rate: float = 0.1) -> optax.GradientTransformation
     """
 
     def init(params):
-        return GDState(jnp.asarray(learning_rate, optax.tree.dtype(params, "highest")))
+        dtype = optax.tree.dtype(params, "highest")
+        check_learning_rate(learning_rate, dtype=dtype)  # α that rounds to 0 in dtype: refused
+        return GDState(jnp.asarray(learning_rate, dtype))
 
     def update(grads, state, params=None):
         del params

@@ -25,7 +25,13 @@ from jaxnn.core.backward import backward
 from jaxnn.core.forward import cost_from_cache, forward
 from jaxnn.core.network import Network, check_Y
 from jaxnn.core.precision import with_compute_dtype
-from jaxnn.core.validate import check_grad_name, check_keep_prob, check_l2, check_learning_rate
+from jaxnn.core.validate import (
+    as_batch,
+    check_grad_name,
+    check_keep_prob,
+    check_l2,
+    check_learning_rate,
+)
 from jaxnn.devices.mesh import batch_sharding, mesh_axis, n_devices, replicated, shard_batch
 from jaxnn.train.metrics import batch_sums
 from jaxnn.train.optimizers import OPTIMIZERS, as_optimizer
@@ -311,6 +317,7 @@ def make_train_step(
         return jax.device_put(params, state), jax.device_put(opt_state, state)
 
     def step(params, opt_state, X, Y, w=None):
+        X, Y = as_batch(X, Y, net, params)  # on the host: lists converted, X named before Y
         if w is None:
             check_columns(X, Y)
             return plain_jit(params, opt_state, X, Y)
@@ -326,6 +333,7 @@ def make_train_step(
         classic_jit = jax.jit(classic, donate_argnums=(0,) if donate else (), **shard["stateless"])
 
         def stateless(params, X, Y):
+            X, Y = as_batch(X, Y, net, params)
             check_columns(X, Y)
             return classic_jit(params, X, Y)
 
