@@ -1,10 +1,10 @@
 """Training entry points: ``fit``, ``fit_ensemble`` and ``train_epochs`` (formulas §4-§5 over epochs).
 
-They check every argument and the data first (``jaxnn.validation``), place
-state and data (one device, or a mesh, ``jaxnn.parallel``), then run the
-compiled epochs of ``jaxnn.epoch``: one or several epochs per compiled call,
-one host sync per call. The pieces live in their own modules: the state
-(``train_state``), optimizers (``optimizers``), the step (``step``), metrics
+They check every argument and the data first (``jaxnn.core.validate``), place
+state and data (one device, or a mesh: ``jaxnn.devices.place``), then run the
+compiled epochs of ``jaxnn.train.epoch``: one or several epochs per compiled call,
+one host sync per call. The pieces live in their own modules of ``jaxnn.train``:
+the state (``state``), optimizers (``optimizers``), the step (``step``), metrics
 (``metrics``), divergence (``divergence``) and history files (``history``).
 """
 
