@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import jaxnn
-from jaxnn.check import check_activation, check_grad, check_vjp
+from jaxnn.check import check_activation, check_grad, check_gradients, check_vjp
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -125,3 +125,107 @@ def test_branch_confined_bug_in_an_activation_derivative():
     assert status["autodiff"] == "FAIL" and status["jvp"] == "FAIL", str(bad)
     for r_ok, r_bad in zip(ok.results, bad.results):
         assert r_bad.noise <= 10 * r_ok.noise, (r_bad.method, r_bad.noise, r_ok.noise)
+
+
+# --- margin: correct rules where the gradient is small next to its terms --------------------------------
+
+RNG = np.random.default_rng(0)
+
+
+def assert_margin(report, at_most=0.5):
+    """Passed, with error <= at_most x (threshold + noise) for every method and every leaf."""
+    assert report.passed, str(report)
+    for r in report.results:
+        assert r.error <= at_most * (r.threshold + r.noise), (r.method, str(report))
+        for name, e, s in r.leaf_errors:
+            assert e <= at_most * (r.threshold + s), (r.method, name, str(report))
+
+
+def test_converged_softmax_cross_entropy_backward_has_margin():
+    n, m = 10, 32
+    Y = np.eye(n)[:, RNG.integers(0, n, m)]
+    # p(target) = 1 - 1e-6: logit gap log((n - 1) / 1e-6)
+    Z = jnp.asarray(0.01 * RNG.standard_normal((n, m)) + np.log((n - 1) / 1e-6) * Y, jnp.float32)
+    Yj = jnp.asarray(Y, jnp.float32)
+    p_target = jnp.sum(jax.nn.softmax(Z, axis=0) * Yj, axis=0)
+    assert float(jnp.min(p_target)) > 1 - 2e-6
+
+    def ce(z):
+        return -jnp.mean(jnp.sum(Yj * jax.nn.log_softmax(z, axis=0), axis=0))
+
+    def ce_vjp(p, c):
+        return (c * (jax.nn.softmax(p[0], axis=0) - Yj) / p[0].shape[1],)
+
+    assert_margin(check_vjp(ce, (Z,), vjp=ce_vjp, reference=ce, methods=ALL, jit=False))
+    # the same as a network: one softmax layer whose logits are W x, p(target) = 1 - 1e-6
+    net = jaxnn.Network((n, n), ("softmax",), "cross_entropy")
+    labels = np.arange(16) % n
+    X = jnp.asarray(np.eye(n)[:, labels] + 0.01 * RNG.standard_normal((n, 16)), jnp.float32)
+    params = [{"W": jnp.asarray(np.log((n - 1) / 1e-6) * np.eye(n), jnp.float32), "b": jnp.zeros((n, 1))}]
+    assert_margin(check_gradients(params, X, jnp.asarray(np.eye(n)[:, labels], jnp.float32), net,
+                                  methods=("autodiff", "finite_difference", "jvp")))
+
+
+def test_saturated_tanh_has_margin():
+    x = jnp.asarray(RNG.choice([-1, 1], 64) * RNG.uniform(4, 9, 64), jnp.float32)
+    report = check_vjp(jnp.tanh, (x,), vjp=lambda p, c: (c * (1 - jnp.tanh(p[0]) ** 2),),
+                       reference=lambda x: jnp.tanh(x), methods=ALL, jit=False)
+    assert_margin(report)
+
+
+def layer_norm(x, gamma, beta):
+    mu = x.mean(-1, keepdims=True)
+    s = jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    return gamma * (x - mu) / s + beta
+
+
+def layer_norm_vjp(primals, c):
+    x, gamma, _ = primals
+    mu = x.mean(-1, keepdims=True)
+    s = jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+    xh, gh = (x - mu) / s, c * gamma
+    dx = (gh - gh.mean(-1, keepdims=True) - xh * (gh * xh).mean(-1, keepdims=True)) / s
+    return dx, (c * xh).sum(0, keepdims=True), c.sum(0, keepdims=True)
+
+
+@pytest.mark.parametrize("offset", [True, False])
+def test_layer_norm_at_1e3_has_margin(offset):
+    x = 1e3 + RNG.standard_normal((4, 6)) if offset else 1e3 * RNG.standard_normal((4, 6))
+    gamma, beta = RNG.standard_normal((1, 6)), RNG.standard_normal((1, 6))
+    primals = tuple(jnp.asarray(a, jnp.float32) for a in (x, gamma, beta))
+    report = check_vjp(layer_norm, primals, vjp=layer_norm_vjp, reference=layer_norm, methods=ALL, jit=False)
+    assert_margin(report)
+
+
+def saturated_softmax_mse(scale, seed, m=4):
+    rng = np.random.default_rng(seed)
+    net = jaxnn.Network((4, 8, 3), ("tanh", "softmax"), "mse")
+    W1, W2 = scale * rng.standard_normal((8, 4)), scale * rng.standard_normal((3, 8))
+    params = [
+        {"W": jnp.asarray(W1, jnp.float32), "b": jnp.zeros((8, 1), jnp.float32)},
+        {"W": jnp.asarray(W2, jnp.float32), "b": jnp.zeros((3, 1), jnp.float32)},
+    ]
+    X = jnp.asarray(rng.standard_normal((4, m)), jnp.float32)
+    AL, _ = jaxnn.forward(params, X, net)
+    return net, params, X, jax.nn.one_hot(jnp.argmax(AL, axis=0), 3).T
+
+
+@pytest.mark.parametrize("scale, seed", [(20, 18), (30, 6), (30, 23)])
+def test_fully_saturated_float32_network_no_false_alarm(scale, seed):
+    net, params, X, Y = saturated_softmax_mse(scale, seed)
+    grads = jax.grad(jaxnn.cost)(params, X, Y, net)
+    # every float32 gradient is exactly 0
+    assert all(float(jnp.max(jnp.abs(g))) == 0.0 for g in jax.tree.leaves(grads))
+    report = check_gradients(params, X, Y, net, methods=("autodiff", "finite_difference", "jvp"))
+    assert report.passed, str(report)
+
+
+@pytest.mark.parametrize("sizes, scale, seed", [((4, 8, 3), 30, 3), ((2, 4, 2), 30, 2), ((4, 8, 3), 20, 3)])
+def test_saturated_float32_softmax_mse_networks_no_false_alarm(sizes, scale, seed):
+    # softmax saturated in float32; float64 finite differences and jvp see gradients of 1e-11 whose
+    # float64 rounding (1 - p with p within u of 1) the float32 recomputation cannot reveal
+    net = jaxnn.Network(sizes, ("tanh", "softmax"), "mse")
+    params, X, Y = jaxnn.check.make_problem(net, 8, "float32", seed=seed)
+    params = [{"W": scale * p["W"], "b": p["b"]} for p in params]
+    report = check_gradients(params, X, Y, net, methods=("autodiff", "finite_difference", "jvp"))
+    assert report.passed, str(report)

@@ -43,7 +43,7 @@ from jaxnn.check.point_methods import compare_points, has_custom_vjp
 from jaxnn.core.activations import Activation, get_activation
 from jaxnn.core.compat import enable_x64
 from jaxnn.core.losses import Loss, get_loss
-from jaxnn.core.validate import as_float_array
+from jaxnn.core.validate_data import as_float_array
 
 Array = jax.Array
 

@@ -260,19 +260,50 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
             X64 = jnp.asarray(cols(np.asarray(X, np.float64)))
             Y64 = jnp.asarray(cols(np.asarray(Y, np.float64)))
             terms = _host(kernel("terms", jit)(p64, X64, Y64, key, **cfg))
+    rep = _representable(params, X, Y, key, cfg, cols, jit)
     out = {"autodiff": [], "manual": []}
     for l in range(len(params)):
         ad, man = {}, {}
         for k in PARAM_NAMES:
             r_nat, r64 = rounding_estimate(sides[dtype][2][l][k], sides[partner][2][l][k], dtype)
+            r_nat, r64 = np.maximum(r_nat, u * rep[l][k]), np.maximum(r64, u64 * rep[l][k])
             if terms is not None:
                 r_nat, r64 = np.maximum(r_nat, u * terms[l][k]), np.maximum(r64, u64 * terms[l][k])
             ad[k] = (r_nat, r64)
             g_nat, g64 = sides[dtype][1][l][k], sides["float64"][1][l][k]
-            man[k] = (r_nat + u * np.abs(g_nat), r64 + u64 * np.abs(g64))
+            man_nat = r_nat + u * np.abs(g_nat)
+            # the float64 comparisons (finite differences, jvp) check a gradient that the model
+            # computes in its own dtype: it cannot be held to more than that dtype represents
+            man[k] = (man_nat, np.maximum(r64 + u64 * np.abs(g64), man_nat))
         out["autodiff"].append(ad)
         out["manual"].append(man)
     return out
+
+
+# random sign draws of the representability floor
+SIGN_DRAWS = 4
+
+
+def _representable(params, X, Y, key, cfg, cols, jit):
+    """Per leaf, the effect on jax.grad of every Z^[l], A^[l] off by one unit roundoff (u = 1; float64 math).
+
+    Where a computation saturates (a softmax exactly one-hot, a tanh exactly
+    ±1), recomputing it in another precision or nudging its inputs shows no
+    rounding at all, yet the gradient is known only to what the dtype can
+    represent at the scale of those values (``kernel("representable")``,
+    conventions §3). The largest of a few random-sign draws.
+    """
+    rng = np.random.default_rng(0)
+    with enable_x64(True):
+        p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
+        X64, Y64 = (jnp.asarray(cols(np.asarray(A, np.float64))) for A in (X, Y))
+        m = X64.shape[1]
+        S = [
+            tuple(jnp.asarray(rng.choice([-1.0, 1.0], (SIGN_DRAWS, p["b"].shape[0], m))) for _ in range(2))
+            for p in p64
+        ]
+        t = kernel("representable", jit)(p64, X64, Y64, key, S, **cfg)
+    return [{k: np.max(np.abs(np.asarray(q[k], np.float64)), axis=0) for k in PARAM_NAMES} for q in t]
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:

@@ -21,7 +21,7 @@ from jaxnn.check.options import PARAM_NAMES
 from jaxnn.core.activations import ACTIVATIONS
 from jaxnn.core.backward import backward as manual_backward
 from jaxnn.core.backward import value_and_autodiff_grad
-from jaxnn.core.forward import cost, cost_from_cache, forward
+from jaxnn.core.forward import cost, cost_from_cache, forward, per_example_loss
 
 
 def _k_both(params, X, Y, key, net, l2, keep_prob, backward):
@@ -83,7 +83,36 @@ def _k_terms(params, X, Y, key, net, l2, keep_prob):
     return jax.tree.map(lambda d, g: jnp.sum(jnp.abs(d), axis=0) + jnp.abs(g), spread, g)
 
 
+def _k_representable(params, X, Y, key, S, net, l2, keep_prob):
+    """How much jax.grad moves when every Z^[l] and A^[l] is off by one unit roundoff: (draws, ...).
+
+    Rounding makes every intermediate value relatively off by up to u; a
+    gradient cannot be known better than the effect of that (a tanh exactly
+    ±1, a softmax exactly one-hot, 1 - A² of a saturated unit). Linearised:
+    forward over reverse mode along Z ⊙ (1 + u s_Z), A ⊙ (1 + u s_A) with random
+    signs s (rows of S, per layer (s_Z, s_A)), here with u = 1 (the caller scales).
+    """
+    masks = [None] * net.L
+    if keep_prob < 1:
+        _, cache = forward(params, X, net, key=key, keep_prob=keep_prob)
+        masks = [c.get("D") for c in cache]
+
+    def J(p, d):
+        A = X
+        for l, (q, g) in enumerate(zip(p, net.layer_activations)):
+            Z = (q["W"] @ A + q["b"]) * (1 + d[l][0])
+            A = g.forward(Z) * (1 + d[l][1])
+            A = A if masks[l] is None else A * masks[l]
+        J = jnp.mean(per_example_loss([{"Z": Z, "A": A}], Y, net))
+        return J + (l2 / (2 * X.shape[1])) * sum(jnp.sum(q["W"] ** 2) for q in p)
+
+    zero = jax.tree.map(lambda a: jnp.zeros(a.shape[1:], a.dtype), S)
+    grad_d = lambda d: jax.grad(J)(params, d)  # noqa: E731
+    return jax.vmap(lambda s: jax.jvp(grad_d, (zero,), (s,))[1])(S)
+
+
 _KERNELS = {
+    "representable": (_k_representable, ("net", "l2", "keep_prob")),
     "terms": (_k_terms, ("net", "l2", "keep_prob")),
     "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
     "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),

@@ -18,7 +18,7 @@ import numpy as np
 from jaxnn.core.activations import Activation
 from jaxnn.core.losses import Loss
 from jaxnn.core.network import Network, check_problem
-from jaxnn.core.validate import as_float_array
+from jaxnn.core.validate_data import as_float_array
 
 Array = jax.Array
 
