@@ -15,7 +15,8 @@ import pytest
 import jaxnn
 from jaxnn.cli import gradcheck as cli_gradcheck
 from jaxnn.core.network import check_X
-from jaxnn.core.validate import as_array, as_batch, check_learning_rate, check_real
+from jaxnn.core.validate import check_learning_rate
+from jaxnn.core.validate_data import as_array, as_batch, check_real
 
 NET = jaxnn.Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
 PARAMS = jaxnn.init_params(jax.random.key(0), NET)

@@ -21,7 +21,8 @@ import jax.numpy as jnp
 from jaxnn.core.forward import cost, cost_from_cache, forward
 from jaxnn.core.losses import FUSED
 from jaxnn.core.network import Network, check_params, check_Y
-from jaxnn.core.validate import as_array, check_l2, check_weights, l2_is_off
+from jaxnn.core.validate import check_l2, check_weights, l2_is_off
+from jaxnn.core.validate_data import as_array
 
 Array = jax.Array
 

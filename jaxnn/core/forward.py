@@ -18,7 +18,8 @@ import jax.numpy as jnp
 from jaxnn.core.activations import Activation
 from jaxnn.core.losses import FUSED
 from jaxnn.core.network import Network, check_params, check_X, check_Y
-from jaxnn.core.validate import as_array, as_key, check_keep_prob, check_l2, check_weights, l2_is_off
+from jaxnn.core.validate import as_key, check_keep_prob, check_l2, check_weights, l2_is_off
+from jaxnn.core.validate_data import as_array
 
 Array = jax.Array
 

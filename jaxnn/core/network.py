@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxnn.core.activations import Activation, get_activation
 from jaxnn.core.losses import FUSED, Loss, get_loss
-from jaxnn.core.validate import as_array, check_real
+from jaxnn.core.validate_data import as_array, check_real
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +215,7 @@ def check_X(X, net: Network) -> None:
     Raises:
       ValueError: for a ragged nested list, or one of traced values (a list passed
         into a compiled function: convert it outside), a dtype that is not real
-        numbers (``validate.check_real``), or a shape other than
+        numbers (``validate_data.check_real``), or a shape other than
         (n_x, m) with m >= 1, saying when X looks like (m, n_x), one row per example.
     """
     shape = _checked_shape("X", X)

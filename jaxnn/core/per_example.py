@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxnn.core.backward import backward, value_and_manual_grad
 from jaxnn.core.forward import forward
 from jaxnn.core.network import Network, check_problem
-from jaxnn.core.validate import as_array
+from jaxnn.core.validate_data import as_array
 
 Array = jax.Array
 

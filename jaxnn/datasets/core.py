@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxnn.core.validate import check_real
+from jaxnn.core.validate_data import check_real
 
 TASKS = ("multiclass", "binary", "regression")
 """The tasks a Dataset can have (``Dataset.task``), each with its output activation and loss."""

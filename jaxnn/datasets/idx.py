@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxnn.core.validate import MissingFileError, first_bad_column
+from jaxnn.core.validate import MissingFileError
+from jaxnn.core.validate_data import first_bad_column
 from jaxnn.datasets.core import Dataset, assemble, check_dtype, is_integral
 from jaxnn.datasets.files import existing_file
 

@@ -25,13 +25,8 @@ from jaxnn.core.backward import backward
 from jaxnn.core.forward import cost_from_cache, forward
 from jaxnn.core.network import Network, check_Y
 from jaxnn.core.precision import with_compute_dtype
-from jaxnn.core.validate import (
-    as_batch,
-    check_grad_name,
-    check_keep_prob,
-    check_l2,
-    check_learning_rate,
-)
+from jaxnn.core.validate import check_grad_name, check_keep_prob, check_l2, check_learning_rate
+from jaxnn.core.validate_data import as_batch
 from jaxnn.devices.mesh import batch_sharding, mesh_axis, n_devices, replicated, shard_batch
 from jaxnn.train.metrics import batch_sums
 from jaxnn.train.optimizers import OPTIMIZERS, as_optimizer

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core.network import Network, check_params, check_X, check_Y
-from jaxnn.core.validate import as_data, check_l2, check_positive_int
+from jaxnn.core.validate import check_l2, check_positive_int
+from jaxnn.core.validate_data import as_data
 from jaxnn.devices.mesh import n_devices
 from jaxnn.devices.place import Placement, place_replicated, place_training
 from jaxnn.devices.processes import check_same_across_processes, peer_loss_as_error, to_local
