@@ -15,7 +15,6 @@ import math
 import sys
 import time
 
-
 from jaxnn import Network
 from jaxnn.check import METHODS, check_gradients, make_problem, run_sweep, sweep_cases
 from jaxnn.cli import flags

@@ -18,17 +18,16 @@ checkpoint and a resumed run continues it without a gap.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import os
-import re
-import stat
 import sys
 import textwrap
 import time
 from pathlib import Path
 
 from jaxnn.cli import flags, recipes, report, selection
+from jaxnn.cli.processes import join_processes, leave, same_flags_everywhere
+from jaxnn.cli.run_folder import check_out, claim, regular_file, write_history
 
 HELP = "train a network on a bundled data set (each with a recipe that reaches its band) or a CSV file"
 
@@ -87,58 +86,6 @@ def _configure_cache() -> None:
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
 
 
-def _join_processes(args) -> None:
-    """jaxnn.distributed.initialize from the flags or the environment (before any JAX work)."""
-    from jaxnn import distributed
-
-    flags = {"--coordinator": args.coordinator, "--num-processes": args.num_processes,
-             "--process-id": args.process_id}
-    given = [f for f, v in flags.items() if v is not None]
-    if given and len(given) < 3:
-        raise ValueError(f"{', '.join(given)} needs {', '.join(f for f in flags if f not in given)} too: "
-                         "pass all three, the same --coordinator HOST:PORT and --num-processes "
-                         "P on every process, and --process-id 0..P-1.")
-    if given and args.process_id >= args.num_processes:
-        raise ValueError(f"--process-id {args.process_id}: expected 0..{args.num_processes - 1} "
-                         f"(--num-processes {args.num_processes}).")
-    if not (given or args.distributed or os.environ.get(distributed.ENV_COORDINATOR)):
-        return
-    try:
-        # 30 s without a heartbeat: a dead process stops the others well before JAX's default 100 s
-        distributed.initialize(args.coordinator, args.num_processes, args.process_id,
-                               heartbeat_timeout_s=30, startup_timeout_s=args.startup_timeout)
-    except ValueError as e:
-        line = (f"jaxnn train: error: {'--coordinator' if given else '--distributed'}: "
-                + " ".join(str(e).replace("startup_timeout_s", "--startup-timeout").split()))
-        import jax
-
-        if jax.distributed.is_initialized():  # timed out: the runtime's exit would wait, abort
-            _leave(line, 2)
-        raise ValueError(line.split(": error: ", 1)[1]) from None
-
-
-def _leave(line: str, status: int) -> None:
-    """Print one line and end the process at once, past the runtime's shutdown barrier.
-
-    After a lost peer or a start-up that timed out, JAX's exit handler waits
-    for every process of the run and then aborts with a C++ stack trace.
-    """
-    sys.stdout.flush()
-    print(line, file=sys.stderr, flush=True)
-    os._exit(status)
-
-
-def _same_flags_everywhere(s: dict, args, out: Path) -> None:
-    """Several processes: every setting the same on each, else the same one-line error on all."""
-    from jaxnn import distributed
-
-    if distributed.process_count() > 1:
-        flags = {f"--{k.replace('_', '-')}": v for k, v in sorted(s.items())}
-        flags |= {"--save-every": args.save_every, "--keep": args.keep, "--resume": args.resume,
-                  "--overwrite": getattr(args, "overwrite", False), "--out": str(out)}
-        distributed.check_same_across_processes(flags, "the flags of jaxnn train")
-
-
 def _check_memory(net, s: dict, m_train: int) -> None:
     """Before init_params allocates: the network, its optimizer state and a batch must fit."""
     from jaxnn import check_memory
@@ -174,83 +121,6 @@ def settings(args, saved: dict | None) -> dict:
     return s
 
 
-def _kind(mode: int) -> str:
-    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if
-            stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "a folder" if stat.S_ISDIR(mode) else "a file")
-
-
-def _check_out(out: Path) -> None:
-    """--out must be (or become) a folder: refuse a file, FIFO, device on the way before any work."""
-    for p in (out, *out.parents):
-        try:
-            mode = os.stat(p).st_mode
-        except (FileNotFoundError, NotADirectoryError):  # not there yet: look further up
-            continue
-        except OSError as e:
-            raise ValueError(f"--out {out}: {p}: {e.strerror}.") from None
-        if not stat.S_ISDIR(mode):
-            raise ValueError(f"--out {out}: {p} is {_kind(mode)}, not a folder; pass a folder "
-                             "path (it is created if missing).")
-        break
-
-
-def _regular_file(flag: str, path: str) -> None:
-    """Refuse a FIFO or device before opening it: opening a FIFO would wait for a writer."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError:
-        return  # missing or unreadable: the loader names it
-    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-        raise ValueError(f"{flag} {path}: it is {_kind(mode)}, not a regular file; save the "
-                         "data to a file and pass that.")
-
-
-_RUN_FILES = re.compile(r"LATEST|history\.json|ckpt-\d+\.npz")
-
-
-def _claim(out: Path, args, stack: contextlib.ExitStack) -> None:
-    """Hold --out's lock for the run; refuse a folder holding another run unless told what to do.
-
-    --resume continues the run there; --overwrite deletes its checkpoints, LATEST,
-    history.json and curves.png first (other files stay).
-    """
-    from jaxnn import checkpoint
-
-    _check_out(out)
-    try:
-        stack.enter_context(checkpoint.lock(out))
-    except checkpoint.FolderInUseError as e:
-        who = f"process {e.pid}" if e.pid is not None else "another process"
-        raise ValueError(f"--out {out}: folder {out} is being written by {who}; pass another "
-                         "--out (or wait for that run to end).") from None
-    except checkpoint.CheckpointError as e:
-        raise ValueError(f"--out {out}: {e}") from None
-    if args.resume:
-        return
-    found = sorted(p.name for p in out.iterdir() if _RUN_FILES.fullmatch(p.name))
-    if found and not args.overwrite:
-        raise ValueError(f"--out {out} already holds a run ({', '.join(found[:3])}"
-                         f"{', ...' if len(found) > 3 else ''}); pass --resume to continue it, "
-                         "--overwrite to start afresh (deletes its checkpoints and history), "
-                         "or another --out.")
-    try:
-        for name in (*found, "curves.png"):
-            if os.path.lexists(out / name):
-                (out / name).unlink()
-    except OSError as e:
-        raise ValueError(f"--overwrite: cannot delete {e.filename}: {e.strerror}.") from None
-
-
-def _write_history(history: dict, settings: dict, path: Path) -> None:
-    try:
-        report.write_history(history, settings, path)
-    except OSError as e:
-        raise ValueError(f"cannot write {path}: {e.strerror} ({errno.errorcode.get(e.errno, '?')})"
-                         "; the newest checkpoint and the previous history.json are intact."
-                         ) from None
-
-
 def _load_data(s: dict):
     """The Dataset, and for --csv one line saying which label and task it took."""
     from jaxnn import datasets
@@ -262,7 +132,7 @@ def _load_data(s: dict):
             raise ValueError(f"--dataset {s['dataset']}: {e}") from None
         return ds, ""
     path, label = s["csv"], s["label_column"]
-    _regular_file("--csv", path)
+    regular_file("--csv", path)
     label = int(label) if label.lstrip("-").isdigit() else label
     try:
         ds = datasets.load_csv(path, label_column=label, task="regression" if s["task"] ==
@@ -351,7 +221,7 @@ def run(args) -> int:
     except distributed.PeerLostError as e:  # every survivor says so: process 0 may be the lost one
         line = f"jaxnn train: error: {' '.join(str(e).split())}"
         if distributed.process_count() > 1:
-            _leave(line, 1)
+            leave(line, 1)
         print(line, file=sys.stderr)
         return 1
     except RuntimeError as e:  # XLA out of memory despite the estimate: one line, never a hang
@@ -364,7 +234,7 @@ def run(args) -> int:
 def _run(args, stack: contextlib.ExitStack) -> int:
     t_start = time.perf_counter()
     _configure_cache()
-    _join_processes(args)
+    join_processes(args)
     import jax
     import numpy as np
 
@@ -389,16 +259,16 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         out = out or Path("runs") / (args.dataset or (Path(args.csv).stem if args.csv else
                                                       recipes.GENERIC["dataset"]))
         if main and out.is_dir():  # else _read_checkpoint says what is missing
-            _claim(out, args, stack)
+            claim(out, args, stack)
         saved = _read_checkpoint(out)
     s = settings(args, saved)
     out = out or Path("runs") / (s["dataset"] or Path(s["csv"]).stem)
-    _same_flags_everywhere(s, args, out)
+    same_flags_everywhere(s, args, out)
     if args.overwrite and args.resume:
         raise ValueError("--overwrite starts afresh, --resume continues: give one of them.")
     if main and not args.resume:
-        _claim(out, args, stack)
-    _check_out(out)
+        claim(out, args, stack)
+    check_out(out)
     ds, data_line = _load_data(s)
     if data_line:
         say(data_line, flush=True)
@@ -477,7 +347,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
         keeper.history = history
         if epoch % args.save_every == 0 or epoch == s["epochs"]:
             if main:  # the history first: it then always covers the newest checkpoint
-                _write_history(_joined(old, rows(history)), settings_out, history_path)
+                write_history(_joined(old, rows(history)), settings_out, history_path)
             checkpoint.save(out, state, net, config=config, keep=args.keep)
         if keeper.stop():
             raise selection.Stopped
@@ -507,7 +377,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
     baseline = selection.linear_baseline(full_ds)
     history[f"baseline_test_{metric}"] = np.full(len(history["epoch"]), baseline[1])
     if main:
-        _write_history(history, settings_out, history_path)
+        write_history(history, settings_out, history_path)
     if keeper.best_state is not None:  # LATEST names the params kept (history.json covers them)
         state = keeper.best_state
         checkpoint.save(out, state, net, config=config, keep=args.keep)
