@@ -17,6 +17,7 @@ Sections (``--sections``, by name or number; ``all`` for every one):
   9 gradcheck    ``python -m jaxnn gradcheck`` (the full sweep) as a subprocess
   10 parallel    ``jaxnn.fit`` on 1 device vs ``mesh=`` over 4 forced CPU devices (subprocess)
   11 multiprocess  1 process x 4 devices vs 2 processes x 2 devices (scripts/_bench_multiprocess.py)
+  12 checker     jaxnn.check_vjp vs jax's check_grads vs torch gradcheck, 16 rules (_bench_checker.py)
 
 Method: every number is the MEDIAN of repeated timed runs after a warm-up run
 that compiles. The implementations a table compares are timed INTERLEAVED:
@@ -71,7 +72,7 @@ from _bench_sections_training import (  # noqa: E402
 from _bench_timing import log, machine_info  # noqa: E402
 
 SECTIONS = ("grad", "fit", "overhead", "shuffle", "peers", "flops", "ensemble", "train",
-            "gradcheck", "parallel", "multiprocess")
+            "gradcheck", "parallel", "multiprocess", "checker")
 ALIASES = {"throughput": "peers"}  # the older name of section 5
 SUBPROCESS_SECTIONS = ("train", "gradcheck", "parallel", "multiprocess")
 
@@ -110,6 +111,7 @@ MAKERS = {
     "gradcheck": section_gradcheck,
     "parallel": section_parallel,
     "multiprocess": section_multiprocess,
+    "checker": lambda b: __import__("_bench_checker").section_checker(b),
 }
 
 

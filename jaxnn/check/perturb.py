@@ -232,11 +232,41 @@ def scatter_rounding(batched: Callable, x, u: float, *args, points: int = SCATTE
     >>> float(scatter_rounding(jax.vmap(jnp.sum), jnp.ones(3), 2.0**-24).max()) < 1e-6
     True
     """
-    r = np.random.default_rng(0).uniform(-1.0, 1.0, x.shape)
-    ts = np.linspace(-1.0, 1.0, points)
-    xs = np.asarray(x, np.float64)[None] * (1 + ts[:, None] * 64 * u * r[None])
+    xs, ts = scatter_points(x, u, points)
     vals = np.asarray(batched(jnp.asarray(xs, x.dtype), *args), np.float64).reshape(points, -1)
-    basis = np.stack([np.ones(points), ts], axis=1)
+    return scatter_residual(vals, ts)
+
+
+def scatter_points(x, u: float, points: int = SCATTER_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """The points of ``scatter_rounding``: ``(xs (points, n) float64, ts (points,))``.
+
+    Args:
+      x: the flat point (n,).
+      u: the unit roundoff of the computation.
+      points: how many.
+
+    >>> xs, ts = scatter_points(np.ones(2), 2.0**-24)
+    >>> xs.shape, ts.shape
+    ((16, 2), (16,))
+    """
+    r = np.random.default_rng(0).uniform(-1.0, 1.0, np.shape(x))
+    ts = np.linspace(-1.0, 1.0, points)
+    return np.asarray(x, np.float64)[None] * (1 + ts[:, None] * 64 * u * r[None]), ts
+
+
+def scatter_residual(vals: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """The largest residual of a straight-line fit in t of each column of ``vals`` (points, n).
+
+    Args:
+      vals: the function's values at the points of ``scatter_points``.
+      ts: their t.
+
+    >>> ts = np.linspace(-1, 1, 16)
+    >>> float(scatter_residual(np.outer(ts, np.ones(2)), ts).max()) < 1e-12
+    True
+    """
+    vals = np.asarray(vals, np.float64).reshape(len(ts), -1)
+    basis = np.stack([np.ones(len(ts)), ts], axis=1)
     coef, *_ = np.linalg.lstsq(basis, vals, rcond=None)
     with np.errstate(all="ignore"):
         res = np.abs(vals - basis @ coef).max(axis=0)

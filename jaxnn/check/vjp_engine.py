@@ -34,6 +34,8 @@ from jaxnn.check.perturb import (
     partner_dtype,
     phi_rounding,
     rounding_estimate,
+    scatter_points,
+    scatter_residual,
     scatter_rounding,
 )
 from jaxnn.check.report import GradientReport
@@ -127,35 +129,21 @@ def compare_rule(
     K = 1 if scalar else n_cot
     cots = [[np.ones(()) if scalar else rng.standard_normal(s.shape) for s in out_leaves] for _ in range(K)]
 
-    def vjps(rule_fn, fn, p):
-        """Each cotangent's result, as float64 NumPy leaves: [k][leaf]."""
-        r = maybe_jit(rule_fn)
-        # each cotangent in the dtype fn's output has at p (closed-over constants may widen it)
-        dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(fn, *p))]
-        return [
-            _host(r(p, jax.tree.unflatten(out_def, [jnp.asarray(c, d) for c, d in zip(ck, dts)])))
-            for ck in cots
-        ]
-
     sides = {}
     for dt in (dtype, partner):
         # the caller's own precision rules for the native run; float64 needs x64 on
         with enable_x64(True) if "float64" in (dt, dtype) else contextlib.nullcontext():
             p = primals if dt == dtype else _cast(primals, dt)
-            y = _host(maybe_jit(lambda *a: f(*a))(*p))
+            u = unit_roundoff(dtype if dt == dtype else dt)
+            # never the rule in float32 for a float64 check: see _rule_rounding
+            with_rule = rule if dt in (dtype, "float64") else None
+            entry = _side(f, with_rule, reference, p, cots, out_def, u, maybe_jit)
+            y = entry["f"]
             if dt == dtype and not all(np.all(np.isfinite(v)) for v in y):
                 bad = next(n for n, v in zip(leaf_names(out, "out"), y) if not np.all(np.isfinite(v)))
                 raise ValueError(
                     f"{who}: f(*primals) is not finite in {bad}: a gradient there means nothing."
                 )
-            entry = {"f": y}
-            if dt in (dtype, "float64"):  # never in float32 for a float64 check: see _rule_rounding
-                entry["rule"] = vjps(rule, f, p)
-            u = unit_roundoff(dtype if dt == dtype else dt)
-            if reference is not None:
-                ref_rule = lambda q, c: jax.vjp(reference, *q)[1](c)  # noqa: E731
-                entry["ref"] = vjps(ref_rule, reference, p)
-                entry["ref_scatter"] = _scatter(ref_rule, reference, p, cots, out_def, u, maybe_jit)
             sides[dt] = entry
     r_ref = _rounding(sides, "ref", dtype, partner) if reference is not None else None
     r_rule = _rule_rounding(sides[dtype]["rule"], sides["float64"]["rule"], r_ref, dtype)
@@ -267,6 +255,62 @@ def _rule_rounding(g_native, g64, r_ref, dtype):
     return out
 
 
+def _side(f, rule, reference, p, cots, out_def, u, maybe_jit):
+    """The rule's and the reference's results for every cotangent, and the reference's scatter, in ONE call.
+
+    One (compiled) program per precision instead of one per quantity: compiling is
+    most of what a small check costs. Returns ``{"rule", "ref", "ref_scatter"}``
+    as [k][leaf] float64 NumPy (the keys whose function is given).
+    """
+    leaves, treedef = jax.tree.flatten(p)
+    dts = [a.dtype for a in leaves]
+    sizes = [int(np.size(a)) for a in leaves]
+    x = jnp.concatenate([jnp.ravel(a) for a in leaves])
+    xs, ts = scatter_points(x, u)
+    # each cotangent in the dtype the function's output has at p (closed-over constants may widen it)
+    f_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(f, *p))]
+    r_dts = None
+    if reference is not None:
+        r_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(reference, *p))]
+    C = [jnp.asarray(np.stack([ck[i] for ck in cots])) for i in range(len(f_dts))]  # leaf i: (K, *shape)
+
+    def cot(c, dts_out):
+        return jax.tree.unflatten(out_def, [ci.astype(d) for ci, d in zip(c, dts_out)])
+
+    def unflat(flat):
+        parts = np.split(np.arange(flat.shape[0]), np.cumsum(sizes)[:-1])
+        q = [flat[ix].reshape(np.shape(a)).astype(d) for ix, a, d in zip(parts, leaves, dts)]
+        return jax.tree.unflatten(treedef, q)
+
+    def run(p, C, xs):
+        out = {"f": f(*p)}
+        if rule is not None:
+            out["rule"] = jax.vmap(lambda c: tuple(rule(p, cot(c, f_dts))))(C)
+        if reference is not None:
+            ref_rule = lambda q, c: jax.vjp(reference, *q)[1](cot(c, r_dts))  # noqa: E731
+            out["ref"] = jax.vmap(lambda c: ref_rule(p, c))(C)
+
+            def flat_ref(xf, c):
+                g = ref_rule(unflat(xf), c)
+                return jnp.concatenate([jnp.ravel(o).astype(x.dtype) for o in jax.tree.leaves(tuple(g))])
+
+            out["ref_scatter"] = jax.vmap(lambda c: jax.vmap(lambda xf: flat_ref(xf, c))(xs))(C)
+        return out
+
+    res = maybe_jit(run)(p, C, jnp.asarray(xs, x.dtype))
+    K = len(cots)
+    entry = {"f": _host(res["f"])}
+    for key in ("rule", "ref"):
+        if key in res:
+            stacked = [np.asarray(a, np.float64) for a in jax.tree.leaves(res[key])]
+            entry[key] = [[a[k] for a in stacked] for k in range(K)]
+    if "ref_scatter" in res:
+        vals = np.asarray(res["ref_scatter"], np.float64)  # (K, points, n)
+        split = [np.split(scatter_residual(vals[k], ts), np.cumsum(sizes)[:-1]) for k in range(K)]
+        entry["ref_scatter"] = [[a.reshape(np.shape(b)) for a, b in zip(split[k], leaves)] for k in range(K)]
+    return entry
+
+
 def _rounding(sides, key, dtype, partner):
     """[k][leaf] -> (r_native, r_64): the larger of the two-precision gap and the measured scatter."""
     out = []
@@ -279,26 +323,3 @@ def _rounding(sides, key, dtype, partner):
             row.append((np.maximum(r_nat, s_nat), np.maximum(r64, s64)))
         out.append(row)
     return out
-
-
-def _scatter(rule, fn, p, cots, out_def, u, maybe_jit):
-    """The rule's measured rounding noise (``scatter_rounding``) for each cotangent: [k][leaf]."""
-    leaves, treedef = jax.tree.flatten(p)
-    dts = [a.dtype for a in leaves]
-    sizes = [int(np.size(a)) for a in leaves]
-    x = jnp.concatenate([jnp.ravel(a) for a in leaves])
-    out_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(fn, *p))]
-
-    def flat_rule(flat, c):
-        parts = np.split(np.arange(flat.shape[0]), np.cumsum(sizes)[:-1])
-        q = [flat[ix].reshape(np.shape(a)).astype(d) for ix, a, d in zip(parts, leaves, dts)]
-        out = rule(jax.tree.unflatten(treedef, q), c)
-        return jnp.concatenate([jnp.ravel(o).astype(x.dtype) for o in jax.tree.leaves(tuple(out))])
-
-    batched = maybe_jit(jax.vmap(flat_rule, in_axes=(0, None)))
-    res = []
-    for ck in cots:
-        c = jax.tree.unflatten(out_def, [jnp.asarray(v, d) for v, d in zip(ck, out_dts)])
-        s = scatter_rounding(batched, x, u, c)
-        res.append([a.reshape(np.shape(b)) for a, b in zip(np.split(s, np.cumsum(sizes)[:-1]), leaves)])
-    return res
