@@ -275,15 +275,25 @@ def _cli_train_settings(args):
 
 
 @pytest.mark.parametrize("err,expected", [
-    (0.0, "relative error 0 (the two gradients coincide bit for bit); threshold 1e-05"),
-    (2.5e-8, "relative error 2.5e-08, max |diff| 1.0e-09; threshold 1e-05"),
+    (0.0, "relative error 0 (the two gradients coincide bit for bit); threshold 1e-05 + noise "
+          "bound 0.0e+00"),
+    (2.5e-8, "relative error 2.5e-08; threshold 1e-05 + noise bound 1.0e-09"),
 ])
 def test_gradient_check_line(err, expected):
+    from jaxnn.check import MethodResult
+
+    def result(error, noise, status, worst_leaf=None):
+        fields = dict.fromkeys(MethodResult._fields)
+        return MethodResult(**fields | {"method": "autodiff", "error": error, "noise": noise,
+                                        "threshold": 1e-5, "status": status,
+                                        "worst_leaf": worst_leaf})
+
     s = {"keep_prob": 0.5, "l2": 0.1}
-    line = cli_report.gradcheck_line(err, 1e-9 if err else 0.0, 1e-5, 64, s)
+    line = cli_report.gradcheck_line(result(err, 1e-9 if err else 0.0, "pass"), 64, s)
     assert line.startswith("gradient check (first batch, m = 64, dropout keep 0.5, L2 0.1): ")
     assert expected in line and line.endswith(": ok")
-    assert cli_report.gradcheck_line(1e-3, 1e-4, 1e-5, 64, s).endswith(": FAILED")
+    failed = cli_report.gradcheck_line(result(1e-3, 1e-9, "FAIL", "W^[2]"), 64, s)
+    assert failed.endswith(": FAILED, worst W^[2]")
 
 
 def test_plot_title_and_axis():

@@ -21,18 +21,22 @@ import numpy as np
 _RENAME = {"cost": "batch_cost"}
 
 
-def gradcheck_line(err: float, worst: float, limit: float, m: int, s: dict) -> str:
-    """One line: what was compared, on what, and the verdict."""
+def gradcheck_line(check, m: int, s: dict) -> str:
+    """One line: what was compared, on what, and the verdict of ``check_gradients``' autodiff
+    method (``check``, a ``MethodResult``): error <= threshold + noise bound (conventions §3)."""
     extras = [f"dropout keep {s['keep_prob']:g}" if s["keep_prob"] < 1 else "",
               f"L2 {s['l2']:g}" if s["l2"] > 0 else ""]
     on = ", ".join(["first batch", f"m = {m}", *[e for e in extras if e]])
-    if err == 0:
+    if check.error == 0:
         verdict = "0 (the two gradients coincide bit for bit)"
     else:
-        verdict = f"{err:.1e}, max |diff| {worst:.1e}"
+        verdict = f"{check.error:.1e}"
+    ok = check.status == "pass"
+    where = "" if ok or not check.worst_leaf else f", worst {check.worst_leaf}"
     return (f"gradient check ({on}): dW, db of every layer from the hand-derived backward pass "
             f"(formulas §4) vs jax.grad of the same cost: relative error {verdict}; threshold "
-            f"{limit:.0e} (conventions §3): " + ("ok" if err <= limit else "FAILED"))
+            f"{check.threshold:.0e} + noise bound {check.noise:.1e} (conventions §3): "
+            + ("ok" if ok else f"FAILED{where}"))
 
 
 def cli_history(history: dict) -> dict:
