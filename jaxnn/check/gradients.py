@@ -244,7 +244,7 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
 
     jax.grad's rounding is its gap to its recomputation in the partner
     precision, at least u times the size of the terms its sum cancels
-    (``kernel("terms")``): one draw of a gap can be small by luck, a sum of
+    (``_floors``): one draw of a gap can be small by luck, a sum of
     terms cannot be computed to better than that. The gradient under test is
     never recomputed to estimate its own rounding (a bug confined to one
     branch would widen its own bound): it is taken as jax.grad's, plus the
@@ -253,14 +253,7 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
     u, u64 = unit_roundoff(dtype), unit_roundoff("float64")
     m = int(np.sum(cols(np.ones((1, np.shape(X)[1])))))
     n_params = sum(int(np.size(p[k])) for p in params for k in PARAM_NAMES)
-    terms = None
-    if m * n_params <= MAX_TERMS:
-        with enable_x64(True):
-            p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
-            X64 = jnp.asarray(cols(np.asarray(X, np.float64)))
-            Y64 = jnp.asarray(cols(np.asarray(Y, np.float64)))
-            terms = _host(kernel("terms", jit)(p64, X64, Y64, key, **cfg))
-    rep = _representable(params, X, Y, key, cfg, cols, jit)
+    terms, rep = _floors(params, X, Y, key, cfg, cols, jit, m * n_params <= MAX_TERMS)
     out = {"autodiff": [], "manual": []}
     for l in range(len(params)):
         ad, man = {}, {}
@@ -284,14 +277,16 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
 SIGN_DRAWS = 4
 
 
-def _representable(params, X, Y, key, cfg, cols, jit):
-    """Per leaf, the effect on jax.grad of every Z^[l], A^[l] off by one unit roundoff (u = 1; float64 math).
+def _floors(params, X, Y, key, cfg, cols, jit, with_terms):
+    """``(terms or None, representable)``, per layer {"W", "b"} float64 NumPy (``kernel("floors")``).
 
-    Where a computation saturates (a softmax exactly one-hot, a tanh exactly
-    ±1), recomputing it in another precision or nudging its inputs shows no
-    rounding at all, yet the gradient is known only to what the dtype can
-    represent at the scale of those values (``kernel("representable")``,
-    conventions §3). The largest of a few random-sign draws.
+    terms: mean_i |∂L^(i)/∂θ| (bounded above), the size of what jax.grad's sum
+    cancels. representable: the effect on jax.grad of every Z^[l], A^[l] off by
+    one unit roundoff (u = 1; the largest of a few random-sign draws): where a
+    computation saturates (a softmax exactly one-hot, a tanh exactly ±1),
+    recomputing it in another precision shows no rounding at all, yet the
+    gradient is known only to what the dtype can represent at the scale of
+    those values (conventions §3).
     """
     rng = np.random.default_rng(0)
     with enable_x64(True):
@@ -302,8 +297,9 @@ def _representable(params, X, Y, key, cfg, cols, jit):
             tuple(jnp.asarray(rng.choice([-1.0, 1.0], (SIGN_DRAWS, p["b"].shape[0], m))) for _ in range(2))
             for p in p64
         ]
-        t = kernel("representable", jit)(p64, X64, Y64, key, S, **cfg)
-    return [{k: np.max(np.abs(np.asarray(q[k], np.float64)), axis=0) for k in PARAM_NAMES} for q in t]
+        terms, t = kernel("floors", jit)(p64, X64, Y64, key, S, terms=with_terms, **cfg)
+    rep = [{k: np.max(np.abs(np.asarray(q[k], np.float64)), axis=0) for k in PARAM_NAMES} for q in t]
+    return (None if terms is None else _host(terms)), rep
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:

@@ -179,3 +179,34 @@ def zeros_for_none(out, primals):
             o = jax.tree.unflatten(treedef, leaves_o)
         fixed.append(o)
     return tuple(fixed)
+
+
+def cache_key_of(who, fns, primals, static, n_cot):
+    """What the compiled programs of a check depend on: the user's functions, static values, shapes.
+
+    None when something is not hashable (then nothing is kept).
+
+    Args:
+      who: the checker's name.
+      fns: the user's f, rule (or None) and reference (or None), as passed.
+      primals: all primals, converted.
+      static: the static positions.
+      n_cot: the number of random cotangents.
+
+    >>> cache_key_of("check_vjp", (abs, None, None), ([1],), (0,), 1) is None  # a list is not hashable
+    True
+    """
+    shapes = tuple(
+        (i, tuple(np.shape(x)), str(np.asarray(x).dtype) if not hasattr(x, "dtype") else str(x.dtype))
+        for i, p in enumerate(primals)
+        if i not in static
+        for x in jax.tree.leaves(p)
+    )
+    structure = tuple(jax.tree.structure(p) for i, p in enumerate(primals) if i not in static)
+    key = (who, *fns, tuple((i, primals[i]) for i in static), structure, shapes, n_cot,
+           bool(jax.config.jax_enable_x64))
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key

@@ -111,9 +111,14 @@ def _k_representable(params, X, Y, key, S, net, l2, keep_prob):
     return jax.vmap(lambda s: jax.jvp(grad_d, (zero,), (s,))[1])(S)
 
 
+def _k_floors(params, X, Y, key, S, net, l2, keep_prob, terms):
+    """``(_k_terms or None, _k_representable)`` in one program (one compilation per network)."""
+    t = _k_terms(params, X, Y, key, net, l2, keep_prob) if terms else None
+    return t, _k_representable(params, X, Y, key, S, net, l2, keep_prob)
+
+
 _KERNELS = {
-    "representable": (_k_representable, ("net", "l2", "keep_prob")),
-    "terms": (_k_terms, ("net", "l2", "keep_prob")),
+    "floors": (_k_floors, ("net", "l2", "keep_prob", "terms")),
     "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
     "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),
     "fd_deltas": (_k_fd_deltas, ("net", "l2", "keep_prob", "group", "margin")),

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.inputs import build_problem, check_static_argnums, convert_scalars
+from jaxnn.check.inputs import build_problem, cache_key_of, check_static_argnums, convert_scalars
 from jaxnn.check.options import (
     check_eps,
     check_methods,
@@ -133,6 +133,7 @@ def check_vjp(
         n_directions,
         jit,
         static_argnums,
+        key_fns=(f, vjp, reference),
     )
 
 
@@ -216,6 +217,7 @@ def check_grad(
         jit,
         static,
         scalar=True,
+        key_fns=(f, grad, reference),
     )
 
 
@@ -312,6 +314,7 @@ def _run(
     jit,
     static_argnums=(),
     scalar=False,
+    key_fns=None,
 ):
     primals = _as_tuple(primals, who)
     static = check_static_argnums(static_argnums, len(primals), who) if static_argnums != () else ()
@@ -335,6 +338,7 @@ def _run(
         raise ValueError(f"{who}: vjp = {rule!r} must be a function vjp(primals, cotangent).")
     own_rule = rule is None
     primals, notes = convert_scalars(primals, static)
+    cache_key = cache_key_of(who, key_fns or (f, rule, reference), primals, static, n_cot)
     prob = build_problem(who, f, reference, rule, primals, static, leaf_names)
     f, reference, rule, primals, names = prob.f, prob.reference, prob.rule, prob.primals, prob.names
     _check_primals(who, primals, names)
@@ -380,6 +384,7 @@ def _run(
         max_entries,
         n_directions,
         jit,
+        cache_key=cache_key,
     )
     notes = (*notes, *prob.notes)
     if notes:  # what was converted or held static is part of what was checked

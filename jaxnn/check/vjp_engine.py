@@ -14,6 +14,7 @@ Then the reference (``jax.vjp``), finite differences of ⟨c, f⟩ in float64 at
 
 from __future__ import annotations
 
+import collections
 import contextlib
 
 import jax
@@ -41,6 +42,42 @@ from jaxnn.check.perturb import (
 from jaxnn.check.report import GradientReport
 from jaxnn.check.vjp_methods import fd_result, flat_fn, jvp_result, squeeze
 from jaxnn.core.compat import enable_x64
+
+# compiled programs kept for checks of the same functions and shapes (a bounded LRU)
+_PROGRAMS: collections.OrderedDict = collections.OrderedDict()
+MAX_PROGRAMS = 128
+
+
+def jitter(jit: bool, key):
+    """``maybe_jit(fn, name)``: ``fn`` itself (eager), ``jax.jit(fn)``, or the program kept under (key, name).
+
+    A check compiles a few programs; a second check of the same functions (f,
+    rule, reference, static arguments) and shapes reuses them instead of
+    compiling again (``key`` None: never kept). Each kept program takes every
+    array it needs as an argument: only the functions and shapes are baked in.
+
+    Args:
+      jit: compile at all.
+      key: a hashable identity of the functions and shapes, or None.
+
+    >>> jitter(False, None)(abs, "x")(-1)
+    1
+    """
+
+    def maybe_jit(fn, name):
+        if not jit:
+            return fn
+        if key is None:
+            return jax.jit(fn)
+        k = (key, name)
+        if k not in _PROGRAMS:
+            _PROGRAMS[k] = jax.jit(fn)
+            while len(_PROGRAMS) > MAX_PROGRAMS:
+                _PROGRAMS.popitem(last=False)
+        _PROGRAMS.move_to_end(k)
+        return _PROGRAMS[k]
+
+    return maybe_jit
 
 
 def leaf_names(tree, prefix: str) -> list[str]:
@@ -82,6 +119,7 @@ def compare_rule(
     max_entries,
     n_directions,
     jit,
+    cache_key=None,
 ) -> GradientReport:
     """Run every method on a validated problem and build the ``GradientReport`` (see ``check_vjp``).
 
@@ -103,6 +141,8 @@ def compare_rule(
       max_entries: largest leaf perturbed entry by entry.
       n_directions: directions per large leaf (and per leaf for jvp).
       jit: compile the evaluations.
+      cache_key: a hashable identity of f, the rule, the reference and the shapes: the compiled
+        programs are kept under it for the next check of the same (None: not kept).
 
     Returns:
       The ``GradientReport``.
@@ -122,7 +162,7 @@ def compare_rule(
         "jvp": JVP_THRESHOLD,
     }
     thr = check_thresholds(thresholds, methods, defaults)
-    maybe_jit = jax.jit if jit else (lambda g: g)
+    maybe_jit = jitter(jit, cache_key)
     rng = np.random.default_rng(seed)
     out_leaves, out_def = jax.tree.flatten(out)
     scalar = n_cot == 1 and len(out_leaves) == 1 and out_leaves[0].shape == ()
@@ -137,7 +177,7 @@ def compare_rule(
             u = unit_roundoff(dtype if dt == dtype else dt)
             # never the rule in float32 for a float64 check: see _rule_rounding
             with_rule = rule if dt in (dtype, "float64") else None
-            entry = _side(f, with_rule, reference, p, cots, out_def, u, maybe_jit)
+            entry = _side(f, with_rule, reference, p, cots, out_def, u, maybe_jit, f"side-{dt}")
             y = entry["f"]
             if dt == dtype and not all(np.all(np.isfinite(v)) for v in y):
                 bad = next(n for n, v in zip(leaf_names(out, "out"), y) if not np.all(np.isfinite(v)))
@@ -155,8 +195,9 @@ def compare_rule(
     )
     delta_phi = phi_rounding(phi64, phi_low, phi_abs, low)
     with enable_x64(True):
-        x64, phi_fn, _ = flat_fn(f, primals, cots, out_def)
-        delta_phi = np.maximum(delta_phi, scatter_rounding(maybe_jit(jax.vmap(phi_fn)), x64, 2.0**-53))
+        x64, phi_fn, _, C64 = flat_fn(f, primals, cots, out_def)
+        phis = maybe_jit(jax.vmap(phi_fn, in_axes=(0, None)), "phi_scatter")
+        delta_phi = np.maximum(delta_phi, scatter_rounding(phis, x64, 2.0**-53, C64))
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
 
     def stack(per_k, i):  # [k][leaf] -> (K, *shape) of leaf i, or the leaf itself for one cotangent
@@ -255,7 +296,7 @@ def _rule_rounding(g_native, g64, r_ref, dtype):
     return out
 
 
-def _side(f, rule, reference, p, cots, out_def, u, maybe_jit):
+def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name):
     """The rule's and the reference's results for every cotangent, and the reference's scatter, in ONE call.
 
     One (compiled) program per precision instead of one per quantity: compiling is
@@ -297,7 +338,7 @@ def _side(f, rule, reference, p, cots, out_def, u, maybe_jit):
             out["ref_scatter"] = jax.vmap(lambda c: jax.vmap(lambda xf: flat_ref(xf, c))(xs))(C)
         return out
 
-    res = maybe_jit(run)(p, C, jnp.asarray(xs, x.dtype))
+    res = maybe_jit(run, name)(p, C, jnp.asarray(xs, x.dtype))
     K = len(cots)
     entry = {"f": _host(res["f"])}
     for key in ("rule", "ref"):

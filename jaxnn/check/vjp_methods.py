@@ -31,9 +31,10 @@ def squeeze(a, K):
 
 
 def flat_fn(fn, primals, cots, out_def):
-    """(x, φ, offsets): the primals as one flat float64 vector, φ(x) = (⟨c_k, fn(x)⟩)_k, leaf offsets.
+    """(x, φ, offsets, C): the primals as one flat float64 vector, φ(x, C) = (⟨c_k, fn(x)⟩)_k, leaf offsets.
 
-    Call it with x64 on (float64).
+    The cotangents C are an argument of φ (not captured), so one compiled φ serves
+    every check of the same function and shapes. Call it with x64 on (float64).
 
     Args:
       fn: the function of the primals.
@@ -42,7 +43,7 @@ def flat_fn(fn, primals, cots, out_def):
       out_def: fn's output tree structure.
 
     >>> with jax.enable_x64(True):
-    ...     x, phi, off = flat_fn(jnp.sin, (np.zeros(2),), [[np.ones(2)]], jax.tree.structure(0))
+    ...     x, phi, off, C = flat_fn(jnp.sin, (np.zeros(2),), [[np.ones(2)]], jax.tree.structure(0))
     >>> off.tolist()
     [0, 2]
     """
@@ -54,7 +55,7 @@ def flat_fn(fn, primals, cots, out_def):
     x = jnp.concatenate([a.ravel() for a in leaves])
     C = [[jnp.asarray(c, jnp.float64) for c in ck] for ck in cots]
 
-    def phi(flat):
+    def phi(flat, C):
         parts, start = [], 0
         for size, shape in zip(sizes, shapes):
             parts.append(flat[start : start + size].reshape(shape))
@@ -63,7 +64,7 @@ def flat_fn(fn, primals, cots, out_def):
         return jnp.stack([sum(jnp.sum(c * v) for c, v in zip(ck, y)) for ck in C])
 
     offsets = np.cumsum([0, *sizes])
-    return x, phi, offsets
+    return x, phi, offsets, C
 
 
 def fd_result(
@@ -104,17 +105,21 @@ def fd_result(
       n_directions: directions per larger leaf.
       rng: the NumPy generator of the directions.
       n_worst: worst entries to keep.
-      maybe_jit: ``jax.jit`` or the identity.
+      maybe_jit: ``maybe_jit(fn, name)``: ``fn`` compiled (and kept for checks of the same
+        function and shapes under ``name``) or ``fn`` itself.
 
     Returns:
       The ``MethodResult``.
     """
     blocks, by_entry, by_dir = [], [], []
     with enable_x64(True):
-        x, phi, off = flat_fn(f, primals, cots, out_def)
+        x, phi, off, C = flat_fn(f, primals, cots, out_def)
         xh = np.asarray(x)
-        run = maybe_jit(jax.vmap(lambda j, s: phi(x.at[j].add(s * eps))))
-        run_d = maybe_jit(jax.vmap(lambda d: phi(x + d)))
+        at_entry = lambda x, C, j, h: phi(x.at[j].add(h), C)  # noqa: E731
+        run_e = maybe_jit(jax.vmap(at_entry, in_axes=(None, None, 0, 0)), "fd")
+        run_de = maybe_jit(jax.vmap(lambda x, C, d: phi(x + d, C), in_axes=(None, None, 0)), "fd_dir")
+        run = lambda js, ss: run_e(x, C, js, ss * eps)  # noqa: E731
+        run_d = lambda d: run_de(x, C, d)  # noqa: E731
         small = [i for i, s in enumerate(shapes) if int(np.prod(s)) <= max_entries]
         if small:
             idx = np.concatenate([np.arange(off[i], off[i + 1]) for i in small])
@@ -210,7 +215,8 @@ def jvp_result(
       n_directions: directions per leaf.
       rng: the NumPy generator of the directions.
       n_worst: worst entries to keep.
-      maybe_jit: ``jax.jit`` or the identity.
+      maybe_jit: ``maybe_jit(fn, name)``: ``fn`` compiled (and kept for checks of the same
+        function and shapes under ``name``) or ``fn`` itself.
 
     Returns:
       The ``MethodResult`` (skipped, with a note, when forward mode cannot differentiate reference).
@@ -221,9 +227,11 @@ def jvp_result(
     )
     blocks = []
     with enable_x64(True):
-        x, phi, off = flat_fn(reference, primals, cots, out_def)
+        x, phi, off, C = flat_fn(reference, primals, cots, out_def)
         try:
-            run = maybe_jit(jax.vmap(lambda t: jax.jvp(phi, (x,), (t,))[1]))
+            along = lambda x, C, t: jax.jvp(lambda z: phi(z, C), (x,), (t,))[1]  # noqa: E731
+            run_t = maybe_jit(jax.vmap(along, in_axes=(None, None, 0)), "jvp")
+            run = lambda T: run_t(x, C, T)  # noqa: E731
             T = np.zeros((n_directions * len(names), x.size))
             Vs = []
             for i in range(len(names)):
