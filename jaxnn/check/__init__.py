@@ -44,6 +44,7 @@ from jaxnn.check.options import (
     FD_THRESHOLD,
     JVP_THRESHOLD,
     METHODS,
+    CheckOptions,
 )
 from jaxnn.check.report import Entry, GradientCheckError, GradientReport, LayerCoverage, MethodResult
 from jaxnn.check.sweep import SWEEP_HIDDEN, SWEEP_PAIRINGS, SweepRow, make_problem, run_sweep, sweep_cases
@@ -52,6 +53,7 @@ from jaxnn.check.vjp import check_grad, check_vjp
 __all__ = [
     "AUTODIFF_THRESHOLDS",
     "ActivationReport",
+    "CheckOptions",
     "DEFAULT_METHODS",
     "Entry",
     "FD_THRESHOLD",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +34,32 @@ JVP_THRESHOLD = 1e-10
 PARAM_NAMES = ("W", "b")
 # unit roundoff u = 2^-p of each format (p: significand bits, implicit bit included, minus one)
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
+
+
+class CheckOptions(NamedTuple):
+    """The options of a check, in one place (the checkers' keyword arguments, validated).
+
+    Attributes:
+      methods: the methods to run, e.g. ``("reference", "finite_difference")``.
+      eps: the finite-difference step ε.
+      thresholds: the caller's per-method rtol overrides (or None).
+      seed: seed of the random cotangents and directions.
+      n_worst: how many worst entries each method reports.
+      n_cotangents: random cotangents for a non-scalar function.
+      max_entries: leaves up to this size are perturbed entry by entry.
+      n_directions: random unit directions per larger leaf (and per leaf for jvp).
+      jit: compile the evaluations (kept for the next check of the same functions and shapes).
+    """
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    eps: float = 1e-6
+    thresholds: dict | None = None
+    seed: int = 0
+    n_worst: int = 5
+    n_cotangents: int = 3
+    max_entries: int = 4096
+    n_directions: int = 4
+    jit: bool = True
 
 
 def full_precision_matmuls(fn):

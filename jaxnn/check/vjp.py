@@ -39,6 +39,7 @@ import numpy as np
 
 from jaxnn.check.inputs import build_problem, cache_key_of, check_static_argnums, convert_scalars
 from jaxnn.check.options import (
+    CheckOptions,
     check_eps,
     check_methods,
     check_positive_ints,
@@ -366,26 +367,8 @@ def _run(
         raise ValueError(f"{who}: {what} failed: {type(e).__name__}: {first_line(e)}.") from None
     _check_rule_output(who, what, rule_struct, primals, names)
 
-    report = compare_rule(
-        who,
-        f,
-        primals,
-        names,
-        out,
-        rule,
-        what,
-        reference,
-        methods,
-        eps,
-        thresholds,
-        seed,
-        n_worst,
-        n_cot,
-        max_entries,
-        n_directions,
-        jit,
-        cache_key=cache_key,
-    )
+    opts = CheckOptions(methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, bool(jit))
+    report = compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache_key=cache_key)
     notes = (*notes, *prob.notes)
     if notes:  # what was converted or held static is part of what was checked
         report = dataclasses.replace(report, subject=f"{report.subject}; {'; '.join(notes)}")

@@ -101,26 +101,7 @@ def _host(tree) -> list[np.ndarray]:
     return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
 
 
-def compare_rule(
-    who,
-    f,
-    primals,
-    names,
-    out,
-    rule,
-    what,
-    reference,
-    methods,
-    eps,
-    thresholds,
-    seed,
-    n_worst,
-    n_cot,
-    max_entries,
-    n_directions,
-    jit,
-    cache_key=None,
-) -> GradientReport:
+def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache_key=None) -> GradientReport:
     """Run every method on a validated problem and build the ``GradientReport`` (see ``check_vjp``).
 
     Args:
@@ -132,15 +113,7 @@ def compare_rule(
       rule: the rule under test, ``rule(primals, cotangent)``.
       what: how to name the rule in the report.
       reference: the plain implementation, or None.
-      methods: the methods to run.
-      eps: ε.
-      thresholds: the caller's rtol overrides.
-      seed: seed of cotangents and directions.
-      n_worst: worst entries per method.
-      n_cot: cotangents for a non-scalar f.
-      max_entries: largest leaf perturbed entry by entry.
-      n_directions: directions per large leaf (and per leaf for jvp).
-      jit: compile the evaluations.
+      opts: the validated ``CheckOptions``.
       cache_key: a hashable identity of f, the rule, the reference and the shapes: the compiled
         programs are kept under it for the next check of the same (None: not kept).
 
@@ -149,10 +122,13 @@ def compare_rule(
 
     >>> rule = lambda p, c: (2 * p[0] * c,)
     >>> x = (jnp.ones(2),)
+    >>> from jaxnn.check.options import CheckOptions
+    >>> opts = CheckOptions(methods=("finite_difference",), jit=False)
     >>> compare_rule("check_vjp", jnp.square, x, ["primals[0]"], jax.eval_shape(jnp.square, *x), rule, "vjp",
-    ...     None, ("finite_difference",), 1e-6, None, 0, 3, 3, 4096, 4, False).passed
+    ...     None, opts).passed
     True
     """
+    methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, jit = opts
     dtype = dtype_name(jnp.result_type(*jax.tree.leaves(primals)))
     partner = partner_dtype(dtype)
     low = dtype if partner == "float64" else "float32"
