@@ -8,6 +8,7 @@ here, so every checker reads the same numbers.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import numbers
 from typing import NamedTuple
@@ -32,6 +33,14 @@ AUTODIFF_THRESHOLDS = {"float64": 1e-10, "float32": 1e-5, "float16": 1e-2, "bflo
 FD_THRESHOLD = 1e-6
 JVP_THRESHOLD = 1e-10
 PARAM_NAMES = ("W", "b")
+# A check's programs are small and run a few times: XLA's backend optimisation (LLVM -O3 on CPU)
+# costs more compile time than it saves run time; level 0 about halves compiling. Where this
+# jax.jit has no compiler_options (older releases), the defaults.
+FAST_COMPILE = (
+    {"compiler_options": {"xla_backend_optimization_level": 0}}
+    if "compiler_options" in inspect.signature(jax.jit).parameters
+    else {}
+)
 # unit roundoff u = 2^-p of each format (p: significand bits, implicit bit included, minus one)
 UNIT_ROUNDOFF = {"float64": 2.0**-53, "float32": 2.0**-24, "float16": 2.0**-11, "bfloat16": 2.0**-8}
 

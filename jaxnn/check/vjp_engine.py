@@ -24,6 +24,7 @@ import numpy as np
 from jaxnn.check.compare import Block, summarise
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
+    FAST_COMPILE,
     FD_THRESHOLD,
     JVP_THRESHOLD,
     check_thresholds,
@@ -68,10 +69,10 @@ def jitter(jit: bool, key):
         if not jit:
             return fn
         if key is None:
-            return jax.jit(fn)
+            return jax.jit(fn, **FAST_COMPILE)
         k = (key, name)
         if k not in _PROGRAMS:
-            _PROGRAMS[k] = jax.jit(fn)
+            _PROGRAMS[k] = jax.jit(fn, **FAST_COMPILE)
             while len(_PROGRAMS) > MAX_PROGRAMS:
                 _PROGRAMS.popitem(last=False)
         _PROGRAMS.move_to_end(k)
