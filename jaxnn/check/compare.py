@@ -31,6 +31,7 @@ import numpy as np
 
 from jaxnn.check.options import TINY
 from jaxnn.check.report import Entry, MethodResult
+from jaxnn.core.tree import relative_error
 
 
 class Block(NamedTuple):
@@ -55,6 +56,8 @@ class Block(NamedTuple):
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     """``||a - b|| / max(||a|| + ||b||, 1e-30)`` in float64 (conventions §3); nan if not finite.
 
+    ``jaxnn.relative_error`` on host arrays: the one definition of the relative error.
+
     Args:
       a: the first array.
       b: the second, same shape.
@@ -62,12 +65,24 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> float:
     >>> rel_error(np.ones(2), np.ones(2))
     0.0
     """
+    return float(relative_error(np.asarray(a), np.asarray(b)))
+
+
+def normwise(a: np.ndarray, b: np.ndarray, noise: np.ndarray) -> tuple[float, float]:
+    """(error, noise) of conventions §3: ``rel_error(a, b)`` and ||noise|| in its units.
+
+    Args:
+      a: the gradient under test, flattened entries.
+      b: the reference, same shape.
+      noise: the noise bound of each entry, same shape.
+
+    >>> normwise(np.ones(2), np.ones(2), np.zeros(2))
+    (0.0, 0.0)
+    """
     with np.errstate(all="ignore"):
-        num = float(np.linalg.norm(a - b))
-        den = float(np.linalg.norm(a) + np.linalg.norm(b))
-    if den != den:
-        return float("nan")
-    return num / max(den, TINY)
+        den = max(float(np.linalg.norm(a) + np.linalg.norm(b)), TINY)
+        bound = float(np.linalg.norm(noise)) / den
+    return rel_error(a, b), (bound if math.isfinite(bound) else 0.0)
 
 
 def _stats(blocks) -> tuple[float, float]:
@@ -78,11 +93,7 @@ def _stats(blocks) -> tuple[float, float]:
         np.concatenate([getattr(k, side)[k.mask].ravel() for k in blocks])
         for side in ("manual", "reference", "noise")
     )
-    error = rel_error(a, b)
-    with np.errstate(all="ignore"):
-        den = max(float(np.linalg.norm(a) + np.linalg.norm(b)), TINY)
-        noise = float(np.linalg.norm(n)) / den
-    return error, (noise if math.isfinite(noise) else 0.0)
+    return normwise(a, b, n)
 
 
 def _over(error: float, noise: float, threshold: float) -> bool:

@@ -15,9 +15,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.compare import rel_error
+from jaxnn.check.compare import normwise
 from jaxnn.check.function_report import FunctionReport, PointMethod, PointReport
-from jaxnn.check.options import TINY, unit_roundoff
+from jaxnn.check.options import unit_roundoff
 from jaxnn.check.perturb import U64, fd_noise, partner_dtype, rounding_estimate
 from jaxnn.core.compat import enable_x64
 
@@ -80,9 +80,7 @@ def row_differences(phi, X: np.ndarray, eps: float, elementwise: bool):
 
 
 def _normwise(a, b, noise, mask):
-    a, b, noise = a[mask], b[mask], noise[mask]
-    den = max(float(np.linalg.norm(a) + np.linalg.norm(b)), TINY)
-    return rel_error(a, b), float(np.linalg.norm(noise)) / den
+    return normwise(a[mask], b[mask], noise[mask])
 
 
 def _column(x) -> str:
