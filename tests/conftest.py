@@ -6,7 +6,14 @@
 * ``jit``: runs a test's function both eagerly and compiled.
 * ``relative_error_np``: the relative error of conventions §3 computed in NumPy
   (no eager JAX op to compile per shape).
+* ``site``: the docs built once per test process (``mkdocs build --strict``), for
+  tests/test_docs.py and tests/test_docs_browser.py.
 """
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +21,8 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The grids of activation x loss pairings every gradient test sweeps.
 HIDDEN = ("sigmoid", "tanh", "relu", "leaky_relu", "identity", "softmax")
@@ -66,3 +75,21 @@ def relative_error_np(g1, g2) -> float:
     a, b = ([np.ravel(np.asarray(x, np.float64)) for x in jax.tree.leaves(g)] for g in (g1, g2))
     a, b = np.concatenate(a), np.concatenate(b)
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-30))
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory):
+    """The docs site, built once per test process with warnings as errors (mkdocs --strict)."""
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    pytest.importorskip("material")
+    pytest.importorskip("mkdocs_jupyter")
+    site = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
+         "-d", str(site)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return site
