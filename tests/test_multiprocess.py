@@ -437,6 +437,11 @@ def faults(tmp_path_factory):
     survivor, victim = runs["killed"]
     wrote = _wait_for(lambda: (folder / "k" / "LATEST").exists()  # once a checkpoint is written
                       or survivor.poll_until_done() or victim.poll_until_done(), 75, everyone)
+    # The kill lands once the other runs have ended: with six more JAX processes starting on 2
+    # cores, the survivor was once starved long enough that the runtime's 30 s heartbeat check
+    # fired before its next collective failed (an abort instead of jaxnn's line).
+    others = [c for name, cs in runs.items() if name != "killed" for c in cs]
+    _wait_for(lambda: all(c.poll_until_done() for c in others), 60, everyone)
     kill_time = time.monotonic()
     victim.proc.send_signal(signal.SIGKILL)
     _wait_for(survivor.poll_until_done, HEARTBEAT_S + 30, everyone)
