@@ -8,12 +8,22 @@ error <= threshold + noise bound, and the tables print all three.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 
 class GradientCheckError(AssertionError):
-    """Raised by ``raise_if_failed``; the message is the report's table."""
+    """Raised by ``raise_if_failed`` (and ``jaxnn.check.assert_vjp`` / ``assert_grad``).
+
+    The message's first line is the report's ``headline`` (what failed, where, by how much: the
+    line pytest's short test summary shows), followed by the whole located report.
+
+    Attributes:
+      report: the failed report (None when raised without one).
+    """
+
+    report = None
 
 
 class Entry(NamedTuple):
@@ -203,10 +213,61 @@ class GradientReport:
         """The leaf furthest over its threshold + noise (first failing method); None when all passed."""
         return self.failed[0].worst_leaf if self.failed else None
 
+    @property
+    def failed_leaves(self) -> tuple[str, ...]:
+        """Every leaf over its threshold + noise in some method, in order of first appearance."""
+        return tuple(dict.fromkeys(name for r in self.results for name in r.failed_leaves))
+
+    @property
+    def worst_entries(self) -> tuple[Entry, ...]:
+        """The worst entries across methods (the failing ones when any failed), largest |diff| first.
+
+        An entry that several methods report appears once, with its largest difference.
+        """
+        results = self.failed or self.results
+        entries = sorted((e for r in results for e in r.worst_entries), key=lambda e: -_abs_or_inf(e))
+        seen = {}
+        for e in entries:
+            seen.setdefault((e.leaf, e.index, e.kind, e.cotangent), e)
+        return tuple(seen.values())[: max((len(r.worst_entries) for r in results), default=0)]
+
+    @property
+    def worst_ratio(self) -> float:
+        """The largest error / (threshold + noise bound) over the methods, overall and per leaf.
+
+        Above 1 exactly where the report fails (a verdict per leaf, conventions §3); inf where a
+        side is not finite; 0.0 when nothing was compared. ``jaxnn.check.search_vjp`` maximises it.
+        """
+        return max((_method_ratio(r) for r in self.results if r.status != "skipped"), default=0.0)
+
+    @property
+    def headline(self) -> str:
+        """One line: the verdict, the worst leaf, its method's error and allowance, the worst entry."""
+        if self.passed:
+            return f"{self.kind} passed: {self.subject} (largest error / allowance {self.worst_ratio:.2g})"
+        r = self.failed[0]
+        where = f"{r.worst_param}^[{r.worst_layer}]" if r.worst_layer is not None else r.worst_leaf
+        text = (
+            f"{self.kind} FAILED at {where}: {r.method} error {fmt(r.error)} > threshold "
+            f"{r.threshold:.0e} + noise {fmt(r.noise)}"
+        )
+        if len(self.failed) > 1:
+            text += f" (also {', '.join(o.method for o in self.failed[1:])})"
+        if r.worst_entries:
+            e = r.worst_entries[0]
+            text += f"; worst entry {e.where()}: {e.manual:.8g} under test vs {e.reference:.8g}"
+        return text
+
     def raise_if_failed(self) -> None:
-        """Raise ``GradientCheckError`` (an ``AssertionError``) with the table if any method failed."""
+        """Raise ``GradientCheckError`` (an ``AssertionError``) if any method failed.
+
+        Its message is ``headline`` on the first line (pytest's short summary shows it), then the
+        located report (``str(self)``); the exception's ``report`` attribute is this report.
+        """
         if not self.passed:
-            raise GradientCheckError("\n" + str(self))
+            err = GradientCheckError(f"{self.headline}\n\n{self}")
+            err.report = self
+            raise err
 
     def __str__(self) -> str:
         head = f"{self.kind}: {self.subject}" + (f", m = {self.m}" if self.m is not None else "")
@@ -281,6 +342,22 @@ def fmt(x: float | None) -> str:
     ('1.23e-04', 'nan')
     """
     return "nan" if x is None or x != x else f"{x:.2e}"
+
+
+def _abs_or_inf(e: Entry) -> float:
+    d = e.abs_error
+    return math.inf if d != d else d
+
+
+def _method_ratio(r: MethodResult) -> float:
+    """error / (threshold + noise), overall and per leaf, the largest; inf for a nan error."""
+    pairs = [(r.error, r.noise), *((err, noise) for _, err, noise in r.leaf_errors)]
+    worst = 0.0
+    for err, noise in pairs:
+        if err != err or noise != noise:
+            return math.inf
+        worst = max(worst, err / max(r.threshold + noise, 1e-300))
+    return worst
 
 
 def _compared(r: MethodResult) -> str:
