@@ -35,8 +35,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxnn.check.compare import summarise
+from jaxnn.check.engine import finite_difference_method, jvp_method
 from jaxnn.check.network_kernels import custom_kink_examples, kernel
-from jaxnn.check.network_methods import FDContext, autodiff_result, fd_result, jvp_result
+from jaxnn.check.network_methods import FDContext, autodiff_result, drop_note, network_problem
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
     DEFAULT_METHODS,
@@ -204,35 +206,59 @@ def check_gradients(
     g64h = _host(g64)
     ctx = FDContext(p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed)
 
+    prob = network_problem(
+        ctx, g64h, rounding, delta_J, max_entries, kink_margin, g_keep=sides["float64"][1], cols=cols
+    )
     results = []
     for method in methods:
         if method == "autodiff":
             results.append(autodiff_result(sides[dtype], rounding, dtype, thr[method], keep, n_worst))
         elif method == "finite_difference":
+            why = f"a ±ε or ±2ε step would bring a pre-activation within {kink_margin:g}x its move of a kink."
             results.append(
-                fd_result(
-                    ctx,
-                    g64h,
-                    rounding["manual"],
-                    delta_J,
+                finite_difference_method(
+                    prob,
+                    eps,
                     thr[method],
-                    fd_mode,
-                    max_entries,
-                    n_directions,
-                    kink_margin,
+                    np.random.default_rng(seed),
+                    max_entries=max_entries,
+                    n_directions=n_directions,
+                    n_worst=n_worst,
+                    mode=fd_mode,
+                    excluded_why=why,
                 )
             )
         else:
-            g_keep = sides["float64"][1]
-            results.append(
-                jvp_result(ctx, g_keep, rounding, thr[method], keep, n_directions, max_entries, cols)
-            )
+            results.append(_jvp(prob, thr[method], keep, n_directions, n_worst, seed))
     coverage = tuple(
         LayerCoverage(l, float(z.min()), float(z.max()), float(np.mean(np.abs(z) > 4)))
         for l, z in enumerate(Z0, start=1)
     )
     subject = _describe(net) + ("" if backward is None else f", backward = {_name(backward)}")
     return GradientReport(subject, m, dtype, eps, float(J64), tuple(results), "check_gradients", coverage)
+
+
+def _jvp(prob, threshold, keep, n_directions, n_worst, seed):
+    """The engine's jvp method on the kept examples (a custom kink's examples are left out)."""
+    m, n_dropped = keep.size, int((~keep).sum())
+    strategy = (
+        f"jax.jvp of jaxnn.cost along {n_directions} random unit directions v per leaf, vs ⟨g, v⟩, "
+        "float64; noise: ||rounding|| of both sides' float64 gradients"
+    )
+    note = drop_note(n_dropped, m) if n_dropped else ""
+    if not keep.any():
+        return summarise("jvp", "float64", [], threshold, strategy, n_worst, n_dropped, note)
+    rng = np.random.default_rng(seed + 1)
+    return jvp_method(
+        prob,
+        threshold,
+        rng,
+        n_directions=n_directions,
+        n_worst=n_worst,
+        strategy=strategy,
+        excluded=n_dropped,
+        note=note,
+    )
 
 
 # the per-example terms cost m x #params numbers: above this, no terms floor

@@ -42,11 +42,11 @@ def _cost_and_kink(params, X, Y, key, Z0, net, l2, keep_prob, margin):
     return J, near_kink(cache, Z0, net.layer_activations, margin)
 
 
-def _k_fd_entries(params, X, Y, key, Z0, js, ss, net, l2, keep_prob, group, eps, margin):
-    """J(θ + s_i ε e_{j_i}) and its kink flag, for a batch of (j, s) over the group's entries."""
+def _k_fd_entries(params, X, Y, key, Z0, js, hs, net, l2, keep_prob, group, margin):
+    """J(θ + h_i e_{j_i}) and its kink flag, for a batch of (j, h) over the group's entries."""
     f = lambda p: _cost_and_kink(p, X, Y, key, Z0, net, l2, keep_prob, margin)  # noqa: E731
     flat, g = group_fn(params, group, f)
-    return jax.vmap(lambda j, s: g(flat.at[j].add(s * eps)))(js, ss)
+    return jax.vmap(lambda j, h: g(flat.at[j].add(h)))(js, hs)
 
 
 def _k_fd_deltas(params, X, Y, key, Z0, D, net, l2, keep_prob, group, margin):
@@ -120,7 +120,7 @@ def _k_floors(params, X, Y, key, S, net, l2, keep_prob, terms):
 _KERNELS = {
     "floors": (_k_floors, ("net", "l2", "keep_prob", "terms")),
     "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
-    "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "eps", "margin")),
+    "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "margin")),
     "fd_deltas": (_k_fd_deltas, ("net", "l2", "keep_prob", "group", "margin")),
     "jvp": (_k_jvp, ("net", "l2", "keep_prob", "group")),
 }

@@ -137,7 +137,7 @@ def _batched(run, arrays, n, B):
         part = [a[start : start + B] for a in arrays]
         k = part[0].shape[0]
         part = [np.concatenate([p, np.repeat(p[:1], B - k, axis=0)]) for p in part]
-        v, f = run(*(jnp.asarray(p) for p in part))
+        v, f = run(*part)  # host arrays: the run converts them in its own precision (float64)
         v = np.asarray(v, np.float64).reshape(B, -1)[:k]
         vals.append(v)
         flags.append(np.asarray(f, bool).reshape(B)[:k])

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.compare import Block, summarise
+from jaxnn.check.engine import finite_difference_method, jvp_method, reference_method
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
     FAST_COMPILE,
@@ -41,7 +41,7 @@ from jaxnn.check.perturb import (
     scatter_rounding,
 )
 from jaxnn.check.report import GradientReport
-from jaxnn.check.vjp_methods import fd_result, flat_fn, jvp_result, squeeze
+from jaxnn.check.vjp_methods import flat_fn, per_leaf, vjp_problem
 from jaxnn.core.compat import enable_x64
 
 # compiled programs kept for checks of the same functions and shapes (a bounded LRU)
@@ -178,71 +178,49 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
         phis = maybe_jit(jax.vmap(phi_fn, in_axes=(0, None)), "phi_scatter")
         delta_phi = np.maximum(delta_phi, scatter_rounding(phis, x64, 2.0**-53, C64))
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
-
-    def stack(per_k, i):  # [k][leaf] -> (K, *shape) of leaf i, or the leaf itself for one cotangent
-        a = np.stack([per_k[k][i] for k in range(K)])
-        return a if K > 1 else a[0]
-
+    prob = vjp_problem(f, reference, primals, names, cots, out_def, g64, r_rule, r_ref, delta_phi, maybe_jit)
     results = []
     for method in methods:
         if method == "reference":
-            blocks = [
-                Block(
-                    n,
-                    "entry",
-                    stack(sides[dtype]["rule"], i),
-                    stack(sides[dtype]["ref"], i),
-                    squeeze(np.stack([r_rule[k][i][0] + r_ref[k][i][0] for k in range(K)]), K),
-                    np.ones((K, *shapes[i]) if K > 1 else shapes[i], bool),
-                    cotangents=K > 1,
-                )
-                for i, n in enumerate(names)
-            ]
+            noise = [a + b for a, b in zip(per_leaf(r_rule, K, 0), per_leaf(r_ref, K, 0))]
             strategy = (
                 f"jax.vjp(reference) in {dtype}, {K} cotangent(s); noise: both sides' rounding, from "
                 f"their recomputation in {partner}"
             )
-            results.append(summarise("reference", dtype, blocks, thr[method], strategy, n_worst))
+            results.append(
+                reference_method(
+                    "reference",
+                    dtype,
+                    prob.leaves,
+                    K,
+                    per_leaf(sides[dtype]["rule"], K),
+                    per_leaf(sides[dtype]["ref"], K),
+                    noise,
+                    thr[method],
+                    strategy,
+                    n_worst,
+                )
+            )
         elif method == "finite_difference":
             results.append(
-                fd_result(
-                    f,
-                    primals,
-                    names,
-                    shapes,
-                    cots,
-                    out_def,
-                    g64,
-                    r_rule,
-                    delta_phi,
+                finite_difference_method(
+                    prob,
                     eps,
-                    K,
                     thr[method],
-                    max_entries,
-                    n_directions,
                     rng,
-                    n_worst,
-                    maybe_jit,
+                    max_entries=max_entries,
+                    n_directions=n_directions,
+                    n_worst=n_worst,
                 )
             )
         else:
+            strategy = (
+                f"jax.jvp(reference) along {n_directions} random unit directions v per leaf: ⟨c, J v⟩ vs "
+                "⟨rule(c), v⟩, float64; noise: ||rounding|| of both sides"
+            )
             results.append(
-                jvp_result(
-                    reference,
-                    primals,
-                    names,
-                    shapes,
-                    cots,
-                    out_def,
-                    g64,
-                    r_rule,
-                    r_ref,
-                    K,
-                    thr[method],
-                    n_directions,
-                    rng,
-                    n_worst,
-                    maybe_jit,
+                jvp_method(
+                    prob, thr[method], rng, n_directions=n_directions, n_worst=n_worst, strategy=strategy
                 )
             )
     fname = getattr(f, "__name__", type(f).__name__)
