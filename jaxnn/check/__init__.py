@@ -35,6 +35,7 @@ shape, so a sweep over many small networks reuses them.
 
 from __future__ import annotations
 
+from jaxnn.check.asserts import assert_grad, assert_vjp
 from jaxnn.check.function_report import ActivationReport, FunctionReport, LossReport, PointMethod, PointReport
 from jaxnn.check.functions import check_activation, check_loss
 from jaxnn.check.gradients import check_gradients
@@ -47,6 +48,7 @@ from jaxnn.check.options import (
     CheckOptions,
 )
 from jaxnn.check.report import Entry, GradientCheckError, GradientReport, LayerCoverage, MethodResult
+from jaxnn.check.search import SearchReport, search_grad, search_vjp
 from jaxnn.check.sweep import SWEEP_HIDDEN, SWEEP_PAIRINGS, SweepRow, make_problem, run_sweep, sweep_cases
 from jaxnn.check.vjp import check_grad, check_vjp
 
@@ -69,7 +71,10 @@ __all__ = [
     "PointReport",
     "SWEEP_HIDDEN",
     "SWEEP_PAIRINGS",
+    "SearchReport",
     "SweepRow",
+    "assert_grad",
+    "assert_vjp",
     "check_activation",
     "check_grad",
     "check_vjp",
@@ -77,5 +82,7 @@ __all__ = [
     "check_loss",
     "make_problem",
     "run_sweep",
+    "search_grad",
+    "search_vjp",
     "sweep_cases",
 ]

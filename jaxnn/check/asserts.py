@@ -57,6 +57,7 @@ def assert_vjp(
     ...
     jaxnn.check.report.GradientCheckError: check_vjp FAILED at primals[0]: finite_difference error ...
     """
+    __tracebackhide__ = True  # pytest's traceback ends at the test's own line
     return _assert("assert_vjp", check_vjp, search_vjp, f, primals, domain, budget, seconds, check_kw)
 
 
@@ -90,10 +91,12 @@ def assert_grad(
     >>> assert_grad(f, (jnp.arange(1.0, 4.0),), grad=lambda x: 3 * x ** 2, reference=f).passed
     True
     """
+    __tracebackhide__ = True
     return _assert("assert_grad", check_grad, search_grad, f, primals, domain, budget, seconds, check_kw)
 
 
 def _assert(who, check, search, f, primals, domain, budget, seconds, check_kw):
+    __tracebackhide__ = True
     if domain is None:
         if budget is not None or seconds is not None:
             raise ValueError(

@@ -39,6 +39,7 @@ class Entry(NamedTuple):
       layer: the network layer l (None outside networks).
       param: ``"W"`` or ``"b"`` (None outside networks).
       cotangent: which random cotangent produced it (``check_vjp`` of a non-scalar f), else None.
+      output: the output leaf that cotangent probes (``"out['c']"``) when f has several, else None.
     """
 
     leaf: str
@@ -50,6 +51,7 @@ class Entry(NamedTuple):
     layer: int | None = None
     param: str | None = None
     cotangent: int | None = None
+    output: str | None = None
 
     @property
     def abs_error(self) -> float:
@@ -57,11 +59,13 @@ class Entry(NamedTuple):
         return abs(self.manual - self.reference)
 
     def where(self) -> str:
-        """``"W^[1][4, 3]"``, ``"primals[0]['W']·v2"``, with ``", cotangent k"`` where it applies."""
+        """``"W^[1][4, 3]"``, ``"primals[0]['W']·v2"``, ``"d out['c'] / d primals[0][2, 3], cotangent k"``."""
         if self.kind == "direction":
             text = f"{self.leaf}·v{self.index[0]}"
         else:
             text = f"{self.leaf}[{', '.join(str(i) for i in self.index)}]"
+        if self.output is not None:  # f has several outputs: name the one whose term is wrong
+            text = f"d {self.output} / d {text}"
         return text if self.cotangent is None else f"{text}, cotangent {self.cotangent}"
 
 
@@ -264,6 +268,7 @@ class GradientReport:
         Its message is ``headline`` on the first line (pytest's short summary shows it), then the
         located report (``str(self)``); the exception's ``report`` attribute is this report.
         """
+        __tracebackhide__ = True  # pytest shows the caller's line, then the report
         if not self.passed:
             err = GradientCheckError(f"{self.headline}\n\n{self}")
             err.report = self

@@ -108,6 +108,7 @@ class SearchReport:
 
     def raise_if_failed(self) -> None:
         """Raise ``GradientCheckError`` (headline, then the located report) if the worst point fails."""
+        __tracebackhide__ = True  # pytest shows the caller's line, then the report
         if not self.passed:
             err = GradientCheckError(f"{self.headline}\n\n{self}")
             err.report = self
