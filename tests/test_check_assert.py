@@ -133,3 +133,49 @@ def test_the_failure_reads_well_in_pytests_output(pytester, monkeypatch):
     # jaxnn's own frames are hidden: the traceback ends at the test's line
     assert "def raise_if_failed" not in result.stdout.str() and "def _assert" not in result.stdout.str()
     result.stdout.fnmatch_lines([">*assert_vjp(lambda W, x: W @ x, (W, x), vjp=rule)"])
+
+
+RULES_FILE = """
+import jax.numpy as jnp
+from jaxnn.check import assert_vjp, check_vjp
+
+W, x = jnp.array([[1.0, 2.0], [3.0, 4.0]]), jnp.array([0.5, -1.0])
+matvec = lambda W, x: W @ x
+
+def test_dW_off():
+    assert_vjp(matvec, (W, x), vjp=lambda p, c: (1.01 * jnp.outer(c, p[1]), p[0].T @ c))
+
+def test_dx_off():
+    check_vjp(matvec, (W, x), vjp=lambda p, c: (jnp.outer(c, p[1]), 0.5 * p[0].T @ c)).raise_if_failed()
+
+def test_right():
+    assert_vjp(matvec, (W, x), vjp=lambda p, c: (jnp.outer(c, p[1]), p[0].T @ c))
+
+def test_not_a_check():
+    assert 1 == 2
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-p", "xdist", "-n", "2"]], ids=["one process", "xdist"])
+def test_the_plugin_writes_every_failed_check_to_one_file(pytester, workers):
+    pytester.makepyfile(test_rules=RULES_FILE)
+    out = pytester.path / "checks.md"
+    out.write_text("from an earlier session\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "addopts=", *workers,
+                                           "-p", "jaxnn.check.pytest_plugin", "--jaxnn-report", str(out))
+    result.assert_outcomes(failed=3, passed=1)
+    text = out.read_text()
+    assert "earlier session" not in text  # rewritten per session
+    sections = text.split("## ")[1:]
+    assert sorted(s.splitlines()[0] for s in sections) == [
+        "test_rules.py::test_dW_off (call)", "test_rules.py::test_dx_off (call)"]
+    dW = next(s for s in sections if "test_dW_off" in s)
+    dx = next(s for s in sections if "test_dx_off" in s)
+    assert "finite_difference FAILED at primals[0] " in dW and "| primals[0][" in dW
+    assert dW.rstrip().endswith("FAILED")
+    assert "finite_difference FAILED at primals[1] " in dx
+    assert text.endswith("2 gradient-check failure(s) recorded.\n")
+    # without the option the plugin writes nothing
+    again = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-o", "addopts=", "-p",
+                                          "jaxnn.check.pytest_plugin", "-k", "right")
+    again.assert_outcomes(passed=1, deselected=3)

@@ -31,7 +31,8 @@ CLI_FACES = {"jaxnn", "jaxnn.check", "jaxnn.datasets", "jaxnn.core.compat"}
 PUBLIC = {
     "ACTIVATIONS", "Activation", "ActivationReport", "CheckpointError", "DivergenceError", "FUSED",
     "GradientCheckError", "GradientReport", "INITIALIZERS", "LOSSES", "LayerCoverage", "Loss",
-    "LossReport", "Network", "OPTIMIZERS", "TrainState", "TrainStep", "backward", "batch_sharding",
+    "LossReport", "Network", "OPTIMIZERS", "SearchReport", "TrainState", "TrainStep", "assert_grad",
+    "assert_vjp", "backward", "batch_sharding",
     "check_activation", "check_grad", "check_gradients", "check_loss", "check_memory",
     "check_vjp", "checkpoint",
     "cost", "cost_from_cache", "cost_with_manual_vjp", "datasets", "distributed", "epoch_order",
@@ -40,7 +41,8 @@ PUBLIC = {
     "load_history", "make_activation", "make_loss", "make_mesh", "make_mixed_precision_train_step",
     "make_sharded_train_step", "make_train_step", "metric_names", "output_delta", "pad_batch",
     "per_example_grad_norms", "per_example_grads", "per_example_loss", "predict", "relative_error",
-    "replicate", "run_sweep", "save_history", "sgd_update", "shard_batch", "train_epochs",
+    "replicate", "run_sweep", "save_history", "search_grad", "search_vjp", "sgd_update", "shard_batch",
+    "train_epochs",
     "train_step", "tree_norm", "value_and_autodiff_grad", "value_and_autodiff_grad_bf16",
     "value_and_manual_grad", "value_and_manual_grad_bf16", "with_compute_dtype",
 }

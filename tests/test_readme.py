@@ -89,6 +89,20 @@ def test_readme_pytest_example_passes_and_catches_a_wrong_derivative():
             test()
 
 
+def test_readme_assert_vjp_example_passes_and_its_search_finds_a_branch_bug():
+    example = python_block("jaxnn.assert_vjp(", "def test_")
+    ns = run(example, {"__name__": "test_my_ops"}, "assert_vjp example")
+    ns["test_softsign_rule"]()  # passes: returns the report, raises nothing
+    rule = "g / (1 + jnp.abs(x)) ** 2"
+    assert example.count(rule) == 1
+    # the |x| > 20 branch as the asymptote 1 / x**2: no N(0, 1) point reaches it, the search does
+    branch = "jnp.where(jnp.abs(x) > 20, g / x**2, g / (1 + jnp.abs(x)) ** 2)"
+    wrong = run(example.replace(rule, branch), {"__name__": "test_my_ops"}, "a branch bug")
+    located = r"FAILED at primals\[0\]: .*worst entry primals\[0\]\[\d\].*search: worst of 64 points"
+    with pytest.raises(jaxnn.GradientCheckError, match=located):
+        wrong["test_softsign_rule"]()
+
+
 def test_readme_is_a_front_door_whose_links_reach_files():
     lines = README.splitlines()
     assert len(lines) <= 250, f"README.md has {len(lines)} lines: move details into docs/ pages"
