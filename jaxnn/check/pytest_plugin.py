@@ -29,10 +29,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
     Args:
       parser: pytest's option parser.
-
-    >>> parser = pytest.Parser(); pytest_addoption(parser)
-    >>> parser.parse_known_args(["--jaxnn-report", "out.md"]).jaxnn_report
-    'out.md'
     """
     parser.getgroup("jaxnn").addoption(
         "--jaxnn-report",
@@ -77,6 +73,13 @@ class ReportWriter:
 
     Args:
       path: the file, emptied now.
+
+    >>> import pathlib, tempfile
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "checks.md"
+    >>> writer = ReportWriter(path)
+    >>> writer.pytest_sessionfinish()  # a session with no failed check
+    >>> path.read_text()
+    '0 gradient-check failure(s) recorded.\n'
     """
 
     def __init__(self, path: Path):
