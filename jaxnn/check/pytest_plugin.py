@@ -79,7 +79,7 @@ class ReportWriter:
     >>> writer = ReportWriter(path)
     >>> writer.pytest_sessionfinish()  # a session with no failed check
     >>> path.read_text()
-    '0 gradient-check failure(s) recorded.\n'
+    '0 gradient-check failure(s) recorded.\\n'
     """
 
     def __init__(self, path: Path):
