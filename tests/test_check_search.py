@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.scipy.special import erfc, log_ndtr, ndtr
 
 from jaxnn.check import GradientCheckError, check_grad, check_vjp, search_grad, search_vjp
@@ -188,6 +190,44 @@ def test_per_leaf_bounds_and_static_arguments_are_respected():
     points = planned_points(template, bounds, seed=0)
     mags = {int(np.floor(np.log10(np.abs(next(points)[0]).max()))) for _ in range(20)}
     assert {3, 2, 1, 0, -1, -2, -3, -4} <= mags
+
+
+def test_a_gradient_search_over_per_leaf_bounds_keeps_static_arguments(x64):
+    def f(p, k):
+        return jnp.sum(p["b"] * p["a"] ** k)
+
+    def grad(p, k):  # one cotangent per primal: None at the static position
+        return {"a": k * p["b"] * p["a"] ** (k - 1), "b": p["a"] ** k}, None
+
+    template = ({"a": jnp.zeros(3), "b": jnp.zeros(3)}, 3)
+    domain = ({"a": (-3.0, 3.0), "b": (0.5, 2.0)}, None)
+    report = search_grad(f, template, grad=grad, reference=f, domain=domain, budget=24, static_argnums=1)
+    assert report.passed and report.tried == 24 and report.refused == 0 and report.domain == "per-leaf bounds"
+    a, b = np.asarray(report.point[0]["a"]), np.asarray(report.point[0]["b"])
+    assert report.point[1] == 3 and np.all(np.abs(a) <= 3) and np.all((0.5 <= b) & (b <= 2))
+    assert "primals[0]['a'] = [" in report.report.subject and "primals[1] =" not in report.report.subject
+    def bad(p, k):  # da 1% off where b > 1.5: a bug of one leaf, triggered by another
+        g, _ = grad(p, k)
+        return {"a": g["a"] * jnp.where(p["b"] > 1.5, 1.01, 1.0), "b": g["b"]}, None
+
+    found = search_grad(f, template, grad=bad, reference=f, domain=domain, budget=24, static_argnums=1)
+    assert not found.passed and found.failed_leaves == ("primals[0]['a']",)
+    assert np.any(np.asarray(found.point[0]["b"]) > 1.5)
+
+
+@settings(max_examples=60, deadline=None)
+@given(lo=st.floats(-1e30, 1e30), width=st.floats(1e-6, 1e30), seed=st.integers(0, 2**32 - 1))
+def test_every_planned_point_lies_in_its_bounds_with_the_template_dtype(lo, width, seed):
+    hi = lo + width
+    if not hi > lo:  # width lost to rounding next to a large lo
+        return
+    template = [((4,), np.dtype("float64")), None, ((2, 2), np.dtype("float32"))]
+    bounds = [(lo, hi), None, (-1.0, 1.0)]
+    points = planned_points(template, bounds, seed)
+    for _ in range(40):
+        x, static, y = next(points)
+        assert static is None and x.dtype == np.float64 and y.dtype == np.float32 and y.shape == (2, 2)
+        assert np.all((lo <= x) & (x <= hi)) and np.all(np.abs(y) <= 1.0), (lo, hi, x)
 
 
 @pytest.mark.parametrize("kw, match", [
