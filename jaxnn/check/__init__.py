@@ -28,9 +28,13 @@ hand-written derivative against ``jax.vjp`` / ``jax.grad`` over a range of
 inputs (large |z| included), and ``run_sweep`` runs ``check_gradients`` over
 every built-in activation x loss pairing x depth (``jaxnn gradcheck``).
 
-Everything runs eagerly (op by op): a compiled program per network would cost
-more to compile than a check costs to run, and eager primitives are cached by
-shape, so a sweep over many small networks reuses them.
+One engine (``jaxnn.check.engine``) runs every comparison: each front end
+(``check_vjp`` / ``check_grad``, ``check_gradients``) describes its check as
+a ``Problem`` and the engine's reference, finite-difference and jvp methods
+compare it leaf by leaf; a failure is explained where it has a recognisable
+shape (``jaxnn.check.diagnose``). Computations are compiled by default
+(``jit=True``), one program per function and shape, kept for the next check
+of the same functions and shapes; ``jit=False`` runs them op by op.
 """
 
 from __future__ import annotations

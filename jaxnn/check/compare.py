@@ -39,7 +39,8 @@ class Block(NamedTuple):
 
     ``kind`` is ``"entry"`` (every entry of the leaf) or ``"direction"``
     (projections on random directions); with ``cotangents`` the first axis
-    indexes the random cotangent. ``layer`` / ``param`` place a network leaf.
+    indexes the random cotangent. ``layer`` / ``param`` place a network leaf;
+    ``outputs`` names the output leaf each cotangent probes (f with several outputs).
     """
 
     name: str
@@ -51,6 +52,7 @@ class Block(NamedTuple):
     layer: int | None = None
     param: str | None = None
     cotangents: bool = False
+    outputs: tuple[str, ...] | None = None
 
 
 def rel_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -215,6 +217,7 @@ def worst_entries(blocks, n: int) -> tuple[Entry, ...]:
                 b.layer,
                 b.param,
                 cot,
+                None if cot is None or b.outputs is None else b.outputs[cot],
             )
             cands.append((d[t], e))
     cands.sort(key=lambda c: -c[0])

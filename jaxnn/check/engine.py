@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxnn.check.compare import Block, summarise
+from jaxnn.check.diagnose import kink_entries, reasons
 from jaxnn.check.perturb import direction_differences, entry_differences, fd_noise, unit_directions
 from jaxnn.check.report import MethodResult
 
@@ -73,6 +74,8 @@ class Problem(NamedTuple):
       jvp_g64: per leaf (K, size): the rule compared by jvp (default ``g64``).
       jvp_bound: per leaf (K,): ||rounding|| of both sides in float64.
       phi_name: how reports call φ (``"J"``, ``"⟨c, f⟩"``).
+      outputs: per cotangent, the output leaf it probes (f with several outputs), or None.
+      keep: per leaf (size,) bool, the entries compared (``exclude=`` leaves the others out), or None.
     """
 
     leaves: tuple[Leaf, ...]
@@ -86,15 +89,50 @@ class Problem(NamedTuple):
     jvp_g64: list | None = None
     jvp_bound: list | None = None
     phi_name: str = "φ"
+    outputs: tuple[str, ...] | None = None
+    keep: list | None = None
 
 
-def _block(leaf: Leaf, kind: str, K: int, manual, reference, noise, mask) -> Block:
+def kept_directions(V: np.ndarray, keep) -> np.ndarray:
+    """Unit directions (rows of V) restricted to the kept entries and renormalised (zero if none kept).
+
+    Args:
+      V: (k, size) unit directions.
+      keep: (size,) bool, or None (V itself).
+
+    >>> kept_directions(np.array([[0.6, 0.8]]), np.array([True, False])).tolist()
+    [[1.0, 0.0]]
+    """
+    if keep is None:
+        return V
+    V = np.where(keep, V, 0.0)
+    norms = np.linalg.norm(V, axis=1, keepdims=True)
+    return np.divide(V, norms, out=np.zeros_like(V), where=norms > 0)
+
+
+def _kept(prob: Problem, i: int, V=None):
+    """The mask of leaf i's compared entries (or directions: those with a kept entry)."""
+    if prob.keep is None:
+        return True
+    if V is None:
+        return prob.keep[i]
+    return np.abs(V).sum(axis=1) > 0
+
+
+def _block(leaf: Leaf, kind: str, K: int, manual, reference, noise, mask, outputs=None) -> Block:
     """A ``Block`` from (K, n) arrays: leaf-shaped entries, no cotangent axis when K = 1."""
     shape = leaf.shape if kind == "entry" else np.shape(manual)[1:]
     full = (K, *shape) if K > 1 else tuple(shape)
     mask = np.broadcast_to(mask, np.shape(manual))
     arrays = [np.reshape(a, full) for a in (manual, reference, noise, mask)]
-    return Block(leaf.name, kind, *arrays, leaf.layer, leaf.param, cotangents=K > 1)
+    return Block(leaf.name, kind, *arrays, leaf.layer, leaf.param, cotangents=K > 1, outputs=outputs)
+
+
+def _explained(blocks, threshold, kinks, result: MethodResult) -> MethodResult:
+    """``result`` with, when it failed, the recognised shapes of its error (``jaxnn.check.diagnose``)."""
+    if result.status != "FAIL":
+        return result
+    return result._replace(reasons=reasons(blocks, threshold, kinks))
 
 
 def reference_method(
@@ -110,6 +148,8 @@ def reference_method(
     n_worst: int,
     excluded: int = 0,
     note: str = "",
+    outputs: tuple[str, ...] | None = None,
+    keep=None,
 ) -> MethodResult:
     """The rule against a reference in the caller's dtype, per leaf (``"reference"`` / ``"autodiff"``).
 
@@ -126,6 +166,8 @@ def reference_method(
       n_worst: worst entries to keep.
       excluded: examples left out (reported).
       note: extra text for the report.
+      outputs: per cotangent, the output leaf it probes, or None.
+      keep: per leaf (size,) bool, the entries compared, or None (all).
 
     >>> leaf = Leaf("x", (2,))
     >>> one = [np.ones((1, 2))]
@@ -133,10 +175,11 @@ def reference_method(
     'pass'
     """
     blocks = [
-        _block(leaf, "entry", K, a, b, n, np.ones(np.shape(a), bool))
-        for leaf, a, b, n in zip(leaves, rule, reference, noise)
+        _block(leaf, "entry", K, a, b, n, True if keep is None else keep[i], outputs)
+        for i, (leaf, a, b, n) in enumerate(zip(leaves, rule, reference, noise))
     ]
-    return summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded, note)
+    result = summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded, note)
+    return _explained(blocks, threshold, None, result)
 
 
 def finite_difference_method(
@@ -175,27 +218,39 @@ def finite_difference_method(
         if mode == "entries" or (mode == "auto" and leaf.size <= max_entries)
     ]
     blocks: dict[int, Block] = {}
+    kinks: dict[int, np.ndarray] = {}
+    flagged = [0]
     for ids, x, run in prob.entry_groups(by_entry) if by_entry else ():
         stepped = lambda js, ss, run=run: run(js, ss * eps)  # noqa: E731 - entry_differences gives ±1, ±2
-        D1, D2, excl = entry_differences(stepped, np.asarray(x, np.float64), np.arange(np.size(x)), eps)
+        D1, D2, excl, fwd, bwd = entry_differences(
+            stepped, np.asarray(x, np.float64), np.arange(np.size(x)), eps, one_sided=True
+        )
+        on_kink = kink_entries(fwd, bwd, prob.delta_phi, eps)  # (n, K)
         start = 0
         for i in ids:
             sl = slice(start, start + leaves[i].size)
             start = sl.stop
             d1, d2 = D1[sl].T, D2[sl].T  # (K, size)
+            kinks[i] = on_kink[sl].T
             noise = fd_noise(d1, d2, dphi, eps, prob.r64[i])
-            blocks[i] = _block(leaves[i], "entry", K, prob.g64[i], d1, noise, ~excl[sl])
+            flagged[0] += int(excl[sl].sum())
+            mask = ~excl[sl] & _kept(prob, i)
+            blocks[i] = _block(leaves[i], "entry", K, prob.g64[i], d1, noise, mask, prob.outputs)
     for i, leaf in enumerate(leaves):
         if i in blocks:
             continue
-        V = unit_directions(rng, n_directions, (leaf.size,))
+        V = kept_directions(
+            unit_directions(rng, n_directions, (leaf.size,)), None if prob.keep is None else prob.keep[i]
+        )
         D1, D2, excl = direction_differences(prob.direction_run(i), V, eps)
+        flagged[0] += int(excl.sum())
         d1, d2 = D1.T, D2.T  # (K, n_directions)
         noise = fd_noise(d1, d2, dphi, eps, prob.r64[i] @ np.abs(V).T)
-        blocks[i] = _block(leaf, "direction", K, prob.g64[i] @ V.T, d1, noise, ~excl)
+        blocks[i] = _block(
+            leaf, "direction", K, prob.g64[i] @ V.T, d1, noise, ~excl & _kept(prob, i, V), prob.outputs
+        )
     ordered = [blocks[i] for i in range(len(leaves))]
-    # flagged perturbations are counted once per leaf entry (or direction), not per cotangent
-    excluded = int(sum((~b.mask).sum() for b in ordered)) // max(K, 1)
+    excluded = flagged[0]  # perturbations flagged by the front end (a kink in reach), not exclude='s
     entry_names = [leaves[i].name for i in by_entry]
     dir_names = [leaf.name for i, leaf in enumerate(leaves) if i not in by_entry]
     parts = []
@@ -213,8 +268,16 @@ def finite_difference_method(
         f"δ = {float(np.max(prob.delta_phi)):.1e}) + the float64 rule's rounding"
     )
     note = f"{excluded} finite differences excluded: {excluded_why}" if excluded else ""
-    return summarise(
-        "finite_difference", "float64", ordered, threshold, "; ".join(parts), n_worst, excluded, note
+    kink_masks = [
+        np.reshape(kinks[i], blocks[i].manual.shape) if i in kinks else None for i in range(len(leaves))
+    ]
+    return _explained(
+        ordered,
+        threshold,
+        kink_masks,
+        summarise(
+            "finite_difference", "float64", ordered, threshold, "; ".join(parts), n_worst, excluded, note
+        ),
     )
 
 
@@ -252,8 +315,10 @@ def jvp_method(
         sizes = [leaves[i].size for i in ids]
         T = np.zeros((n_directions * len(ids), sum(sizes)))
         Vs, start = [], 0
-        for j, size in enumerate(sizes):
-            V = unit_directions(rng, n_directions, (size,))
+        for j, (i, size) in enumerate(zip(ids, sizes)):
+            V = kept_directions(
+                unit_directions(rng, n_directions, (size,)), None if prob.keep is None else prob.keep[i]
+            )
             T[j * n_directions : (j + 1) * n_directions, start : start + size] = V
             Vs.append(V)
             start += size
@@ -274,6 +339,8 @@ def jvp_method(
             manual = g[i] @ V.T  # (K, n_directions)
             refj = ref[j * n_directions : (j + 1) * n_directions].T
             noise = np.broadcast_to(np.asarray(prob.jvp_bound[i], np.float64)[:, None], manual.shape)
-            blocks[i] = _block(leaves[i], "direction", K, manual, refj, noise, np.ones(manual.shape, bool))
+            mask = np.broadcast_to(_kept(prob, i, V), manual.shape)
+            blocks[i] = _block(leaves[i], "direction", K, manual, refj, noise, mask, prob.outputs)
     ordered = [blocks[i] for i in range(len(leaves))]
-    return summarise("jvp", "float64", ordered, threshold, strategy, n_worst, excluded, note)
+    result = summarise("jvp", "float64", ordered, threshold, strategy, n_worst, excluded, note)
+    return _explained(ordered, threshold, None, result)

@@ -92,10 +92,7 @@ def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tup
             return jnp.asarray(float(x), dtype)
         return x
 
-    out = [
-        p if i in static else _convert_tree(conv, i, p)
-        for i, p in enumerate(primals)
-    ]
+    out = [p if i in static else _convert_tree(conv, i, p) for i, p in enumerate(primals)]
     return tuple(out), tuple(notes)
 
 
@@ -203,10 +200,82 @@ def cache_key_of(who, fns, primals, static, n_cot):
         for x in jax.tree.leaves(p)
     )
     structure = tuple(jax.tree.structure(p) for i, p in enumerate(primals) if i not in static)
-    key = (who, *fns, tuple((i, primals[i]) for i in static), structure, shapes, n_cot,
-           bool(jax.config.jax_enable_x64))
+    key = (
+        who,
+        *fns,
+        tuple((i, primals[i]) for i in static),
+        structure,
+        shapes,
+        n_cot,
+        bool(jax.config.jax_enable_x64),
+    )
     try:
         hash(key)
     except TypeError:
         return None
     return key
+
+
+def exclude_masks(who: str, exclude, primals: tuple, static, names: list[str]):
+    """``(keep, n_left_out)``: per differentiated leaf a flat (size,) bool of compared entries.
+
+    ``exclude(*primals)`` returns one mask per primal (a tuple, like a rule's
+    cotangents; with one primal its bare mask is accepted), each a pytree of
+    boolean arrays of its primal's structure and shapes, True where the entry
+    is left out of every comparison (a kink of f: ReLU at 0, abs, max); None
+    for a primal or a leaf leaves nothing out there.
+
+    Args:
+      who: the checker's name, for messages.
+      exclude: the predicate, or None (keep is None).
+      primals: all primals, converted.
+      static: the static positions (their masks are ignored).
+      names: the differentiated leaves' names.
+
+    >>> keep, n = exclude_masks("check_vjp", lambda x: x == 0, (np.array([0.0, 1.0]),), (), ["primals[0]"])
+    >>> keep[0].tolist(), n
+    ([False, True], 1)
+    """
+    if exclude is None:
+        return None, 0
+    if not callable(exclude):
+        raise ValueError(
+            f"{who}: exclude = {exclude!r} must be a function exclude(*primals) returning, per primal, "
+            "boolean masks (True: leave that entry out), e.g. lambda x: x == 0 for a kink at 0."
+        )
+    try:
+        out = exclude(*primals)
+    except Exception as e:  # noqa: BLE001 - user code: its failure becomes a clear error
+        raise ValueError(f"{who}: exclude(*primals) failed: {type(e).__name__}: {e}.") from None
+    diff = [i for i in range(len(primals)) if i not in static]
+    if len(diff) == 1 and not (isinstance(out, tuple | list) and len(out) == len(primals)):
+        out = tuple(out if i == diff[0] else None for i in range(len(primals)))
+    if not isinstance(out, tuple | list) or len(out) != len(primals):
+        raise ValueError(
+            f"{who}: exclude returned {type(out).__name__}; expected a tuple with one mask per primal "
+            f"({len(primals)} here; None where nothing is left out)."
+        )
+    keep, n_out = [], 0
+    for i in diff:
+        p, o = primals[i], out[i]
+        leaves = jax.tree.leaves(p)
+        masks = [None] * len(leaves) if o is None else jax.tree.leaves(o, is_leaf=lambda t: t is None)
+        if len(masks) != len(leaves):
+            raise ValueError(
+                f"{who}: exclude's mask for primals[{i}] has {len(masks)} leaves, primals[{i}] has "
+                f"{len(leaves)}: return a mask with its structure (None for a leaf with nothing left out)."
+            )
+        for x, m in zip(leaves, masks):
+            name = names[len(keep)]
+            if m is None:
+                keep.append(np.ones(int(np.size(x)), bool))
+                continue
+            m = np.asarray(m)
+            if m.dtype != bool or m.shape != np.shape(x):
+                raise ValueError(
+                    f"{who}: exclude returned a {m.dtype} mask of shape {m.shape} for {name}, whose shape "
+                    f"is {np.shape(x)}: return a boolean array of exactly that shape (True: left out)."
+                )
+            keep.append(~m.ravel())
+            n_out += int(m.sum())
+    return keep, n_out

@@ -70,7 +70,7 @@ def unit_directions(rng: np.random.Generator, k: int, shape) -> np.ndarray:
     return V / np.maximum(norms, TINY)
 
 
-def entry_differences(run: Callable, x: np.ndarray, idx: np.ndarray, eps: float):
+def entry_differences(run: Callable, x: np.ndarray, idx: np.ndarray, eps: float, one_sided: bool = False):
     """Central differences at ε and 2ε along the coordinates ``idx`` of the flat float64 vector ``x``.
 
     Args:
@@ -80,6 +80,8 @@ def entry_differences(run: Callable, x: np.ndarray, idx: np.ndarray, eps: float)
       x: the flat point, float64 (n,).
       idx: the coordinates to perturb (k,).
       eps: ε.
+      one_sided: also return the forward and backward one-sided quotients
+        (φ(x+2ε) - φ(x+ε))/ε and (φ(x-ε) - φ(x-2ε))/ε, each (k, K).
 
     Returns:
       ``(D_ε (k, K), D_2ε (k, K), excluded (k,))``; the steps actually taken
@@ -101,7 +103,10 @@ def entry_differences(run: Callable, x: np.ndarray, idx: np.ndarray, eps: float)
     with np.errstate(all="ignore"):
         D1 = (v[0] - v[1]) / step1[:, None]
         D2 = (v[2] - v[3]) / step2[:, None]
-    return D1, D2, flags.reshape(4, k).any(axis=0)
+        if one_sided:  # (φ(x+2ε) - φ(x+ε))/ε and (φ(x-ε) - φ(x-2ε))/ε: they differ across a kink
+            sides = ((v[2] - v[0]) / eps, (v[1] - v[3]) / eps)
+    excluded = flags.reshape(4, k).any(axis=0)
+    return (D1, D2, excluded, *sides) if one_sided else (D1, D2, excluded)
 
 
 def direction_differences(run: Callable, V: np.ndarray, eps: float):

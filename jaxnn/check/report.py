@@ -101,6 +101,9 @@ class MethodResult(NamedTuple):
       excluded: how many were left out (a ±ε step across a kink; examples on
         a kink of a custom activation).
       note: anything else worth knowing.
+      reasons: when failed, the recognised shapes of the error in words (a constant
+        factor, zero where the reference is not, a capped magnitude, a kink of f;
+        ``jaxnn.check.diagnose``); empty when none is recognised.
     """
 
     method: str
@@ -121,6 +124,7 @@ class MethodResult(NamedTuple):
     compared: int
     excluded: int
     note: str = ""
+    reasons: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -260,6 +264,8 @@ class GradientReport:
         if r.worst_entries:
             e = r.worst_entries[0]
             text += f"; worst entry {e.where()}: {e.manual:.8g} under test vs {e.reference:.8g}"
+        if r.reasons:
+            text += f"; why: {r.reasons[0]}"
         return text
 
     def raise_if_failed(self) -> None:
@@ -333,6 +339,7 @@ class GradientReport:
                     ],
                 )
             )
+            out += [f"  why: {why}" for why in r.reasons]
         out.append("PASSED" if self.passed else "FAILED")
         return "\n".join(out)
 

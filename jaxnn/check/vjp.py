@@ -37,7 +37,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.inputs import build_problem, cache_key_of, check_static_argnums, convert_scalars
+from jaxnn.check.inputs import (
+    build_problem,
+    cache_key_of,
+    check_static_argnums,
+    convert_scalars,
+    exclude_masks,
+)
 from jaxnn.check.options import (
     CheckOptions,
     check_eps,
@@ -69,6 +75,7 @@ def check_vjp(
     n_directions: int = 4,
     jit: bool = True,
     static_argnums: int | Sequence[int] = (),
+    exclude: Callable | None = None,
 ) -> GradientReport:
     """Check a hand-written VJP (or f's own custom_vjp rule) against references (conventions §3).
 
@@ -99,6 +106,10 @@ def check_vjp(
         flags): f, reference and the rule still receive them; the rule returns
         one cotangent per primal (anything, e.g. None, at a static position) or
         one per differentiated primal.
+      exclude: ``exclude(*primals)`` -> one boolean mask per primal (its structure and
+        shapes; None: nothing), True where an entry is left out of every comparison:
+        the kinks of f (``lambda x: x == 0`` for ReLU or abs), where no derivative
+        exists. The report counts what was left out.
 
     Returns:
       A ``GradientReport`` with per-leaf errors and noise bounds, the worst
@@ -135,6 +146,7 @@ def check_vjp(
         jit,
         static_argnums,
         key_fns=(f, vjp, reference),
+        exclude=exclude,
     )
 
 
@@ -154,6 +166,7 @@ def check_grad(
     n_directions: int = 4,
     jit: bool = True,
     static_argnums: int | Sequence[int] = (),
+    exclude: Callable | None = None,
 ) -> GradientReport:
     """Check a hand-written gradient of a scalar function (or f's own custom rule) (conventions §3).
 
@@ -173,6 +186,7 @@ def check_grad(
       n_directions: random unit directions per large leaf (and per leaf for jvp).
       jit: compile f, grad and the batched evaluations.
       static_argnums: positions of primals that are not differentiated, as in ``check_vjp``.
+      exclude: entries left out of every comparison (kinks), as in ``check_vjp``.
 
     Returns:
       A ``GradientReport`` (see ``check_vjp``).
@@ -219,6 +233,7 @@ def check_grad(
         static,
         scalar=True,
         key_fns=(f, grad, reference),
+        exclude=exclude,
     )
 
 
@@ -316,6 +331,7 @@ def _run(
     static_argnums=(),
     scalar=False,
     key_fns=None,
+    exclude=None,
 ):
     primals = _as_tuple(primals, who)
     static = check_static_argnums(static_argnums, len(primals), who) if static_argnums != () else ()
@@ -340,9 +356,11 @@ def _run(
     own_rule = rule is None
     primals, notes = convert_scalars(primals, static)
     cache_key = cache_key_of(who, key_fns or (f, rule, reference), primals, static, n_cot)
+    all_primals = primals
     prob = build_problem(who, f, reference, rule, primals, static, leaf_names)
     f, reference, rule, primals, names = prob.f, prob.reference, prob.rule, prob.primals, prob.names
     _check_primals(who, primals, names)
+    keep, n_left_out = exclude_masks(who, exclude, all_primals, static, names)
     out = _out_struct(who, f, primals)
     if scalar:
         leaves = jax.tree.leaves(out)
@@ -368,8 +386,12 @@ def _run(
     _check_rule_output(who, what, rule_struct, primals, names)
 
     opts = CheckOptions(methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, bool(jit))
-    report = compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache_key=cache_key)
+    report = compare_rule(
+        who, f, primals, names, out, rule, what, reference, opts, cache_key=cache_key, keep=keep
+    )
     notes = (*notes, *prob.notes)
+    if n_left_out:
+        notes = (*notes, f"{n_left_out} {'entry' if n_left_out == 1 else 'entries'} left out by exclude=")
     if notes:  # what was converted or held static is part of what was checked
         report = dataclasses.replace(report, subject=f"{report.subject}; {'; '.join(notes)}")
     return report

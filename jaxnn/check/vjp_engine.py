@@ -102,7 +102,9 @@ def _host(tree) -> list[np.ndarray]:
     return [np.asarray(x, np.float64) for x in jax.tree.leaves(tree)]
 
 
-def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache_key=None) -> GradientReport:
+def compare_rule(
+    who, f, primals, names, out, rule, what, reference, opts, cache_key=None, keep=None
+) -> GradientReport:
     """Run every method on a validated problem and build the ``GradientReport`` (see ``check_vjp``).
 
     Args:
@@ -117,6 +119,7 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
       opts: the validated ``CheckOptions``.
       cache_key: a hashable identity of f, the rule, the reference and the shapes: the compiled
         programs are kept under it for the next check of the same (None: not kept).
+      keep: per primal leaf a flat bool of the entries compared (``exclude=``), or None (all).
 
     Returns:
       The ``GradientReport``.
@@ -143,8 +146,27 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
     rng = np.random.default_rng(seed)
     out_leaves, out_def = jax.tree.flatten(out)
     scalar = n_cot == 1 and len(out_leaves) == 1 and out_leaves[0].shape == ()
-    K = 1 if scalar else n_cot
-    cots = [[np.ones(()) if scalar else rng.standard_normal(s.shape) for s in out_leaves] for _ in range(K)]
+    outputs = None
+    if scalar:
+        cots = [[np.ones(())]]
+    elif len(out_leaves) == 1:
+        cots = [[rng.standard_normal(out_leaves[0].shape)] for _ in range(n_cot)]
+    else:
+        # several outputs: n_cot random cotangents on each output leaf alone (zero on the others), so
+        # a wrong term is located to its output as well as to the input entry
+        out_names = leaf_names(out, "out")
+        cots, outputs = [], []
+        for o, name in enumerate(out_names):
+            for _ in range(n_cot):
+                cots.append(
+                    [
+                        rng.standard_normal(s.shape) if i == o else np.zeros(s.shape)
+                        for i, s in enumerate(out_leaves)
+                    ]
+                )
+                outputs.append(name)
+        outputs = tuple(outputs)
+    K = len(cots)
 
     sides = {}
     for dt in (dtype, partner):
@@ -179,6 +201,7 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
         delta_phi = np.maximum(delta_phi, scatter_rounding(phis, x64, 2.0**-53, C64))
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
     prob = vjp_problem(f, reference, primals, names, cots, out_def, g64, r_rule, r_ref, delta_phi, maybe_jit)
+    prob = prob._replace(outputs=outputs, keep=keep)
     results = []
     for method in methods:
         if method == "reference":
@@ -199,6 +222,8 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
                     thr[method],
                     strategy,
                     n_worst,
+                    outputs=outputs,
+                    keep=keep,
                 )
             )
         elif method == "finite_difference":
@@ -227,7 +252,8 @@ def compare_rule(who, f, primals, names, out, rule, what, reference, opts, cache
     leaves_text = ", ".join(f"{n} {s}" for n, s in zip(names[:6], shapes[:6])) + (
         ", ..." if len(names) > 6 else ""
     )
-    subject = f"f = {fname}({leaves_text}), rule under test: {what}, {K} cotangent(s)"
+    per_out = "" if outputs is None else f" ({n_cot} on each of {len(out_leaves)} outputs alone)"
+    subject = f"f = {fname}({leaves_text}), rule under test: {what}, {K} cotangent(s){per_out}"
     return GradientReport(subject, None, dtype, eps, float(phi64[0]), tuple(results), who)
 
 
