@@ -38,10 +38,9 @@ from jaxnn.check.perturb import (
     rounding_estimate,
     scatter_points,
     scatter_residual,
-    scatter_rounding,
 )
 from jaxnn.check.report import GradientReport
-from jaxnn.check.vjp_methods import flat_fn, per_leaf, vjp_problem
+from jaxnn.check.vjp_methods import per_leaf, vjp_problem
 from jaxnn.core.compat import enable_x64
 
 # compiled programs kept for checks of the same functions and shapes (a bounded LRU)
@@ -95,7 +94,8 @@ def leaf_names(tree, prefix: str) -> list[str]:
 
 
 def _cast(tree, dtype):
-    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float64), dtype), tree)
+    # cast on the host: jnp.asarray(..., dtype) would compile a conversion per new shape
+    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float64).astype(jnp.dtype(dtype))), tree)
 
 
 def _host(tree) -> list[np.ndarray]:
@@ -169,7 +169,9 @@ def compare_rule(
     K = len(cots)
 
     sides = {}
-    for dt in (dtype, partner):
+    # a float64 check measures its rounding where it happens (the scatter of the reference and of
+    # φ in float64) instead of extrapolating a float32 recomputation: one program fewer
+    for dt in (dtype,) if dtype == "float64" else (dtype, partner):
         # the caller's own precision rules for the native run; float64 needs x64 on
         with enable_x64(True) if "float64" in (dt, dtype) else contextlib.nullcontext():
             p = primals if dt == dtype else _cast(primals, dt)
@@ -178,7 +180,20 @@ def compare_rule(
             with_rule = rule if dt in (dtype, "float64") else None
             # a float32 recomputation's own scatter is never used (only float64's and the native one)
             scatter = dt == dtype or dt == "float64"
-            entry = _side(f, with_rule, reference, p, cots, out_def, u, maybe_jit, f"side-{dt}", scatter)
+            # φ's own scatter (δφ) rides along in the float64 program: one compilation fewer
+            entry = _side(
+                f,
+                with_rule,
+                reference,
+                p,
+                cots,
+                out_def,
+                u,
+                maybe_jit,
+                f"side-{dt}",
+                scatter,
+                dt == "float64",
+            )
             y = entry["f"]
             if dt == dtype and not all(np.all(np.isfinite(v)) for v in y):
                 bad = next(n for n, v in zip(leaf_names(out, "out"), y) if not np.all(np.isfinite(v)))
@@ -190,15 +205,12 @@ def compare_rule(
     r_rule = _rule_rounding(sides[dtype]["rule"], sides["float64"]["rule"], r_ref, dtype)
     g64 = sides["float64"]["rule"]
     phi = lambda y: np.array([sum(float(np.sum(c * v)) for c, v in zip(ck, y)) for ck in cots])  # noqa: E731
-    phi64, phi_low = phi(sides["float64"]["f"]), phi(sides[low]["f"])
+    phi64 = phi(sides["float64"]["f"])
+    phi_low = phi(sides[low]["f"]) if low in sides else phi64
     phi_abs = np.array(
         [sum(float(np.sum(np.abs(c * v))) for c, v in zip(ck, sides["float64"]["f"])) for ck in cots]
     )
-    delta_phi = phi_rounding(phi64, phi_low, phi_abs, low)
-    with enable_x64(True):
-        x64, phi_fn, _, C64 = flat_fn(f, primals, cots, out_def)
-        phis = maybe_jit(jax.vmap(phi_fn, in_axes=(0, None)), "phi_scatter")
-        delta_phi = np.maximum(delta_phi, scatter_rounding(phis, x64, 2.0**-53, C64))
+    delta_phi = np.maximum(phi_rounding(phi64, phi_low, phi_abs, low), sides["float64"]["phi_scatter"])
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
     prob = vjp_problem(f, reference, primals, names, cots, out_def, g64, r_rule, r_ref, delta_phi, maybe_jit)
     prob = prob._replace(outputs=outputs, keep=keep)
@@ -279,7 +291,7 @@ def _rule_rounding(g_native, g64, r_ref, dtype):
     return out
 
 
-def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name, scatter=True):
+def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name, scatter=True, phi_scatter=False):
     """The rule's and the reference's results for every cotangent, and the reference's scatter, in ONE call.
 
     One (compiled) program per precision instead of one per quantity: compiling is
@@ -289,14 +301,15 @@ def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name, scatter=True
     leaves, treedef = jax.tree.flatten(p)
     dts = [a.dtype for a in leaves]
     sizes = [int(np.size(a)) for a in leaves]
-    x = jnp.concatenate([jnp.ravel(a) for a in leaves])
-    xs, ts = scatter_points(x, u)
+    xdt = jnp.result_type(*dts)
+    # host-side: an eager JAX op here would compile once per new shape
+    xs, ts = scatter_points(np.concatenate([np.asarray(a, np.float64).ravel() for a in leaves]), u)
     # each cotangent in the dtype the function's output has at p (closed-over constants may widen it)
     f_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(f, *p))]
     r_dts = None
     if reference is not None:
         r_dts = [s.dtype for s in jax.tree.leaves(jax.eval_shape(reference, *p))]
-    C = [jnp.asarray(np.stack([ck[i] for ck in cots])) for i in range(len(f_dts))]  # leaf i: (K, *shape)
+    C = [np.stack([ck[i] for ck in cots]) for i in range(len(f_dts))]  # leaf i: (K, *shape), float64
 
     def cot(c, dts_out):
         return jax.tree.unflatten(out_def, [ci.astype(d) for ci, d in zip(c, dts_out)])
@@ -312,37 +325,53 @@ def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name, scatter=True
             out["rule"] = jax.vmap(lambda c: tuple(rule(p, cot(c, f_dts))))(C)
         if reference is not None:
             ref_rule = lambda q, c: jax.vjp(reference, *q)[1](cot(c, r_dts))  # noqa: E731
-            out["ref"] = jax.vmap(lambda c: ref_rule(p, c))(C)
 
             def flat_ref(xf, c):
                 g = ref_rule(unflat(xf), c)
-                return jnp.concatenate([jnp.ravel(o).astype(x.dtype) for o in jax.tree.leaves(tuple(g))])
+                return jnp.concatenate([jnp.ravel(o).astype(xdt) for o in jax.tree.leaves(tuple(g))])
 
             if scatter:
-                out["ref_scatter"] = jax.vmap(lambda c: jax.vmap(lambda xf: flat_ref(xf, c))(xs))(C)
+                # the last row of xs is the point itself: the reference at p and its scatter in ONE
+                # batched evaluation (the reference's graph is traced and compiled once, not twice)
+                out["ref_all"] = jax.vmap(lambda c: jax.vmap(lambda xf: flat_ref(xf, c))(xs))(C)
+            else:
+                out["ref"] = jax.vmap(lambda c: ref_rule(p, c))(C)
+        if phi_scatter:  # (points, K): ⟨c_k, f⟩ at each scatter point
+
+            def phi_at(xf):
+                y = jax.tree.leaves(f(*unflat(xf)))
+                return sum(jnp.sum(jnp.reshape(c * v[None], (c.shape[0], -1)), axis=1) for c, v in zip(C, y))
+
+            out["phi_scatter"] = jax.vmap(phi_at)(xs[:-1])
         return out
 
-    res = maybe_jit(run, name)(p, C, jnp.asarray(xs, x.dtype))
+    x_row = np.concatenate([np.asarray(a).astype(xdt).ravel() for a in leaves])[None]
+    res = maybe_jit(run, name)(p, C, np.concatenate([np.asarray(xs).astype(xdt), x_row]))
     K = len(cots)
     entry = {"f": _host(res["f"])}
     for key in ("rule", "ref"):
         if key in res:
             stacked = [np.asarray(a, np.float64) for a in jax.tree.leaves(res[key])]
             entry[key] = [[a[k] for a in stacked] for k in range(K)]
-    if "ref_scatter" in res:
-        vals = np.asarray(res["ref_scatter"], np.float64)  # (K, points, n)
-        split = [np.split(scatter_residual(vals[k], ts), np.cumsum(sizes)[:-1]) for k in range(K)]
-        entry["ref_scatter"] = [[a.reshape(np.shape(b)) for a, b in zip(split[k], leaves)] for k in range(K)]
+    if "phi_scatter" in res:
+        entry["phi_scatter"] = scatter_residual(np.asarray(res["phi_scatter"], np.float64), ts)
+    if "ref_all" in res:
+        vals = np.asarray(res["ref_all"], np.float64)  # (K, points + 1, n)
+        cuts = np.cumsum(sizes)[:-1]
+        shaped = lambda flat: [a.reshape(np.shape(b)) for a, b in zip(np.split(flat, cuts), leaves)]  # noqa: E731
+        entry["ref"] = [shaped(vals[k, -1]) for k in range(K)]
+        entry["ref_scatter"] = [shaped(scatter_residual(vals[k, :-1], ts)) for k in range(K)]
     return entry
 
 
 def _rounding(sides, key, dtype, partner):
     """[k][leaf] -> (r_native, r_64): the larger of the two-precision gap and the measured scatter."""
     out = []
-    for k, (ka, kb) in enumerate(zip(sides[dtype][key], sides[partner][key])):
+    other = sides.get(partner, sides[dtype])  # a float64 check: its own scatter only
+    for k, (ka, kb) in enumerate(zip(sides[dtype][key], other[key])):
         row = []
         for i, (a, b) in enumerate(zip(ka, kb)):
-            r_nat, r64 = rounding_estimate(a, b, dtype)
+            r_nat, r64 = rounding_estimate(a, b, dtype) if partner in sides else (0.0, 0.0)
             s_nat = sides[dtype][key + "_scatter"][k][i]
             s64 = s_nat if partner == "float32" else sides[partner][key + "_scatter"][k][i]
             row.append((np.maximum(r_nat, s_nat), np.maximum(r64, s64)))

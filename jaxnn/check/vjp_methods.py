@@ -98,24 +98,23 @@ def vjp_problem(
 
     def entry_groups(ids):
         idx = np.concatenate([np.arange(off[i], off[i + 1]) for i in ids])
-        at = maybe_jit(jax.vmap(lambda x, C, j, h: phi(x.at[j].add(h), C), in_axes=(None, None, 0, 0)), "fd")
+        at = maybe_jit(jax.vmap(lambda x, C, j, h: phi(jnp.asarray(x).at[j].add(h), C), in_axes=(None, None, 0, 0)), "fd")
 
         def run(js, ss):
             with enable_x64(True):
-                return np.asarray(at(jnp.asarray(x), C, jnp.asarray(idx[js]), jnp.asarray(ss))), np.zeros(
-                    len(js), bool
-                )
+                vals = at(x, C, idx[js], ss)  # host arrays: the program converts them (float64)
+            return np.asarray(vals), np.zeros(len(js), bool)
 
         return [(list(ids), x[idx], run)]
 
-    at_dir = maybe_jit(jax.vmap(lambda x, C, d: phi(x + d, C), in_axes=(None, None, 0)), "fd_dir")
+    at_dir = maybe_jit(jax.vmap(lambda x, C, d: phi(jnp.asarray(x) + d, C), in_axes=(None, None, 0)), "fd_dir")
 
     def direction_run(i):
         def run(D):
             full = np.zeros((D.shape[0], x.size))
             full[:, off[i] : off[i + 1]] = D
             with enable_x64(True):
-                return np.asarray(at_dir(jnp.asarray(x), C, jnp.asarray(full))), np.zeros(len(D), bool)
+                return np.asarray(at_dir(x, C, full)), np.zeros(len(D), bool)
 
         return run
 
