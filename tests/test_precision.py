@@ -27,6 +27,8 @@ unit roundoff of bfloat16's 8-bit significand):
   the same code runs in bf16 without silent upcasts, NaNs or lost gradients.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -56,24 +58,58 @@ GRID = [(h, "sigmoid", "bce") for h in HIDDEN] + [
     ("tanh", out, loss) for out, loss in OUTPUT_PAIRINGS if (out, loss) != ("sigmoid", "bce")]
 
 
-@pytest.mark.parametrize("hidden, out, loss", GRID)
-def test_bf16_manual_vs_autodiff(hidden, out, loss, x64):
-    """Core functions in bf16: stay bf16, and manual ~ autodiff ~ exact within 16 u."""
-    del x64  # float64 is needed only for the exact reference below
+def _f64(tree):
+    return precision.cast_floating(tree, jnp.float64)
+
+
+def _three_grads(params, X, Y, net):
+    return (jaxnn.value_and_manual_grad(params, X, Y, net),
+            jaxnn.value_and_autodiff_grad(params, X, Y, net),
+            # the exact gradient of the same (bf16-rounded) problem, in float64
+            jaxnn.value_and_autodiff_grad(_f64(params), _f64(X), _f64(Y), net))
+
+
+def _bf16_problem(hidden, out, loss):
+    """(net, (params, X, Y)) of one grid case, in bf16; X and Y drawn in float64 (x64 on)."""
     net = _net(hidden, out, loss)
     params = precision.cast_floating(jaxnn.init_params(jax.random.key(0), net, init="xavier"), BF16)
     X = jax.random.normal(jax.random.key(1), (5, 37)).astype(BF16)
     Y = make_targets(jax.random.key(2), net, 37).astype(BF16)
-    f64 = lambda t: precision.cast_floating(t, jnp.float64)  # noqa: E731
+    return net, (params, X, Y)
 
-    @jax.jit  # one compilation per case: far cheaper than ~100 eager bf16 + float64 primitives
-    def grads(params, X, Y):
-        return (jaxnn.value_and_manual_grad(params, X, Y, net),
-                jaxnn.value_and_autodiff_grad(params, X, Y, net),
-                # the exact gradient of the same (bf16-rounded) problem, in float64
-                jaxnn.value_and_autodiff_grad(f64(params), f64(X), f64(Y), net))
 
-    (J_m, manual), (J_a, auto), (J_x, exact) = grads(params, X, Y)
+# The whole GRID in ONE compiled program (as tests/test_backward.py does): XLA compiles one
+# program of 13 small networks much faster than 13 programs of one (13 compilations of ~2 s
+# each before). Each case's computation is the same as alone; only the program holds more.
+@functools.partial(jax.jit, static_argnums=1)
+def _all_three_grads(problems, nets):
+    return [_three_grads(*problem, net) for problem, net in zip(problems, nets)]
+
+
+@functools.cache
+def _bf16_grid():
+    """{case: the three (J, grads)} for every GRID case, or None if building the program fails
+    (then each test runs its own case alone, so the failures say which cases break)."""
+    try:
+        with jax.enable_x64(True):
+            nets, problems = zip(*(_bf16_problem(*case) for case in GRID))
+            return dict(zip(GRID, _all_three_grads(list(problems), nets)))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.mark.parametrize("hidden, out, loss", GRID)
+def test_bf16_manual_vs_autodiff(hidden, out, loss, x64):
+    """Core functions in bf16: stay bf16, and manual ~ autodiff ~ exact within 16 u."""
+    del x64  # float64 is needed only for the exact reference below
+    f64 = _f64
+    grid = _bf16_grid()
+    if grid is not None:
+        (J_m, manual), (J_a, auto), (J_x, exact) = grid[hidden, out, loss]
+    else:
+        net, problem = _bf16_problem(hidden, out, loss)
+        (J_m, manual), (J_a, auto), (J_x, exact) = jax.jit(_three_grads, static_argnums=3)(
+            *problem, net)
     # no silent upcast: the whole pass ran in bf16
     assert J_m.dtype == BF16 and J_a.dtype == BF16
     assert {g.dtype for g in jax.tree.leaves(manual) + jax.tree.leaves(auto)} == {jnp.dtype(BF16)}

@@ -1,6 +1,7 @@
 """Tests of jaxnn.training: regularised gradients vs jax.grad, fit, partial batches,
 compilation reuse, divergence, ensembles, history and the progress bar."""
 
+import functools
 import json
 
 import jax
@@ -49,13 +50,52 @@ def _both(params, X, Y, net, **kw):
 # --- L2 and dropout: hand-derived gradients vs jax.grad (conventions §3) ---------------------
 
 
-@pytest.mark.parametrize("out,loss", PAIRINGS)
-@pytest.mark.parametrize("l2,keep_prob", [(0.7, 1.0), (0.0, 0.6), (0.3, 0.8)])
-def test_regularised_manual_grads_match_autodiff_float64(x64, out, loss, l2, keep_prob):
+L2_KEEP = [(0.7, 1.0), (0.0, 0.6), (0.3, 0.8)]
+
+
+def _regularised_problem(out, loss):
     net = _net(out, loss)
-    params, X, Y = _problem(net, 9, x64)
-    kw = {"l2": l2, "keep_prob": keep_prob, "key": jax.random.key(3)}
-    (J1, g1), (J2, g2) = _both(params, X, Y, net, **kw)
+    return net, (*_problem(net, 9, jnp.float64), jax.random.key(3))
+
+
+def _both_regularised(problem, net, l2, keep_prob):
+    params, X, Y, key = problem
+    kw = {"l2": l2, "keep_prob": keep_prob, "key": key}
+    return value_and_manual_grad(params, X, Y, net, **kw), value_and_autodiff_grad(params, X, Y, net, **kw)
+
+
+# Every case of the grid below in ONE compiled program: XLA compiles one program of 12 small
+# networks several times faster than 12 programs of one (tests/test_backward.py does the same).
+# A case computes exactly what it computes alone; only the program around it is larger.
+@functools.partial(jax.jit, static_argnums=1)
+def _all_both_regularised(problems, statics):
+    return [_both_regularised(problem, *static) for problem, static in zip(problems, statics)]
+
+
+@functools.cache
+def _regularised_grid():
+    """{(out, loss, l2, keep_prob): ((J1, g1), (J2, g2))}, or None if building the program
+    fails (each test then runs its own case alone, so the failures name the broken cases)."""
+    try:
+        with jax.enable_x64(True):
+            cases = [(o, lo, l2, kp) for l2, kp in L2_KEEP for o, lo in PAIRINGS]
+            nets, problems = zip(*(_regularised_problem(o, lo) for o, lo, _, _ in cases))
+            statics = tuple((net, l2, kp) for net, (_, _, l2, kp) in zip(nets, cases))
+            return dict(zip(cases, _all_both_regularised(list(problems), statics)))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.mark.parametrize("out,loss", PAIRINGS)
+@pytest.mark.parametrize("l2,keep_prob", L2_KEEP)
+def test_regularised_manual_grads_match_autodiff_float64(x64, out, loss, l2, keep_prob):
+    grid = _regularised_grid()
+    if grid is not None:
+        (J1, g1), (J2, g2) = grid[out, loss, l2, keep_prob]
+    else:
+        net, problem = _regularised_problem(out, loss)
+        (J1, g1), (J2, g2) = jax.jit(_both_regularised, static_argnums=(1, 2, 3))(
+            problem, net, l2, keep_prob)
     assert float(relative_error(g1, g2)) <= 1e-10
     assert abs(float(J1 - J2)) <= 1e-12 * max(1.0, abs(float(J2)))
 
@@ -106,39 +146,74 @@ PINBALL = jaxnn.make_loss(
     lambda A, Y: jnp.where(Y - A > 0, -TAU, 1 - TAU))
 
 
-@pytest.mark.parametrize("out,loss", [*PAIRINGS, ("identity", PINBALL)])
+WEIGHTED_PAIRINGS = [*PAIRINGS, ("identity", PINBALL)]
+R_REAL = 5  # real columns of 8; the other 3 are padding with weight 0
+
+
+def _weighted_problem(out, loss):
+    net = _net(out, loss)
+    params, X, Y = _problem(net, 8, jnp.float64)
+    if isinstance(loss, jaxnn.Loss):
+        Y = jax.random.normal(jax.random.key(9), Y.shape, jnp.float64)
+    r = R_REAL
+    w = (jnp.arange(8) < r).astype(jnp.float64)
+    Xp, Yp = X.at[:, r:].set(X[:, :3]), Y.at[:, r:].set(Y[:, :3])
+    return net, (params, X, Y, Xp, Yp, w, jax.random.key(3))
+
+
+def _weighted_grads(problem, net, keep_prob):
+    """Manual, autodiff, and the reference: the real columns only, with the masks dropout drew
+    for them."""
+    params, X, Y, Xp, Yp, w, key = problem
+    r = R_REAL
+    kw = {"l2": 0.4, "key": key, "keep_prob": keep_prob}
+    manual = value_and_manual_grad(params, Xp, Yp, net, w=w, **kw)
+    auto = value_and_autodiff_grad(params, Xp, Yp, net, w=w, **kw)
+    _, cache = forward(params, Xp, net, key=kw["key"], keep_prob=keep_prob)
+
+    def real_cost(p):
+        A, ref_cache = X[:, :r], []
+        for l, (q, g) in enumerate(zip(p, net.layer_activations)):
+            Z = q["W"] @ A + q["b"]
+            A = g.forward(Z)
+            ref_cache.append({"A_prev": None, "Z": Z, "A": A})
+            if "D" in cache[l]:
+                A = A * cache[l]["D"][:, :r]
+        return jaxnn.cost_from_cache(p, ref_cache, Y[:, :r], net, l2=0.4)
+
+    return manual, auto, jax.value_and_grad(real_cost)(params)
+
+
+@functools.partial(jax.jit, static_argnums=1)  # the whole grid in one program, as above
+def _all_weighted_grads(problems, statics):
+    return [_weighted_grads(problem, *static) for problem, static in zip(problems, statics)]
+
+
+@functools.cache
+def _weighted_grid():
+    """{(out, loss, keep_prob): (manual, autodiff, reference)}, or None (as _regularised_grid)."""
+    try:
+        with jax.enable_x64(True):
+            cases = [(o, lo, kp) for kp in (1.0, 0.7) for o, lo in WEIGHTED_PAIRINGS]
+            nets, problems = zip(*(_weighted_problem(o, lo) for o, lo, _ in cases))
+            statics = tuple((net, kp) for net, (_, _, kp) in zip(nets, cases))
+            return dict(zip(cases, _all_weighted_grads(list(problems), statics)))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.mark.parametrize("out,loss", WEIGHTED_PAIRINGS)
 @pytest.mark.parametrize("keep_prob", [1.0, 0.7])
 def test_weighted_batch_gives_the_cost_and_gradient_of_its_real_examples(x64, out, loss, keep_prob):
     """w = 1 on 5 real columns, 0 on 3 padding columns: manual and autodiff, with dropout and L2,
     equal a hand computation over the real columns alone (the same dropout mask on them)."""
-    net = _net(out, loss)
-    params, X, Y = _problem(net, 8, x64)
-    if isinstance(loss, jaxnn.Loss):
-        Y = jax.random.normal(jax.random.key(9), Y.shape, x64)
-    r = 5
-    w = (jnp.arange(8) < r).astype(x64)
-    Xp, Yp = X.at[:, r:].set(X[:, :3]), Y.at[:, r:].set(Y[:, :3])
-    kw = {"l2": 0.4, "key": jax.random.key(3), "keep_prob": keep_prob}
-
-    @jax.jit
-    def grads(params):
-        manual = value_and_manual_grad(params, Xp, Yp, net, w=w, **kw)
-        auto = value_and_autodiff_grad(params, Xp, Yp, net, w=w, **kw)
-        # the reference: the real columns only, with the masks dropout drew for them
-        _, cache = forward(params, Xp, net, key=kw["key"], keep_prob=keep_prob)
-        def real_cost(p):
-            A, ref_cache = X[:, :r], []
-            for l, (q, g) in enumerate(zip(p, net.layer_activations)):
-                Z = q["W"] @ A + q["b"]
-                A = g.forward(Z)
-                ref_cache.append({"A_prev": None, "Z": Z, "A": A})
-                if "D" in cache[l]:
-                    A = A * cache[l]["D"][:, :r]
-            return jaxnn.cost_from_cache(p, ref_cache, Y[:, :r], net, l2=0.4)
-
-        return manual, auto, jax.value_and_grad(real_cost)(params)
-
-    (J1, g1), (J2, g2), (J3, g3) = grads(params)
+    grid = _weighted_grid()
+    if grid is not None:
+        (J1, g1), (J2, g2), (J3, g3) = grid[out, loss, keep_prob]
+    else:
+        net, problem = _weighted_problem(out, loss)
+        (J1, g1), (J2, g2), (J3, g3) = jax.jit(_weighted_grads, static_argnums=(1, 2))(
+            problem, net, keep_prob)
     assert float(relative_error(g1, g3)) <= 1e-10
     assert float(relative_error(g2, g3)) <= 1e-10
     assert abs(float(J1 - J3)) <= 1e-10 and abs(float(J2 - J3)) <= 1e-10
