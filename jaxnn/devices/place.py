@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -31,6 +33,30 @@ def place_replicated(mesh, tree):
     if mesh is None:  # host arrays travel with the compiled call that takes them
         return tree
     return put_global(tree, replicated(mesh))
+
+
+_CONSTANTS: dict = {}  # (bytes, dtype, shape) -> the device array
+
+
+def place_constant(a: np.ndarray) -> jax.Array:
+    """A small host array on the default device, put there once per value and then shared.
+
+    For arguments that stay the same from call to call (``fit``'s frozen flags
+    and λ): one ``device_put`` saved per call. The caller must never donate it.
+
+    Args:
+      a: a NumPy array.
+
+    >>> place_constant(np.zeros(2, bool)) is place_constant(np.zeros(2, bool))
+    True
+    """
+    key = (a.tobytes(), a.dtype.str, a.shape)
+    x = _CONSTANTS.get(key)
+    if x is None or x.is_deleted():
+        if len(_CONSTANTS) >= 64:
+            _CONSTANTS.clear()
+        x = _CONSTANTS[key] = jnp.asarray(a)
+    return x
 
 
 class Placement(NamedTuple):
@@ -129,4 +155,4 @@ def place_training(plan: Placement, state, per_member, X, Y, shared) -> Placed:
     return Placed(put_global(state, replicated(mesh)), per_member, X, Y, shared)
 
 
-__all__ = ["Placed", "Placement", "place_replicated", "place_training"]
+__all__ = ["Placed", "Placement", "place_constant", "place_replicated", "place_training"]

@@ -12,9 +12,12 @@ and reused across epochs and calls. Epoch e of m columns with batch size B:
   exactly once per epoch. On one device no step carries a mask; on a mesh of D
   devices a batch whose size is not a multiple of D is padded with weight-0
   columns (the one masked path, ``w`` of ``backward``);
-* the data are kept example-major (X^T, rows) inside the program, so a batch
-  is a gather of contiguous rows; the step still receives X_b: (n_x, B) and
-  the transpose folds into its first matmul;
+* one model: the epoch's ``floor(m/B)`` full batches are gathered in ONE take
+  of columns per epoch, X_e: (n_x, floor(m/B), B), and step i slices its
+  X_b: (n_x, B) out of it (a gather per step, of rows of X^T, cost the small
+  net ~15% of its step time). An ensemble keeps a gather of rows of the
+  example-major X^T per step: a shuffled copy per member would hold E copies
+  of the data;
 * divergence costs nothing per step: the epoch checks once that its summed cost
   and its params are finite. If not, the epoch's start state is returned (one
   select per leaf per epoch), and ``jaxnn.train.divergence`` replays that epoch step
@@ -33,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.train.metrics import evaluate, finish_sums, zero_sums
-from jaxnn.train.state import TrainState
+from jaxnn.train.state import TrainState, state_builder
 from jaxnn.train.step import StepSettings, train_step
 
 Array = jax.Array
@@ -108,9 +111,43 @@ def local_orders(key_data, epoch: int, m: int, D: int) -> np.ndarray:
                            for d in range(D)]).astype(np.int32)
 
 
+def epoch_orders(key_data, epoch0, done: int, n: int, m: int, local_D: int = 0) -> np.ndarray:
+    """The column orders of a call's n epochs after ``epoch0 + done``: (n, m), or (E, n, m).
+
+    ``epoch_order`` of each epoch (``local_orders`` with ``local_D`` devices of
+    local data); one row per member of an ensemble (key_data (E, 2), epoch0 (E,)).
+
+    Args:
+      key_data: ``jax.random.key_data(state.key)``, on the host.
+      epoch0: the state's epoch counter, () or (E,), on the host.
+      done: epochs this run already did.
+      n: epochs in this call.
+      m: the number of columns.
+      local_D: 0, or the number of devices each holding its own m/D columns.
+
+    Returns:
+      int32 (n, m), or (E, n, m).
+
+    >>> epoch_orders(np.array([0, 7], np.uint32), np.int32(0), 0, 2, 5).shape
+    (2, 5)
+    """
+    key_data, epoch0 = np.asarray(key_data), np.asarray(epoch0)
+    if epoch0.ndim == 0:
+        if local_D:
+            return np.stack([local_orders(key_data, int(epoch0) + done + j, m, local_D)
+                             for j in range(n)])
+        return np.stack([epoch_order(key_data, int(epoch0) + done + j, m) for j in range(n)])
+    return np.stack([epoch_orders(k, e, done, n, m) for k, e in zip(key_data, epoch0)])
+
+
 def _rows(Xr, rows):
     # The rows of a permutation: in bounds and distinct, so no clamping or NaN fill is needed.
     return Xr.at[rows].get(mode="promise_in_bounds", unique_indices=True)
+
+
+def _columns(A, cols):
+    # The columns of a permutation: in bounds and distinct, as in _rows.
+    return A.at[:, cols].get(mode="promise_in_bounds", unique_indices=True)
 
 
 def _local_batch(Xr, Yr, rows, spec: EpochSpec):
@@ -134,15 +171,18 @@ def _constrain(x, mesh, spec):
     return jax.lax.with_sharding_constraint(x, sharding)
 
 
-def _batch(Xr, Yr, rows, spec: EpochSpec):
-    """Gather rows of the example-major data: X_b (n_x, b), Y_b (n_L, b), w or None."""
-    b = rows.shape[0]
+def _batch(Xb, Yb, spec: EpochSpec):
+    """A gathered batch X_b (n_x, b), Y_b (n_L, b) for the step: (X_b, Y_b, w or None).
+
+    On a mesh of D devices with shard="batch", padded to a multiple of D with copies of its
+    first column that weigh 0 (w), and split by columns over the devices.
+    """
+    b = Xb.shape[1]
     w = None
     pad = -b % spec.devices
     if pad:  # data parallel: each device gets b/D columns; the padding weighs 0
-        rows = jnp.concatenate([rows, rows[:1].repeat(pad)])
-        w = (jnp.arange(b + pad) < b).astype(Xr.dtype)
-    Xb, Yb = _rows(Xr, rows).T, _rows(Yr, rows).T
+        Xb, Yb = (jnp.concatenate([A, A[:, :1].repeat(pad, axis=1)], axis=1) for A in (Xb, Yb))
+        w = (jnp.arange(b + pad) < b).astype(Xb.dtype)
     if spec.mesh is not None and spec.shard == "batch":
         # Each device takes B/D of the batch's columns; the params are replicated, so XLA
         # all-reduces the partial sums of dW, db (formulas §4c).
@@ -153,7 +193,11 @@ def _batch(Xr, Yr, rows, spec: EpochSpec):
 
 
 def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: EpochSpec):
-    """One pass over the m columns; returns (state, frozen, went_bad, outputs)."""
+    """One pass over the m columns; returns (state, frozen, went_bad, outputs).
+
+    Xr, Yr: X^T, Y^T (example-major) for the per-step row gathers of an ensemble or local
+    data, else None.
+    """
     m, B = X.shape[1], spec.batch_size
     n_full, rest = divmod(m, B)
     k_drop = jax.random.fold_in(state.key, state.epoch)
@@ -172,7 +216,7 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
     if order is None:  # full batch (formulas §5's gradient descent): the order is irrelevant
         # one device (or local data): the data as they are; a mesh pads and splits the columns
         whole = spec.local or spec.mesh is None
-        carry = step(carry, 0, *((X, Y, None) if whole else _batch(Xr, Yr, jnp.arange(m), spec)))
+        carry = step(carry, 0, *((X, Y, None) if whole else _batch(X, Y, spec)))
     elif spec.local:  # each device visits its own m/D rows, B/D of them per step
         D = spec.devices
         b, per_device = B // D, order.reshape(D, m // D)
@@ -185,16 +229,28 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
         carry, _ = jax.lax.scan(body, carry, jnp.arange(n_full))
         if rest:
             carry = step(carry, n_full, *_local_batch(Xr, Yr, per_device[:, n_full * b:], spec))
-    else:
+    elif spec.ensemble:  # a gather of rows per step (see the module docstring)
         full = order[: n_full * B].reshape(n_full, B)
 
         def body(carry, xs):
             i, rows = xs
-            return step(carry, i, *_batch(Xr, Yr, rows, spec)), None
+            return step(carry, i, *_batch(_rows(Xr, rows).T, _rows(Yr, rows).T, spec)), None
 
         carry, _ = jax.lax.scan(body, carry, (jnp.arange(n_full), full))
         if rest:
-            carry = step(carry, n_full, *_batch(Xr, Yr, order[n_full * B:], spec))
+            rows = order[n_full * B:]
+            carry = step(carry, n_full, *_batch(_rows(Xr, rows).T, _rows(Yr, rows).T, spec))
+    else:  # one take of the epoch's full batches, (n, n_full, B); step i slices batch i
+        Xe, Ye = (_columns(A, order[: n_full * B]).reshape(A.shape[0], n_full, B) for A in (X, Y))
+
+        def body(carry, i):
+            Xb, Yb = (jax.lax.dynamic_index_in_dim(A, i, axis=1, keepdims=False) for A in (Xe, Ye))
+            return step(carry, i, *_batch(Xb, Yb, spec)), None
+
+        carry, _ = jax.lax.scan(body, carry, jnp.arange(n_full))
+        if rest:
+            cols = order[n_full * B:]
+            carry = step(carry, n_full, *_batch(_columns(X, cols), _columns(Y, cols), spec))
     params, opt_state, total, sums = carry
     # One check per epoch on values the epoch has anyway: x * 0 is 0 for finite x, NaN otherwise.
     probe = total * 0 + sum(jnp.sum(p * 0) for p in jax.tree.leaves(params))
@@ -217,7 +273,8 @@ def _one_epoch(state: TrainState, frozen, X, Y, Xr, Yr, order, l2, val, spec: Ep
 
 
 def _epochs(state, frozen, X, Y, orders, l2, val, spec: EpochSpec):
-    Xr, Yr = X.T, Y.T  # example-major once per call: a batch is then a gather of rows
+    # example-major once per call where a batch is a gather of rows (ensemble, local data)
+    Xr, Yr = (X.T, Y.T) if spec.ensemble or spec.local else (None, None)
 
     def body(carry, order):
         state, frozen, first_bad, e = carry
@@ -230,12 +287,13 @@ def _epochs(state, frozen, X, Y, orders, l2, val, spec: EpochSpec):
     return state, frozen, first_bad, outs
 
 
-@functools.partial(jax.jit, static_argnames=("spec",), donate_argnums=(0,))
-def run_epochs(state: TrainState, frozen, X, Y, orders, l2, val, spec: EpochSpec):
+@functools.partial(jax.jit, static_argnames=("spec", "optimizer"), donate_argnums=(0,))
+def run_epochs(state: TrainState | None, frozen, X, Y, orders, l2, val, spec: EpochSpec,
+               seed=None, optimizer=None):
     """Run ``spec.n_epochs`` epochs from ``state`` in one compiled program.
 
     Args:
-      state: the ``TrainState`` (donated: use the returned one).
+      state: the ``TrainState`` (donated: use the returned one), or None with ``seed``.
       frozen: bool () (or (E,)): members that diverged earlier and stay as they are.
       X: (n_x, m), in the params' dtype.
       Y: (n_L, m).
@@ -244,6 +302,10 @@ def run_epochs(state: TrainState, frozen, X, Y, orders, l2, val, spec: EpochSpec
       l2: λ, () or (E,).
       val: None or (X_val, Y_val).
       spec: the ``EpochSpec``.
+      seed: None, or ``(params, key, learning_rate)`` of a ``StateSeed``: the state
+        is built inside this program (``state_builder``), so ``fit``'s first call
+        is one dispatch instead of ``init_state``'s and this one; never donated.
+      optimizer: with ``seed``, the seed's optimizer (a name or an optax transformation).
 
     Returns:
       ``(state, frozen, first_bad, outputs)``: first_bad is -1 or the index in
@@ -258,6 +320,8 @@ def run_epochs(state: TrainState, frozen, X, Y, orders, l2, val, spec: EpochSpec
     >>> int(out[0].epoch), int(out[2]), out[3]["cost"].shape
     (2, -1, (2,))
     """
+    if seed is not None:
+        state = state_builder(optimizer, spec.ensemble)(*seed)
     if spec.ensemble:  # members on a leading axis; the data are shared
         out = jax.vmap(_epochs, in_axes=(0, 0, None, None, None if orders is None else 0, 0,
                                          None, None))(state, frozen, X, Y, orders, l2, val, spec)
@@ -267,3 +331,4 @@ def run_epochs(state: TrainState, frozen, X, Y, orders, l2, val, spec: EpochSpec
         state, *rest = out
         out = (state, *jax.tree.map(lambda x: _constrain(x, spec.mesh, ()), rest))
     return out
+

@@ -18,12 +18,17 @@ formulas §4). XLA needs some more (temporaries, the data set on the device):
 it is a lower bound, so a "fits" is no promise, but a "does not fit" is sure.
 An out-of-memory error that still comes from XLA is turned into a
 ``ValueError`` too (``out_of_memory_as_error``).
+
+Inside ``one_reading()`` (one ``fit`` call) the free memory is read once per
+device, and each check that passes reserves its bytes for the checks after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
+import math
 import os
 from typing import NamedTuple
 
@@ -154,9 +159,10 @@ def host_available_bytes() -> tuple[int, str] | None:
     found = None
     try:
         with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    found = (int(line.split()[1]) * 1024, "MemAvailable of /proc/meminfo")
+            text = "\n" + f.read()
+        at = text.find("\nMemAvailable:")
+        if at >= 0:
+            found = (int(text[at + 14:].split(None, 1)[0]) * 1024, "MemAvailable of /proc/meminfo")
     except (OSError, ValueError, IndexError):
         pass
     if found is None:
@@ -168,8 +174,11 @@ def host_available_bytes() -> tuple[int, str] | None:
             ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
             ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
              "total_inactive_file")):
-        cap, used = _read_int(f"{folder}/{limit}"), _read_int(f"{folder}/{usage}")
-        if cap is None or used is None or cap >= 2**60:  # no limit ("max", or the v1 maximum)
+        cap = _read_int(f"{folder}/{limit}")
+        if cap is None or cap >= 2**60:  # no limit ("max", or the v1 maximum)
+            continue
+        used = _read_int(f"{folder}/{usage}")
+        if used is None:
             continue
         # the usage counts the page cache; its inactive part is given back on demand
         free = cap - used + _stat(f"{folder}/memory.stat", cache)
@@ -215,14 +224,56 @@ def available_bytes(device=None) -> tuple[int, str] | None:
     return host_available_bytes()
 
 
-def raise_if_too_big(what: str, needed: int, parts: str, largest: str, device=None) -> None:
+# Inside one_reading(): device -> [available_bytes(device), bytes reserved by checks that passed]
+_READING: contextvars.ContextVar = contextvars.ContextVar("jaxnn_memory_reading", default=None)
+
+
+@contextlib.contextmanager
+def one_reading():
+    """Within the block the checks read the free memory once per device, and reserve what they pass.
+
+    ``fit`` checks the state (params copy, optimizer state), then a step (gradients,
+    activations), before allocating either: the second check compares with what was free
+    less the first one's bytes, as if it had read the memory after that allocation.
+
+    >>> with one_reading():
+    ...     check_state_fits([{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}], "adam")
+    """
+    token = _READING.set({})
+    try:
+        yield
+    finally:
+        _READING.reset(token)
+
+
+def _free(device) -> tuple[int, str] | None:
+    reading = _READING.get()
+    if reading is None:
+        return available_bytes(device)
+    device = device or jax.local_devices()[0]
+    if device not in reading:
+        reading[device] = [available_bytes(device), 0]
+    free, reserved = reading[device]
+    if free is None or not reserved:
+        return free
+    return max(free[0] - reserved, 0), f"{free[1]}, less {size_text(reserved)} allocated before"
+
+
+def _reserve(needed: int, device) -> None:
+    reading = _READING.get()
+    if reading is not None:
+        reading[device or jax.local_devices()[0]][1] += needed
+
+
+def raise_if_too_big(what: str, needed: int, parts, largest, device=None) -> None:
     """Raise the one-line ``ValueError`` when ``needed`` bytes exceed what is free (see module).
 
     Args:
       what: the subject and verb of the message ("the network 4-100-3 needs").
       needed: the bytes about to be allocated.
-      parts: what they are made of, for the message.
-      largest: the largest piece and its bytes, for the message.
+      parts: what they are made of, for the message (a str, or a function that
+        returns it, called only to raise).
+      largest: the largest piece and its bytes, for the message (likewise).
       device: where they go (default: the first local device).
 
     >>> raise_if_too_big("W needs", 10**16, "params 10000.0 TB", "its largest layer, W1 (10**8, 10**8)")
@@ -230,9 +281,11 @@ def raise_if_too_big(what: str, needed: int, parts: str, largest: str, device=No
     ...
     ValueError: W needs about 10000.0 TB (params 10000.0 TB) but only ... is free ...
     """
-    free = available_bytes(device)
+    free = _free(device)
     if free is None or needed <= free[0]:
+        _reserve(needed, device)
         return
+    parts, largest = (t() if callable(t) else t for t in (parts, largest))
     raise ValueError(
         f"{what} about {size_text(needed)} ({parts}) but only {size_text(free[0])} is free "
         f"({free[1]}); {largest}, is too big: use fewer or smaller hidden layers, a smaller "
@@ -291,7 +344,7 @@ def _leaves(params) -> list[tuple[str, tuple, int]]:
 
 
 def _nbytes(shape, itemsize) -> int:
-    return int(np.prod(shape, dtype=np.int64)) * itemsize
+    return math.prod(shape) * itemsize  # Python ints: exact, and cheaper than np.prod
 
 
 def _largest(leaves) -> str:
@@ -329,8 +382,8 @@ def check_state_fits(params, optimizer=None) -> None:
     p_bytes = sum(_nbytes(s, i) for _, s, i in leaves)
     opt = opt_state_bytes(optimizer, params)
     raise_if_too_big("init_state: the params and optimizer state need", p_bytes + opt,
-                     f"a copy of the params {size_text(p_bytes)}, optimizer state "
-                     f"{size_text(opt)}", _largest(leaves), _device_of(params))
+                     lambda: f"a copy of the params {size_text(p_bytes)}, optimizer state "
+                     f"{size_text(opt)}", lambda: _largest(leaves), _device_of(params))
 
 
 def check_step_fits(params, batch_size: int) -> None:
@@ -351,12 +404,13 @@ def check_step_fits(params, batch_size: int) -> None:
         return
     p_bytes = sum(_nbytes(s, i) for _, s, i in leaves)
     (first, itemsize) = Ws[0]
-    E = int(np.prod(first[:-2], dtype=np.int64))  # 1, or an ensemble's E
+    E = math.prod(first[:-2])  # 1, or an ensemble's E
     # X: (n_x, B), then Z and A: (n_l, B) of every layer (formulas §4's cache)
     act = E * int(batch_size) * (first[-1] + 2 * sum(s[-2] for s, _ in Ws)) * itemsize
     raise_if_too_big("training: the gradients and activations need", p_bytes + act,
-                     f"gradients {size_text(p_bytes)}, activations of a batch of {batch_size} "
-                     f"{size_text(act)}", _largest(leaves), _device_of(params))
+                     lambda: f"gradients {size_text(p_bytes)}, activations of a batch of "
+                     f"{batch_size} {size_text(act)}", lambda: _largest(leaves),
+                     _device_of(params))
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -43,6 +43,32 @@ class TrainState(NamedTuple):
     epoch: Array
 
 
+class StateSeed(NamedTuple):
+    """A ``TrainState`` not built yet: ``init_state``'s checked arguments (``seed_state``).
+
+    ``fit`` hands it to its first compiled epochs, which build the state inside
+    their own program (``state_builder``): one dispatch instead of two.
+
+    Attributes:
+      params: the params (jax arrays; never donated).
+      key: the typed key ((E,) keys in an ensemble).
+      learning_rate: α in the params' dtype, () or (E,) (NumPy).
+      optimizer: a name in ``OPTIMIZERS``, or the optax transformation.
+      ensemble: the params hold E stacked models.
+    """
+
+    params: list
+    key: Array
+    learning_rate: Array
+    optimizer: Any
+    ensemble: bool
+
+    def build(self) -> TrainState:
+        """The state, in ``init_state``'s one compiled call."""
+        return _init_program(self.optimizer, self.ensemble)(self.params, self.key,
+                                                            self.learning_rate)
+
+
 def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=False) -> TrainState:
     """A fresh ``TrainState`` (step 0, epoch 0) in one compiled call; the params are copied.
 
@@ -64,6 +90,27 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     >>> int(state.step), int(state.epoch), state.opt_state
     (0, 0, GDState(learning_rate=Array(0.5, dtype=float32)))
     """
+    return seed_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
+                      ensemble=ensemble).build()
+
+
+def seed_state(params, key, *, optimizer=None, learning_rate=None, ensemble=False) -> StateSeed:
+    """Every check of ``init_state`` (memory included), without building the state: a ``StateSeed``.
+
+    Args:
+      params: as in ``init_state``.
+      key: as in ``init_state``.
+      optimizer: as in ``init_state``.
+      learning_rate: as in ``init_state``.
+      ensemble: as in ``init_state``.
+
+    Returns:
+      The seed; ``init_state`` builds it at once, ``fit`` inside its first epochs.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> seed_state(init_params(jax.random.key(0), net), jax.random.key(1)).optimizer
+    'gd'
+    """
     named = optimizer is None or isinstance(optimizer, str)
     tx = as_optimizer(optimizer)  # validates a name
     if not named and learning_rate is not None:
@@ -75,7 +122,7 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
         raise ValueError("params must be a pytree of floating-point arrays, e.g. "
                          "jaxnn.init_params(key, net).")
     key = as_key(key)
-    dtype = jnp.result_type(*(x.dtype for x in leaves))  # α in the params' precision
+    dtype = _params_dtype(tuple({x.dtype for x in leaves}))  # α in the params' precision
     lr = np.zeros(())
     if named:
         name = optimizer or "gd"
@@ -83,8 +130,9 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
         check_learning_rate(lr, ensemble=ensemble, dtype=dtype)  # not 0 in the params' dtype
         lr = np.asarray(lr, float)
     check_state_fits(params, tx)  # before allocating: a copy of the params + the optimizer state
+    # α on the host, cast as jnp.asarray(lr, dtype) casts it (NumPy); the program takes it there
     if not ensemble:
-        return _init_program(name if named else tx, False)(params, key, jnp.asarray(lr, dtype))
+        return StateSeed(params, key, np.asarray(lr, dtype), name if named else tx, False)
     E = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
     if len(E) != 1 or 0 in E:
         raise ValueError(f"ensemble params must share one leading (E,) axis, got sizes {E}.")
@@ -94,16 +142,27 @@ def init_state(params, key, *, optimizer=None, learning_rate=None, ensemble=Fals
     if key.shape != (E,) or lr.shape not in ((), (E,)):
         raise ValueError(f"ensemble of E = {E}: key must be one key or (E,) keys (got "
                          f"{key.shape}), learning_rate a scalar or (E,) (got {lr.shape}).")
-    lr = jnp.asarray(np.broadcast_to(lr, (E,)), dtype)
-    return _init_program(name if named else tx, True)(params, key, lr)
+    lr = np.array(np.broadcast_to(lr, (E,)), dtype)
+    return StateSeed(params, key, lr, name if named else tx, True)
 
 
 @functools.lru_cache(maxsize=64)
-def _init_program(optimizer, ensemble: bool):
-    """One compiled init per (optimizer, ensemble): a state whose buffers are all new.
+def _params_dtype(dtypes: tuple) -> np.dtype:
+    return np.dtype(jnp.result_type(*dtypes))
 
-    The epoch program donates the state, so no leaf may share a buffer with the
-    caller's params or key; a jitted copy makes them in one dispatch.
+
+def state_builder(optimizer, ensemble: bool):
+    """``(params, key, learning_rate) -> TrainState`` for a name or an optax optimizer, traceable.
+
+    Every leaf of the state is a new buffer (the params and key copied), so the
+    epoch program may donate it; vmapped over the models of an ensemble.
+
+    Args:
+      optimizer: a name in ``OPTIMIZERS`` (its state holds α), or an optax transformation.
+      ensemble: the params hold E stacked models.
+
+    >>> state_builder("gd", False)([jnp.ones(2)], jax.random.key(0), jnp.float32(0.5)).step
+    Array(0, dtype=int32)
     """
     if isinstance(optimizer, str):
         init = functools.partial(named_init, optimizer)
@@ -115,7 +174,17 @@ def _init_program(optimizer, ensemble: bool):
         zero = jnp.zeros((), jnp.int32)
         return TrainState(params, init(params, lr), zero, jnp.copy(key), zero)
 
-    return jax.jit(jax.vmap(one) if ensemble else one)
+    return jax.vmap(one) if ensemble else one
+
+
+@functools.lru_cache(maxsize=64)
+def _init_program(optimizer, ensemble: bool):
+    """One compiled init per (optimizer, ensemble): a state whose buffers are all new.
+
+    The epoch program donates the state, so no leaf may share a buffer with the
+    caller's params or key; a jitted copy makes them in one dispatch.
+    """
+    return jax.jit(state_builder(optimizer, ensemble))
 
 
 def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32):

@@ -22,16 +22,17 @@ from jaxnn.core.network import Network, check_params, check_X, check_Y
 from jaxnn.core.validate import check_l2, check_positive_int
 from jaxnn.core.validate_data import as_data
 from jaxnn.devices.mesh import n_devices
-from jaxnn.devices.place import Placement, place_replicated, place_training
+from jaxnn.devices.place import Placement, place_constant, place_replicated, place_training
 from jaxnn.devices.processes import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.train.divergence import DivergenceError, replay_epoch
-from jaxnn.train.epoch import EpochSpec, epoch_order, local_orders, run_epochs
-from jaxnn.train.memory import check_step_fits, out_of_memory_as_error
-from jaxnn.train.state import TrainState, init_state
+from jaxnn.train.epoch import EpochSpec, epoch_order, epoch_orders, run_epochs
+from jaxnn.train.memory import check_step_fits, one_reading, out_of_memory_as_error
+from jaxnn.train.state import StateSeed, TrainState, seed_state
 from jaxnn.train.step import settings
 
 Array = jax.Array
 
+_key_data = jax.jit(jax.random.key_data)  # a compiled call: cheaper than the eager op
 EVAL_TRAIN = {True: "running", False: "off", "running": "running", "full": "full", "off": "off"}
 
 
@@ -58,6 +59,9 @@ def _show_progress(progress) -> bool:
 
 
 def _check_state(state, net: Network, tx, ensemble: bool) -> None:
+    if isinstance(state, StateSeed):  # fit's: its opt_state will be built by this optimizer
+        check_params(jax.tree.map(lambda x: x[0], state.params) if ensemble else state.params, net)
+        return
     if not isinstance(state, TrainState):
         raise ValueError(f"state must be a jaxnn.TrainState (from init_state), got "
                          f"{type(state).__name__}.")
@@ -113,7 +117,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
 
     Args:
       state: a ``TrainState`` (``init_state``); leaves with a leading (E,) axis
-        for an ensemble.
+        for an ensemble. (``fit`` passes a ``StateSeed``: the first compiled call
+        builds the state.)
       net: the ``Network``.
       data: (X: (n_x, m), Y: (n_L, m)) or a ``datasets.Dataset`` (its training split).
       epochs: how many epochs to run.
@@ -151,7 +156,7 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
       DivergenceError: a NaN/inf cost, gradient or parameter (single model).
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
-    >>> state = init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
+    >>> state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), net), jax.random.key(1))
     >>> data = (jnp.ones((2, 4)), jnp.ones((1, 4)))
     >>> state, history = train_epochs(state, net, data, epochs=3, progress=False)
     >>> int(state.epoch), history["epoch"].tolist()
@@ -159,7 +164,12 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     """
     if not isinstance(net, Network):
         raise ValueError(f"net must be a jaxnn.Network, got {type(net).__name__}.")
-    ensemble = isinstance(state, TrainState) and jnp.ndim(state.step) == 1
+    seed = state if isinstance(state, StateSeed) else None
+    if seed is not None and (mesh is not None or jax.process_count() > 1 or not all(
+            isinstance(x, jax.Array) for x in jax.tree.leaves(seed.params))):
+        state, seed = seed.build(), None  # placed, compared across processes, converted: a state
+    ensemble = isinstance(state, TrainState) and jnp.ndim(state.step) == 1 or (
+        seed is not None and seed.ensemble)
     check_positive_int(epochs, "epochs")
     s = settings(net, optimizer, grad=grad, keep_prob=keep_prob, compute_dtype=compute_dtype)
     _check_state(state, net, s.tx, ensemble)
@@ -180,7 +190,9 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     show = _show_progress(progress)
     per_call = epochs_per_call or (1 if show or callback else epochs)
     check_positive_int(per_call, "epochs_per_call")
-    E = np.shape(state.step)
+    if seed is not None and per_call < epochs:  # several calls: all in run_epochs' one program
+        state, seed = seed.build(), None
+    E = np.shape(state.step if seed is None else seed.learning_rate)
     l2 = np.broadcast_to(np.asarray(l2, float), E)
     B = min(batch_size or m, m)
     check_step_fits(state.params, B)  # before allocating: the gradients and a batch's activations
@@ -189,7 +201,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     spec = EpochSpec(s, B, 0, EVAL_TRAIN[eval_train], ensemble, bool(np.any(l2 > 0)), mesh, shard,
                      D, bool(local_data))
     frozen = np.zeros(E, bool)
-    key_data, epoch0 = jax.device_get((jax.random.key_data(state.key), state.epoch))  # one sync
+    key_data, epoch0 = jax.device_get((_key_data(state.key), state.epoch)) if seed is None else (
+        np.asarray(_key_data(seed.key)), np.zeros(E, np.int32))  # one sync (a seed is at epoch 0)
     if jax.process_count() > 1:  # every process must train on the same data with the same settings
         data_print = {"X shape": X.shape, "Y shape": Y.shape} if local_data else {"X": X, "Y": Y}
         check_same_across_processes(
@@ -203,8 +216,8 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     # frozen and l2 are carried from call to call: device arrays from the start, so every call
     # passes the same kind of argument and hits the same compiled program
     plan = Placement(mesh, shard, B, m, batch_size, ensemble, bool(local_data))
-    state, frozen, X, Y, (l2, val) = place_training(plan, state, jnp.asarray(frozen), X, Y,
-                                                    (jnp.asarray(l2, dtype), val))
+    state, frozen, X, Y, (l2, val) = place_training(plan, state, place_constant(frozen), X, Y,
+                                                    (place_constant(l2.astype(dtype)), val))
     history: dict[str, np.ndarray] = {}
     bar = None
     if show:
@@ -217,10 +230,14 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
         while done < epochs:
             n = min(per_call, epochs - done)
             orders = None if B == m else place_replicated(
-                mesh, _orders(key_data, epoch0, done, n, m, D if local_data else 0))
+                mesh, epoch_orders(key_data, epoch0, done, n, m, D if local_data else 0))
             with peer_loss_as_error(), out_of_memory_as_error():  # one clear error, no hang
-                state, frozen, first_bad, outs = run_epochs(state, frozen, X, Y, orders, l2, val,
-                                                            spec._replace(n_epochs=n))
+                # fit's one call: the seed's state is built inside the program
+                built = {} if seed is None else {"seed": seed[:3], "optimizer": seed.optimizer}
+                state, frozen, first_bad, outs = run_epochs(
+                    None if built else state, frozen, X, Y, orders, l2, val,
+                    spec._replace(n_epochs=n), **built)
+                seed = None
                 outs, first_bad = jax.device_get((outs, first_bad))  # the call's one host sync
             outs = {"epoch": first + done + np.arange(n)} | outs
             if not ensemble and int(first_bad) >= 0:
@@ -242,20 +259,6 @@ def train_epochs(state: TrainState, net: Network, data, *, epochs: int, optimize
     if ensemble:
         history["diverged"] = np.asarray(jax.device_get(frozen))
     return state, history
-
-
-def _orders(key_data, epoch0, done, n, m, local_D=0) -> np.ndarray:
-    """The column orders of the next n epochs: (n, m), or (E, n, m) for an ensemble.
-
-    With ``local_D`` devices of local data, block d of each order permutes device d's rows.
-    """
-    key_data, epoch0 = np.asarray(key_data), np.asarray(epoch0)
-    if epoch0.ndim == 0:
-        if local_D:
-            return np.stack([local_orders(key_data, int(epoch0) + done + j, m, local_D)
-                             for j in range(n)])
-        return np.stack([epoch_order(key_data, int(epoch0) + done + j, m) for j in range(n)])
-    return np.stack([_orders(k, e, done, n, m) for k, e in zip(key_data, epoch0)])
 
 
 def _postfix(history) -> dict[str, str]:
@@ -335,11 +338,13 @@ def fit(params, net: Network, data, *, epochs: int, key, optimizer=None, learnin
     >>> sorted(history), bool(history["cost"][-1] < history["cost"][0])
     (['cost', 'epoch', 'train_accuracy', 'train_cost'], True)
     """
-    state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate)
-    state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer,
-                                  batch_size=batch_size, grad=grad, l2=l2, keep_prob=keep_prob,
-                                  validation=validation, progress=progress, mesh=mesh,
-                                  compute_dtype=compute_dtype, **kwargs)
+    with one_reading():  # the state's and the step's memory checks: /proc/meminfo read once
+        seed = seed_state(params, key, optimizer=optimizer, learning_rate=learning_rate)
+        state, history = train_epochs(seed, net, data, epochs=epochs, optimizer=optimizer,
+                                      batch_size=batch_size, grad=grad, l2=l2,
+                                      keep_prob=keep_prob, validation=validation,
+                                      progress=progress, mesh=mesh, compute_dtype=compute_dtype,
+                                      **kwargs)
     return _returned(state.params), history
 
 
@@ -380,10 +385,11 @@ def fit_ensemble(params, net: Network, data, *, epochs: int, key, optimizer=None
     >>> history["cost"].shape, history["diverged"].tolist()
     ((2, 3), [False, False])
     """
-    state = init_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
-                       ensemble=True)
-    state, history = train_epochs(state, net, data, epochs=epochs, optimizer=optimizer, l2=l2,
-                                  **kwargs)
+    with one_reading():
+        seed = seed_state(params, key, optimizer=optimizer, learning_rate=learning_rate,
+                          ensemble=True)
+        state, history = train_epochs(seed, net, data, epochs=epochs, optimizer=optimizer, l2=l2,
+                                      **kwargs)
     return _returned(state.params), history
 
 
