@@ -525,7 +525,8 @@ def test_check_activation_does_not_pass_a_custom_vjp_rule_1_percent_off():
     report = check_activation(act, methods=("autodiff", "finite_difference", "jvp"))
     assert not report.passed
     by = {r.method: r for r in report.results}
-    assert by["autodiff"].error == 0.0 and "not an independent reference" in by["autodiff"].strategy
+    # the op's rule against itself: no error beyond rounding (batched differently), blind to the 1% bug
+    assert by["autodiff"].error < 1e-15 and "not an independent reference" in by["autodiff"].strategy
     assert by["finite_difference"].status == "FAIL"
     assert by["jvp"].status == "skipped"  # forward mode refuses custom_vjp: a note, not a TypeError
     assert report.error == pytest.approx(0.01 / 2.01, rel=1e-3)

@@ -102,7 +102,9 @@ def _over(error: float, noise: float, threshold: float) -> bool:
     return not error <= threshold + noise  # nan fails
 
 
-def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, note="") -> MethodResult:
+def summarise(
+    method, dtype, blocks, threshold, strategy, n_worst, excluded=0, note="", output_verdicts=False
+) -> MethodResult:
     """The ``MethodResult`` of one method: overall, per-leaf and (networks) per-layer verdicts.
 
     Args:
@@ -114,6 +116,8 @@ def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, n
       n_worst: how many worst entries to keep.
       excluded: how many entries were left out.
       note: extra text for the report.
+      output_verdicts: also a verdict per output (the blocks' ``outputs``: a function with several
+        output leaves, each probed by cotangents of its own).
 
     Returns:
       The ``MethodResult``.
@@ -135,12 +139,16 @@ def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, n
         layers = sorted({b.layer for b in blocks})
         layer_stats = [_stats([b for b in blocks if b.layer == l]) for l in layers]
         layer_errors = tuple(e for e, _ in layer_stats)
+    output_errors = _output_stats(blocks) if output_verdicts else ()
+    failed_outputs = tuple(o for o, e, s in output_errors if _over(e, s, threshold))
     if compared == 0:
         status, error = "skipped", float("nan")
     else:
         # a verdict per leaf (conventions §3): a leaf whose gradient is 1e-3 of
-        # another's is invisible in the normwise error over everything
-        status = "FAIL" if _over(error, noise, threshold) or any(leaf_over) else "pass"
+        # another's is invisible in the normwise error over everything; and per output
+        # when each cotangent probes one output (one example's loss next to a large one's)
+        over = _over(error, noise, threshold) or any(leaf_over) or bool(failed_outputs)
+        status = "FAIL" if over else "pass"
     worst_layer = worst_param = worst_leaf = None
     if status == "FAIL":
 
@@ -180,7 +188,33 @@ def summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded=0, n
         compared,
         excluded,
         note,
+        output_errors=output_errors,
+        failed_outputs=failed_outputs,
     )
+
+
+def _output_stats(blocks) -> tuple[tuple[str, float, float], ...]:
+    """``((output, error, noise), ...)`` over the rows of each output's cotangents, every leaf together.
+
+    Empty unless the blocks carry ``outputs`` (a function with several outputs, or one cotangent per
+    output entry).
+    """
+    if not blocks or blocks[0].outputs is None or not blocks[0].cotangents:
+        return ()
+    names = blocks[0].outputs
+    out = []
+    for name in dict.fromkeys(names):
+        rows = [k for k, n in enumerate(names) if n == name]
+        parts = [[], [], []]
+        for b in blocks:
+            m = b.mask[rows]
+            for part, a in zip(parts, (b.manual, b.reference, b.noise)):
+                part.append(np.asarray(a[rows], np.float64)[m])
+        if sum(p.size for p in parts[0]) == 0:
+            continue
+        e, s = normwise(*(np.concatenate(p) for p in parts))
+        out.append((name, e, s))
+    return tuple(out)
 
 
 def worst_entries(blocks, n: int) -> tuple[Entry, ...]:

@@ -76,6 +76,7 @@ class Problem(NamedTuple):
       phi_name: how reports call φ (``"J"``, ``"⟨c, f⟩"``).
       outputs: per cotangent, the output leaf it probes (f with several outputs), or None.
       keep: per leaf (size,) bool, the entries compared (``exclude=`` leaves the others out), or None.
+      output_verdicts: a verdict per output too (each output leaf probed by cotangents of its own).
     """
 
     leaves: tuple[Leaf, ...]
@@ -91,6 +92,7 @@ class Problem(NamedTuple):
     phi_name: str = "φ"
     outputs: tuple[str, ...] | None = None
     keep: list | None = None
+    output_verdicts: bool = False
 
 
 def kept_directions(V: np.ndarray, keep) -> np.ndarray:
@@ -150,6 +152,7 @@ def reference_method(
     note: str = "",
     outputs: tuple[str, ...] | None = None,
     keep=None,
+    output_verdicts: bool = False,
 ) -> MethodResult:
     """The rule against a reference in the caller's dtype, per leaf (``"reference"`` / ``"autodiff"``).
 
@@ -168,6 +171,7 @@ def reference_method(
       note: extra text for the report.
       outputs: per cotangent, the output leaf it probes, or None.
       keep: per leaf (size,) bool, the entries compared, or None (all).
+      output_verdicts: a verdict per output too.
 
     >>> leaf = Leaf("x", (2,))
     >>> one = [np.ones((1, 2))]
@@ -178,7 +182,7 @@ def reference_method(
         _block(leaf, "entry", K, a, b, n, True if keep is None else keep[i], outputs)
         for i, (leaf, a, b, n) in enumerate(zip(leaves, rule, reference, noise))
     ]
-    result = summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded, note)
+    result = summarise(method, dtype, blocks, threshold, strategy, n_worst, excluded, note, output_verdicts)
     return _explained(blocks, threshold, None, result)
 
 
@@ -219,7 +223,7 @@ def finite_difference_method(
     ]
     blocks: dict[int, Block] = {}
     kinks: dict[int, np.ndarray] = {}
-    flagged = [0]
+    flagged, left = [0], [0]
     for ids, x, run in prob.entry_groups(by_entry) if by_entry else ():
         stepped = lambda js, ss, run=run: run(js, ss * eps)  # noqa: E731 - entry_differences gives ±1, ±2
         D1, D2, excl, fwd, bwd = entry_differences(
@@ -234,7 +238,10 @@ def finite_difference_method(
             kinks[i] = on_kink[sl].T
             noise = fd_noise(d1, d2, dphi, eps, prob.r64[i])
             flagged[0] += int(excl[sl].sum())
-            mask = ~excl[sl] & _kept(prob, i)
+            # a step that leaves f's domain (f not finite at x ± ε) measures nothing: left out, counted
+            outside = ~(np.isfinite(D1[sl]) & np.isfinite(D2[sl])).all(axis=1) & ~excl[sl]
+            left[0] += int(outside.sum())
+            mask = ~excl[sl] & ~outside & _kept(prob, i)
             blocks[i] = _block(leaves[i], "entry", K, prob.g64[i], d1, noise, mask, prob.outputs)
     for i, leaf in enumerate(leaves):
         if i in blocks:
@@ -244,6 +251,9 @@ def finite_difference_method(
         )
         D1, D2, excl = direction_differences(prob.direction_run(i), V, eps)
         flagged[0] += int(excl.sum())
+        outside = ~(np.isfinite(D1) & np.isfinite(D2)).all(axis=1) & ~excl
+        left[0] += int(outside.sum())
+        excl = excl | outside
         d1, d2 = D1.T, D2.T  # (K, n_directions)
         noise = fd_noise(d1, d2, dphi, eps, prob.r64[i] @ np.abs(V).T)
         blocks[i] = _block(
@@ -267,7 +277,13 @@ def finite_difference_method(
         f"noise: |D_2ε - D_ε| (truncation) + δ{prob.phi_name}/ε (rounding of {prob.phi_name}, "
         f"δ = {float(np.max(prob.delta_phi)):.1e}) + the float64 rule's rounding"
     )
-    note = f"{excluded} finite differences excluded: {excluded_why}" if excluded else ""
+    notes = [f"{excluded} finite differences excluded: {excluded_why}"] if excluded else []
+    if left[0]:
+        notes.append(
+            f"{left[0]} finite differences left out: a ±ε or ±2ε step leaves f's domain (not finite)."
+        )
+    excluded += left[0]
+    note = " ".join(notes)
     kink_masks = [
         np.reshape(kinks[i], blocks[i].manual.shape) if i in kinks else None for i in range(len(leaves))
     ]
@@ -276,7 +292,15 @@ def finite_difference_method(
         threshold,
         kink_masks,
         summarise(
-            "finite_difference", "float64", ordered, threshold, "; ".join(parts), n_worst, excluded, note
+            "finite_difference",
+            "float64",
+            ordered,
+            threshold,
+            "; ".join(parts),
+            n_worst,
+            excluded,
+            note,
+            prob.output_verdicts,
         ),
     )
 
@@ -342,5 +366,7 @@ def jvp_method(
             mask = np.broadcast_to(_kept(prob, i, V), manual.shape)
             blocks[i] = _block(leaves[i], "direction", K, manual, refj, noise, mask, prob.outputs)
     ordered = [blocks[i] for i in range(len(leaves))]
-    result = summarise("jvp", "float64", ordered, threshold, strategy, n_worst, excluded, note)
+    result = summarise(
+        "jvp", "float64", ordered, threshold, strategy, n_worst, excluded, note, prob.output_verdicts
+    )
     return _explained(ordered, threshold, None, result)

@@ -65,6 +65,8 @@ class FunctionReport:
       noise: that method's noise bound (units of ``error``).
       grid: the inputs the derivative was tested on: it is tested nowhere else.
       results: every method's ``PointMethod``.
+      report: the engine's ``GradientReport`` behind it (``check_vjp`` of the rule on the inputs:
+        per-leaf errors, worst entries, reasons), or None when no input was inside the domain.
     """
 
     kind: str
@@ -79,6 +81,7 @@ class FunctionReport:
     noise: float = 0.0
     grid: str = ""
     results: tuple[PointMethod, ...] = ()
+    report: object = None
 
     @property
     def passed(self) -> bool:
@@ -113,6 +116,8 @@ class FunctionReport:
                 lines.append(f"    worst input: {r.worst.where}")
                 lines.append(f"      manual:    {r.worst.manual}")
                 lines.append(f"      reference: {r.worst.reference}")
+        if self.report is not None:  # the engine's located report, in the one text format
+            lines.append(str(self.report))
         return "\n".join(line for line in lines if line)
 
 

@@ -1,23 +1,25 @@
-"""``check_activation`` and ``check_loss``: a hand-written g' or dL/dA (formulas §2-§4a).
+"""``check_activation`` and ``check_loss``: a hand-written g' or dL/dA (formulas §2-§4a), on the one engine.
 
-Each compares the hand-written derivative, on a stated grid of inputs, with
+Each is a thin front end of ``check_vjp`` (``jaxnn.check.engine``): the
+hand-written derivative is the rule under test, the forward function is the
+reference, on a stated grid of inputs (``report.grid``). The inputs where the
+function or its autodiff derivative is not finite are outside the domain:
+they are left out and counted. Each input's output is its own output leaf,
+so ⟨c, f⟩ is one input's (an elementwise g), one column's (softmax) or one
+example's (a loss) and its rounding is that input's alone:
 
-* ``"autodiff"``: ``jax.vjp`` of the forward function (``jax.grad`` of the
-  summed loss), in the check's dtype. When the forward function is itself a
-  ``jax.custom_vjp`` op, this runs that op's own rule and is not an
+* ``"autodiff"``: the engine's ``"reference"`` method, ``jax.vjp`` of the
+  forward function in the check's dtype. When the forward function is itself
+  a ``jax.custom_vjp`` op, this runs that op's own rule and is not an
   independent reference (the report says so);
 * ``"finite_difference"`` (always available, in the defaults): central
-  differences in float64. Activations and losses act column by column, so
-  one perturbation of row j in every column at once gives the derivative
-  along row j of every column; an elementwise activation needs one
-  perturbation of everything;
-* ``"jvp"``: ⟨dA, J t⟩ by ``jax.jvp`` against ⟨backward(dA), t⟩ per column
-  (skipped, with a note, when forward mode cannot differentiate the forward
-  function, e.g. a custom_vjp op).
+  differences in float64, inputs within 8ε of a kink left out;
+* ``"jvp"``: ``jax.jvp`` of the forward function (skipped, with a note, when
+  forward mode cannot differentiate it, e.g. a custom_vjp op).
 
-Verdicts are noise-aware as everywhere in ``jaxnn.check``: error <= rtol +
-noise bound, the noise estimated from a recomputation in the partner
-precision and, for finite differences, the ε vs 2ε gap plus δφ/ε.
+Verdicts are the engine's (conventions §3): error <= rtol + noise bound, per
+leaf; for a loss each example is a leaf of its own (examples have very
+different scales). ``FunctionReport.report`` is the engine's whole report.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.check.function_report import FunctionReport
+from jaxnn.check.function_run import column_text, domain_mask, has_custom_vjp, run_function_check
 from jaxnn.check.options import (
     AUTODIFF_THRESHOLDS,
     FD_THRESHOLD,
@@ -39,7 +42,6 @@ from jaxnn.check.options import (
     shape_check_activation,
     shape_check_loss,
 )
-from jaxnn.check.point_methods import compare_points, has_custom_vjp
 from jaxnn.core.activations import Activation, get_activation
 from jaxnn.core.compat import enable_x64
 from jaxnn.core.losses import Loss, get_loss
@@ -154,36 +156,63 @@ def check_activation(
         if Zh.ndim != 2:
             raise ValueError(f"check_activation: Z must be 2-D (n, m), got shape {Zh.shape}.")
         grid = _grid_of(Zh)
-    dAh = rng.standard_normal(Zh.shape)
     with enable_x64(True):
         shape_check_activation(g, Zh.shape, jnp.dtype(dtype), "check_activation: ")
         custom = has_custom_vjp(g.forward, jnp.asarray(Zh))
+    valid = domain_mask(lambda z: g.forward(z), Zh, dtype, per_entry=g.elementwise)
+    # one cotangent per output entry (cotangents="basis"): each ⟨c, f⟩ is one input's g (or one
+    # column's entry), its rounding that entry's alone
+    if g.elementwise:  # the valid z, one per row of a (N, 1) Z
+        points = Zh[valid].reshape(-1, 1)
 
-    def manual(Zj, dAj):
-        return g.backward(dAj, Zj, g.forward(Zj))
+        def where(e):
+            return f"z = {float(points[e.index[0], 0])!r}" if e.kind == "entry" else f"direction {e.index}"
 
-    def autodiff(Zj, dAj):
-        return jax.vjp(g.forward, Zj)[1](dAj)[0]
+    else:  # the valid columns
+        points = Zh[:, valid]
 
-    def value(Zj):  # per-column φ = ⟨dA, g(Z)⟩ and the absolute sum behind it
-        return g.forward(Zj)
+        def where(e):
+            if e.kind != "entry":
+                return f"direction {e.index}"
+            return f"column {e.index[1]} of Z: {column_text(points[:, e.index[1]])}"
 
-    return compare_points(
+    def f(Z):
+        return g.forward(Z)
+
+    def rule(p, c):
+        Z = p[0]
+        return (g.backward(c.astype(Z.dtype), Z, g.forward(Z)),)
+
+    exclude = None
+    if g.kinks:  # a finite difference within 8ε of a kink measures neither one-sided derivative
+        near = np.zeros(points.shape, bool)
+        for k in g.kinks:
+            near |= np.abs(points - k) < 4 * 2 * eps
+        if not g.elementwise:
+            near = np.broadcast_to(near.any(axis=0), points.shape)
+        exclude = (lambda x: near) if near.any() else None
+    n_points, n_skipped = int(points.size), int(Zh.size - points.size)  # entries of Z
+    # an elementwise g: one cotangent per z (each ⟨c, f⟩ is one g(z), a verdict per z); a column-wise
+    # one (softmax): one random dA, as a layer's backward pass receives it
+    cotangents = "basis" if g.elementwise else "random"
+    return run_function_check(
         "activation",
         g.name,
-        Zh,
-        dAh,
         dtype,
         methods,
         thr,
         eps,
+        seed,
         grid,
-        manual,
-        autodiff,
-        value,
-        elementwise=g.elementwise,
-        custom_vjp=custom,
-        kinks=g.kinks,
+        f,
+        rule,
+        (points,),
+        custom,
+        n_points,
+        n_skipped,
+        where,
+        exclude,
+        cotangents,
     )
 
 
@@ -276,32 +305,51 @@ def check_loss(
     with enable_x64(True):
         shape_check_loss(loss, ALh.shape, jnp.dtype(dtype))
         custom = has_custom_vjp(lambda a: loss.forward(a, jnp.asarray(Yh)), jnp.asarray(ALh))
+
     def targets(A):  # Y in AL's dtype (made anew each call: a cached one could be a tracer)
-        return jnp.asarray(Yh, A.dtype)
+        return jnp.asarray(Yh[:, cols], A.dtype)
 
-    def manual(A, ones):
-        return loss.backward(A, targets(A)) * ones
+    cols = domain_mask(
+        lambda a: loss.forward(a, jnp.asarray(Yh, a.dtype)),
+        ALh,
+        dtype,
+        per_entry=False,
+        value_per_column=True,
+    )
+    points = ALh[:, cols]
+    examples = np.flatnonzero(cols)
 
-    def autodiff(A, ones):
-        return jax.grad(lambda a: jnp.sum(loss.forward(a, targets(A))))(A) * ones
+    # each example's loss is an output of its own, probed by a cotangent of its own (1: a scalar):
+    # a verdict per example (examples have very different scales)
+    def f(A):
+        return tuple(loss.forward(A, targets(A)))
 
-    def value(A):  # per-column φ = the example's loss
-        return loss.forward(A, targets(A))
+    def rule(p, c):
+        A = p[0]
+        return (loss.backward(A, targets(A)) * jnp.stack(c).astype(A.dtype)[None, :],)
 
-    return compare_points(
+    def where(e):
+        # an entry's column is its example; a direction's example is the output its cotangent probes
+        j = examples[e.index[1] if e.kind == "entry" else int(e.output[4:-1])]
+        return f"example {j}: AL[:, {j}] = {column_text(ALh[:, j])}"
+
+    n_points = int(points.shape[1])
+    return run_function_check(
         "loss",
         loss.name,
-        ALh,
-        np.ones_like(ALh),
         dtype,
         methods,
         thr,
         eps,
+        seed,
         grid,
-        manual,
-        autodiff,
-        value,
-        elementwise=False,
-        custom_vjp=custom,
-        per_column_value=True,
+        f,
+        rule,
+        (points,),
+        custom,
+        n_points,
+        int(ALh.shape[1] - n_points),
+        where,
+        None,
+        "random",
     )

@@ -58,6 +58,8 @@ class CheckOptions(NamedTuple):
       max_entries: leaves up to this size are perturbed entry by entry.
       n_directions: random unit directions per larger leaf (and per leaf for jvp).
       jit: compile the evaluations (kept for the next check of the same functions and shapes).
+      cotangents: ``"random"`` (``n_cotangents`` seeded normal ones, on each output alone when there
+        are several) or ``"basis"`` (one per output entry: the whole Jacobian, row by row).
     """
 
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -69,6 +71,7 @@ class CheckOptions(NamedTuple):
     max_entries: int = 4096
     n_directions: int = 4
     jit: bool = True
+    cotangents: str = "random"
 
 
 def full_precision_matmuls(fn):

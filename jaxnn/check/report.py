@@ -104,6 +104,9 @@ class MethodResult(NamedTuple):
       reasons: when failed, the recognised shapes of the error in words (a constant
         factor, zero where the reference is not, a capped magnitude, a kink of f;
         ``jaxnn.check.diagnose``); empty when none is recognised.
+      output_errors: ``((output, error, noise), ...)`` per output (f with several outputs, or one
+        cotangent per output entry), every leaf together; empty otherwise.
+      failed_outputs: the outputs over their threshold + noise (each is a verdict of its own).
     """
 
     method: str
@@ -125,6 +128,8 @@ class MethodResult(NamedTuple):
     excluded: int
     note: str = ""
     reasons: tuple[str, ...] = ()
+    output_errors: tuple[tuple[str, float, float], ...] = ()
+    failed_outputs: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:

@@ -76,6 +76,7 @@ def check_vjp(
     jit: bool = True,
     static_argnums: int | Sequence[int] = (),
     exclude: Callable | None = None,
+    cotangents: str = "random",
 ) -> GradientReport:
     """Check a hand-written VJP (or f's own custom_vjp rule) against references (conventions §3).
 
@@ -110,6 +111,10 @@ def check_vjp(
         shapes; None: nothing), True where an entry is left out of every comparison:
         the kinks of f (``lambda x: x == 0`` for ReLU or abs), where no derivative
         exists. The report counts what was left out.
+      cotangents: ``"random"`` (``n_cotangents`` seeded normal cotangents; on each output
+        alone when f has several) or ``"basis"`` (one cotangent per output entry, one-hot:
+        the whole Jacobian row by row, so each ⟨c, f⟩ and its rounding is one output entry's;
+        for outputs of up to ``max_entries`` entries).
 
     Returns:
       A ``GradientReport`` with per-leaf errors and noise bounds, the worst
@@ -147,6 +152,7 @@ def check_vjp(
         static_argnums,
         key_fns=(f, vjp, reference),
         exclude=exclude,
+        cotangents=cotangents,
     )
 
 
@@ -332,6 +338,7 @@ def _run(
     scalar=False,
     key_fns=None,
     exclude=None,
+    cotangents="random",
 ):
     primals = _as_tuple(primals, who)
     static = check_static_argnums(static_argnums, len(primals), who) if static_argnums != () else ()
@@ -385,7 +392,20 @@ def _run(
         raise ValueError(f"{who}: {what} failed: {type(e).__name__}: {first_line(e)}.") from None
     _check_rule_output(who, what, rule_struct, primals, names)
 
-    opts = CheckOptions(methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, bool(jit))
+    if cotangents not in ("random", "basis"):
+        raise ValueError(
+            f"{who}: cotangents = {cotangents!r}: choose 'random' or 'basis' (one per output entry)."
+        )
+    if cotangents == "basis":
+        n_out = sum(int(np.prod(s.shape, dtype=np.int64)) for s in jax.tree.leaves(out))
+        if n_out > max_entries:
+            raise ValueError(
+                f"{who}: cotangents='basis' needs one cotangent per output entry, {n_out} here, more than "
+                f"max_entries = {max_entries}: use the default random cotangents, or raise max_entries."
+            )
+    opts = CheckOptions(
+        methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, bool(jit), cotangents
+    )
     report = compare_rule(
         who, f, primals, names, out, rule, what, reference, opts, cache_key=cache_key, keep=keep
     )

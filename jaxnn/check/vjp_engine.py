@@ -40,7 +40,7 @@ from jaxnn.check.perturb import (
     scatter_residual,
 )
 from jaxnn.check.report import GradientReport
-from jaxnn.check.vjp_methods import per_leaf, vjp_problem
+from jaxnn.check.vjp_methods import cotangent_matrix, per_leaf, vjp_problem
 from jaxnn.core.compat import enable_x64
 
 # compiled programs kept for checks of the same functions and shapes (a bounded LRU)
@@ -132,7 +132,7 @@ def compare_rule(
     ...     None, opts).passed
     True
     """
-    methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, jit = opts
+    methods, eps, thresholds, seed, n_worst, n_cot, max_entries, n_directions, jit, cot_mode = opts
     dtype = dtype_name(jnp.result_type(*jax.tree.leaves(primals)))
     partner = partner_dtype(dtype)
     low = dtype if partner == "float64" else "float32"
@@ -147,20 +147,32 @@ def compare_rule(
     out_leaves, out_def = jax.tree.flatten(out)
     scalar = n_cot == 1 and len(out_leaves) == 1 and out_leaves[0].shape == ()
     outputs = None
-    if scalar:
+    if cot_mode == "basis":  # one-hot on every output entry: each ⟨c, f⟩ is one output entry
+        cots, outputs = [], []
+        for o, (name, s) in enumerate(zip(leaf_names(out, "out"), out_leaves)):
+            for e in np.ndindex(*s.shape):
+                cots.append([np.zeros(t.shape) for t in out_leaves])
+                cots[-1][o][e] = 1.0
+                outputs.append(name + (f"[{', '.join(map(str, e))}]" if e else ""))
+        outputs = tuple(outputs)
+    elif scalar:
         cots = [[np.ones(())]]
     elif len(out_leaves) == 1:
         cots = [[rng.standard_normal(out_leaves[0].shape)] for _ in range(n_cot)]
     else:
         # several outputs: n_cot random cotangents on each output leaf alone (zero on the others), so
-        # a wrong term is located to its output as well as to the input entry
+        # a wrong term is located to its output as well as to the input entry; a scalar output
+        # needs one cotangent, 1 (any other is proportional), and then its entries are its gradient
         out_names = leaf_names(out, "out")
         cots, outputs = [], []
         for o, name in enumerate(out_names):
-            for _ in range(n_cot):
+            scalar_out = out_leaves[o].shape == ()
+            for _ in range(1 if scalar_out else n_cot):
                 cots.append(
                     [
-                        rng.standard_normal(s.shape) if i == o else np.zeros(s.shape)
+                        (np.ones(()) if scalar_out else rng.standard_normal(s.shape))
+                        if i == o
+                        else np.zeros(s.shape)
                         for i, s in enumerate(out_leaves)
                     ]
                 )
@@ -204,16 +216,18 @@ def compare_rule(
     r_ref = _rounding(sides, "ref", dtype, partner) if reference is not None else None
     r_rule = _rule_rounding(sides[dtype]["rule"], sides["float64"]["rule"], r_ref, dtype)
     g64 = sides["float64"]["rule"]
-    phi = lambda y: np.array([sum(float(np.sum(c * v)) for c, v in zip(ck, y)) for ck in cots])  # noqa: E731
-    phi64 = phi(sides["float64"]["f"])
-    phi_low = phi(sides[low]["f"]) if low in sides else phi64
-    phi_abs = np.array(
-        [sum(float(np.sum(np.abs(c * v))) for c, v in zip(ck, sides["float64"]["f"])) for ck in cots]
-    )
+    Cm = cotangent_matrix(cots)  # (K, outputs)
+    flat_out = lambda y: np.concatenate([np.ravel(v) for v in y])  # noqa: E731
+    phi64 = Cm @ flat_out(sides["float64"]["f"])
+    phi_low = Cm @ flat_out(sides[low]["f"]) if low in sides else phi64
+    phi_abs = np.abs(Cm) @ np.abs(flat_out(sides["float64"]["f"]))
     delta_phi = np.maximum(phi_rounding(phi64, phi_low, phi_abs, low), sides["float64"]["phi_scatter"])
     shapes = [tuple(np.shape(x)) for x in jax.tree.leaves(primals)]
     prob = vjp_problem(f, reference, primals, names, cots, out_def, g64, r_rule, r_ref, delta_phi, maybe_jit)
-    prob = prob._replace(outputs=outputs, keep=keep)
+    # several output leaves, each probed by cotangents of its own: a verdict per output too
+    prob = prob._replace(
+        outputs=outputs, keep=keep, output_verdicts=cot_mode == "random" and outputs is not None
+    )
     results = []
     for method in methods:
         if method == "reference":
@@ -236,6 +250,7 @@ def compare_rule(
                     n_worst,
                     outputs=outputs,
                     keep=keep,
+                    output_verdicts=prob.output_verdicts,
                 )
             )
         elif method == "finite_difference":
@@ -264,7 +279,11 @@ def compare_rule(
     leaves_text = ", ".join(f"{n} {s}" for n, s in zip(names[:6], shapes[:6])) + (
         ", ..." if len(names) > 6 else ""
     )
-    per_out = "" if outputs is None else f" ({n_cot} on each of {len(out_leaves)} outputs alone)"
+    per_out = ""
+    if cot_mode == "basis":
+        per_out = " (one per output entry: the whole Jacobian)"
+    elif outputs is not None:
+        per_out = f" (on each of {len(out_leaves)} outputs alone: {n_cot} random, 1 for a scalar output)"
     subject = f"f = {fname}({leaves_text}), rule under test: {what}, {K} cotangent(s){per_out}"
     return GradientReport(subject, None, dtype, eps, float(phi64[0]), tuple(results), who)
 
@@ -337,10 +356,11 @@ def _side(f, rule, reference, p, cots, out_def, u, maybe_jit, name, scatter=True
             else:
                 out["ref"] = jax.vmap(lambda c: ref_rule(p, c))(C)
         if phi_scatter:  # (points, K): ⟨c_k, f⟩ at each scatter point
+            Cm = jnp.concatenate([jnp.reshape(c, (c.shape[0], -1)) for c in C], axis=1)  # (K, outputs)
 
             def phi_at(xf):
                 y = jax.tree.leaves(f(*unflat(xf)))
-                return sum(jnp.sum(jnp.reshape(c * v[None], (c.shape[0], -1)), axis=1) for c, v in zip(C, y))
+                return Cm @ jnp.concatenate([jnp.ravel(v) for v in y]).astype(Cm.dtype)
 
             out["phi_scatter"] = jax.vmap(phi_at)(xs[:-1])
         return out

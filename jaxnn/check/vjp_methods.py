@@ -17,7 +17,10 @@ from jaxnn.core.compat import enable_x64
 
 
 def flat_fn(fn, primals, cots, out_def):
-    """(x, φ, offsets, C): the primals as one flat float64 vector, φ(x, C) = (⟨c_k, fn(x)⟩)_k, leaf offsets.
+    """(x, φ, offsets, C): the primals as one flat float64 vector, φ(x, C) = C y(x), leaf offsets.
+
+    C is ``cotangent_matrix(cots)`` (K, outputs) and y(x) fn's outputs as one flat vector, so
+    φ_k = ⟨c_k, fn(x)⟩.
 
     The cotangents C are an argument of φ (not captured), so one compiled φ serves
     every check of the same function and shapes. Call it with x64 on (float64).
@@ -38,7 +41,7 @@ def flat_fn(fn, primals, cots, out_def):
     shapes = [np.shape(a) for a in leaves]
     # host-side flattening: no eager JAX op (each would compile once per new shape)
     x = np.concatenate([np.asarray(a, np.float64).ravel() for a in leaves])
-    C = [[np.asarray(c, np.float64) for c in ck] for ck in cots]
+    C = cotangent_matrix(cots)
 
     def phi(flat, C):
         parts, start = [], 0
@@ -46,10 +49,23 @@ def flat_fn(fn, primals, cots, out_def):
             parts.append(flat[start : start + size].reshape(shape))
             start += size
         y = jax.tree.leaves(fn(*jax.tree.unflatten(treedef, parts)))
-        return jnp.stack([sum(jnp.sum(c * v) for c, v in zip(ck, y)) for ck in C])
+        # one matrix-vector product, however many output leaves and cotangents
+        return C @ jnp.concatenate([jnp.ravel(v) for v in y]).astype(C.dtype)
 
     offsets = np.cumsum([0, *sizes])
     return x, phi, offsets, C
+
+
+def cotangent_matrix(cots) -> np.ndarray:
+    """The cotangents [k][output leaf] as one (K, outputs) float64 matrix, leaves flattened in order.
+
+    Args:
+      cots: the cotangents, [k][output leaf] NumPy arrays.
+
+    >>> cotangent_matrix([[np.ones(2), np.zeros(())]]).tolist()
+    [[1.0, 1.0, 0.0]]
+    """
+    return np.stack([np.concatenate([np.ravel(np.asarray(c, np.float64)) for c in ck]) for ck in cots])
 
 
 def per_leaf(t, K: int, j: int | None = None) -> list[np.ndarray]:
@@ -98,7 +114,9 @@ def vjp_problem(
 
     def entry_groups(ids):
         idx = np.concatenate([np.arange(off[i], off[i + 1]) for i in ids])
-        at = maybe_jit(jax.vmap(lambda x, C, j, h: phi(jnp.asarray(x).at[j].add(h), C), in_axes=(None, None, 0, 0)), "fd")
+        at = maybe_jit(
+            jax.vmap(lambda x, C, j, h: phi(jnp.asarray(x).at[j].add(h), C), in_axes=(None, None, 0, 0)), "fd"
+        )
 
         def run(js, ss):
             with enable_x64(True):
@@ -107,7 +125,9 @@ def vjp_problem(
 
         return [(list(ids), x[idx], run)]
 
-    at_dir = maybe_jit(jax.vmap(lambda x, C, d: phi(jnp.asarray(x) + d, C), in_axes=(None, None, 0)), "fd_dir")
+    at_dir = maybe_jit(
+        jax.vmap(lambda x, C, d: phi(jnp.asarray(x) + d, C), in_axes=(None, None, 0)), "fd_dir"
+    )
 
     def direction_run(i):
         def run(D):
