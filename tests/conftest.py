@@ -6,11 +6,15 @@
 * ``jit``: runs a test's function both eagerly and compiled.
 * ``relative_error_np``: the relative error of conventions §3 computed in NumPy
   (no eager JAX op to compile per shape).
-* ``site``: the docs built once per test process (``mkdocs build --strict``), for
-  tests/test_docs.py and tests/test_docs_browser.py.
+* ``site``: the docs built once per test run (``mkdocs build --strict``), for
+  tests/test_docs.py and tests/test_docs_browser.py, shared by the xdist workers.
+* The order of the test files, longest first (``SECONDS``): xdist hands them out in that
+  order, so that both workers finish together.
 """
 
+import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -79,12 +83,30 @@ def relative_error_np(g1, g2) -> float:
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory):
-    """The docs site, built once per test process with warnings as errors (mkdocs --strict)."""
+    """The docs site, built once per test run with warnings as errors (mkdocs --strict).
+
+    Under xdist the two docs files may run on different workers: the site is built into
+    the run's shared temporary folder (the parent of each worker's own) under a file lock,
+    by whichever worker comes first; the other waits for it and reads the same site.
+    """
     pytest.importorskip("mkdocs")
     pytest.importorskip("mkdocstrings_handlers.python")
     pytest.importorskip("material")
     pytest.importorskip("mkdocs_jupyter")
-    site = tmp_path_factory.mktemp("site")
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _build_site(tmp_path_factory.mktemp("site"))
+    shared = tmp_path_factory.getbasetemp().parent
+    with open(shared / "site.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        site = shared / "site"
+        if not (shared / "site.built").exists():
+            shutil.rmtree(site, ignore_errors=True)  # a build that failed part way
+            _build_site(site)
+            (shared / "site.built").touch()
+    return site
+
+
+def _build_site(site: Path) -> Path:
     env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
     proc = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(ROOT / "mkdocs.yml"),
@@ -93,3 +115,35 @@ def site(tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return site
+
+
+# --- xdist scheduling -------------------------------------------------------------------------
+# Seconds one worker spends on each file (pytest --durations, summed per file, 2-core VM with
+# two workers, 2026-12-04; rounded). They set only the ORDER in which xdist hands the files out
+# (pyproject: --dist loadfile --no-loadscope-reorder), longest first: the longest-processing-
+# time rule, which keeps the last files to start short, so that one worker does not run a long
+# file alone at the end (xdist's own order, most tests first, left the 1-test notebooks, up to
+# 55 s each, for last). A file not listed counts DEFAULT_SECONDS; a stale number only changes
+# the order, never what runs.
+SECONDS = {
+    "test_check_verdict.py": 140, "test_training.py": 75, "test_check.py": 75,
+    "test_accuracy.py": 70, "test_check_noise.py": 65, "test_faults.py": 60,
+    "02_gradient_checking.ipynb": 55, "test_check_vjp.py": 55, "test_check_hypothesis.py": 55,
+    "test_parallel.py": 50, "test_multiprocess.py": 47, "test_doctests.py": 45, "test_step.py": 45,
+    "test_baseline.py": 40, "test_readme.py": 40, "test_checkpoint.py": 35,
+    "test_floor_smoke.py": 35, "test_precision.py": 35, "test_check_inputs.py": 32,
+    "test_cli_gradcheck.py": 30, "test_backward.py": 30, "03_training_on_tpu.ipynb": 26,
+    "test_docs_browser.py": 25, "01_formulas_to_code.ipynb": 17, "test_benchmark_smoke.py": 15,
+    "test_docs.py": 14, "test_cli_train.py": 12, "test_memory.py": 10,
+}
+DEFAULT_SECONDS = 5
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The test files longest first (SECONDS); the order within a file is kept."""
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(Path(str(item.path)).name, i)
+    items.sort(key=lambda it: (-SECONDS.get(Path(str(it.path)).name, DEFAULT_SECONDS),
+                               first[Path(str(it.path)).name]))
