@@ -10,6 +10,10 @@
   tests/test_docs.py and tests/test_docs_browser.py, shared by the xdist workers.
 * The order of the test files, longest first (``SECONDS``): xdist hands them out in that
   order, so that both workers finish together.
+* One persistent compilation cache per test run, in a new temporary folder that the run
+  deletes at its end (``pytest_configure``): a program one xdist worker compiled, the other
+  loads instead of compiling it again (the same XLA executable: nothing computes differently).
+  Only the test processes use it; the subprocesses the tests start keep their own settings.
 """
 
 import fcntl
@@ -17,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -25,6 +30,29 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# The run's compilation cache folder, made by the first pytest process (the xdist controller, or
+# the only process without xdist) and handed to the workers it starts through the environment.
+# A variable of our own, not JAX_COMPILATION_CACHE_DIR: the subprocesses the tests start (the
+# CLI, the multi-process runs, notebooks) inherit the environment, and must not share it.
+RUN_CACHE_ENV = "JAXNN_TESTS_RUN_XLA_CACHE"
+
+
+def pytest_configure(config):
+    if RUN_CACHE_ENV not in os.environ:
+        os.environ[RUN_CACHE_ENV] = tempfile.mkdtemp(prefix="jaxnn-tests-xla-cache-")
+        config._jaxnn_run_cache = os.environ[RUN_CACHE_ENV]  # this process deletes it at the end
+    jax.config.update("jax_compilation_cache_dir", os.environ[RUN_CACHE_ENV])
+    # every program, however small: the eager primitives and random draws are most of them
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_jaxnn_run_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.environ.pop(RUN_CACHE_ENV, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 
