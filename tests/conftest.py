@@ -146,23 +146,27 @@ def _build_site(site: Path) -> Path:
 
 
 # --- xdist scheduling -------------------------------------------------------------------------
-# Seconds one worker spends on each file (pytest --durations, summed per file, 2-core VM with
-# two workers, 2026-12-04; rounded). They set only the ORDER in which xdist hands the files out
-# (pyproject: --dist loadfile --no-loadscope-reorder), longest first: the longest-processing-
-# time rule, which keeps the last files to start short, so that one worker does not run a long
-# file alone at the end (xdist's own order, most tests first, left the 1-test notebooks, up to
-# 55 s each, for last). A file not listed counts DEFAULT_SECONDS; a stale number only changes
-# the order, never what runs.
+# Seconds one worker spends on each file (junit times summed per file: the full suite on the
+# 2-core VM with two workers while other work ran, 2026-12-04 21:52; rounded; files under 8 s
+# left out). They set only the ORDER in which xdist hands the files out (pyproject: --dist
+# loadfile --no-loadscope-reorder), longest first: the longest-processing-time rule, which keeps
+# the last files to start short, so that one worker does not run a long file alone at the end
+# (xdist's own order, most tests first, left the 1-test notebooks, up to 55 s each, for last).
+# A file not listed counts DEFAULT_SECONDS; a stale number only changes the order, never what
+# runs.
 SECONDS = {
-    "test_check_verdict.py": 140, "test_training.py": 75, "test_check.py": 75,
-    "test_accuracy.py": 70, "test_check_noise.py": 65, "test_faults.py": 60,
-    "02_gradient_checking.ipynb": 55, "test_check_vjp.py": 55, "test_check_hypothesis.py": 55,
-    "test_parallel.py": 50, "test_multiprocess.py": 47, "test_doctests.py": 45, "test_step.py": 45,
-    "test_baseline.py": 40, "test_readme.py": 40, "test_checkpoint.py": 35,
-    "test_floor_smoke.py": 35, "test_precision.py": 35, "test_check_inputs.py": 32,
-    "test_cli_gradcheck.py": 30, "test_backward.py": 30, "03_training_on_tpu.ipynb": 26,
-    "test_docs_browser.py": 25, "01_formulas_to_code.ipynb": 17, "test_benchmark_smoke.py": 15,
-    "test_docs.py": 14, "test_cli_train.py": 12, "test_memory.py": 10,
+    "test_training.py": 103, "test_faults.py": 70, "test_precision.py": 60,
+    "test_check_assert.py": 59, "02_gradient_checking.ipynb": 55, "test_check.py": 52,
+    "test_cli_gradcheck.py": 46, "03_training_on_tpu.ipynb": 46, "test_multiprocess.py": 46,
+    "test_cli_train.py": 45, "test_parallel.py": 45, "test_check_hypothesis.py": 42,
+    "test_check_noise.py": 41, "test_backward.py": 40, "test_check_inputs.py": 33,
+    "test_doctests.py": 32, "test_readme.py": 31, "test_check_verdict.py": 29,
+    "test_floor_smoke.py": 25, "test_check_search.py": 24, "test_accuracy.py": 23,
+    "test_baseline.py": 22, "test_check_vjp.py": 22, "test_checkpoint.py": 21, "test_step.py": 20,
+    "test_per_example.py": 19, "test_losses.py": 16, "test_custom_vjp.py": 14,
+    "test_forward.py": 14, "01_formulas_to_code.ipynb": 13, "test_updates.py": 12,
+    "test_activations.py": 11, "test_check_explain.py": 11, "test_memory.py": 11,
+    "test_validation.py": 10, "test_cli.py": 10,
 }
 DEFAULT_SECONDS = 5
 
