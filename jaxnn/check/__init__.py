@@ -32,8 +32,9 @@ One engine (``jaxnn.check.engine``) runs every comparison: each front end
 (``check_vjp`` / ``check_grad``, ``check_gradients``) describes its check as
 a ``Problem`` and the engine's reference, finite-difference and jvp methods
 compare it leaf by leaf (``check_activation`` and ``check_loss`` are
-``check_vjp`` of the hand-written derivative on their grid of inputs); a failure is explained where it has a recognisable
-shape (``jaxnn.check.diagnose``). Computations are compiled by default
+``check_vjp`` of the hand-written derivative on their grid of inputs); a
+failure is explained where it has a recognisable shape
+(``jaxnn.check.diagnose``). Computations are compiled by default
 (``jit=True``), one program per function and shape, kept for the next check
 of the same functions and shapes; ``jit=False`` runs them op by op.
 """

@@ -197,7 +197,8 @@ def check_gradients(
             if dt == "float64" and keep.all():
                 J, gm, ga = J64, g64, a64
             else:
-                J, _, gm, ga = kernel("both", jit)(p, Xd, Yd, key, backward=backward, **cfg)
+                # the default optimisation level: the rounding measured is the one training has
+                J, _, gm, ga = kernel("both", jit, fast=False)(p, Xd, Yd, key, backward=backward, **cfg)
             sides[dt] = (float(J), _host(gm), _host(ga))
     low = dtype if partner == "float64" else "float32"
     rounding = _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit)

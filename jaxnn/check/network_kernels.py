@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.check.options import PARAM_NAMES
+from jaxnn.check.options import FAST_COMPILE, PARAM_NAMES
 from jaxnn.core.activations import ACTIVATIONS
 from jaxnn.core.backward import backward as manual_backward
 from jaxnn.core.backward import value_and_autodiff_grad
@@ -125,19 +125,27 @@ _KERNELS = {
     "jvp": (_k_jvp, ("net", "l2", "keep_prob", "group")),
 }
 _JITTED = {name: jax.jit(f, static_argnames=static) for name, (f, static) in _KERNELS.items()}
+# XLA's backend optimisation level 0 for the float64 computations (finite differences, jvp, floors, the
+# float64 gradients): a check's programs run once or a few times on small arrays, so compiling them fast
+# matters more than running them fast. The caller's-dtype run keeps the default level: its rounding is
+# what the check measures, and level 0 (no fused multiply-adds) would make it coarser than in training.
+_FAST = {name: jax.jit(f, static_argnames=static, **FAST_COMPILE) for name, (f, static) in _KERNELS.items()}
 
 
-def kernel(name: str, jit: bool):
+def kernel(name: str, jit: bool, fast: bool = True):
     """The computation ``name`` (``"both"``, ``"fd_entries"``, ``"fd_deltas"``, ``"jvp"``), jitted or not.
 
     Args:
       name: which computation.
       jit: the compiled version (one program per network and shape) or the eager one.
+      fast: compiled at XLA's backend optimisation level 0 (float64 computations), else the default.
 
     >>> callable(kernel("both", False))
     True
     """
-    return _JITTED[name] if jit else _KERNELS[name][0]
+    if not jit:
+        return _KERNELS[name][0]
+    return _FAST[name] if fast else _JITTED[name]
 
 
 def groups(p64, max_entries: int) -> list[tuple[tuple[int, str], ...]]:
