@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import pytest
 
 import jaxnn
-from jaxnn.train import memory
+from jaxnn.train import free_memory, memory
 
 ROOT = Path(__file__).resolve().parent.parent
 HUGE = jaxnn.Network((4, 100000, 100000, 3), ("relu", "relu", "softmax"), "cross_entropy")
@@ -29,7 +29,7 @@ HUGE_BYTES = 160e9  # its params, adam's m and v, and the gradients
 
 
 def _free():
-    free = memory.available_bytes()
+    free = free_memory.available_bytes()
     assert free is not None and free[0] > 0
     return free[0]
 
@@ -67,22 +67,22 @@ def test_an_oversize_network_is_refused_with_one_line():
 def test_a_container_limit_lowers_what_is_free(monkeypatch):
     # cgroup v2: 8 GB limit, 7.5 GB used of which 3 GB is inactive page cache -> 3.5 GB free
     files = {"/sys/fs/cgroup/memory.max": 8 * 2**30, "/sys/fs/cgroup/memory.current": 7.5 * 2**30}
-    monkeypatch.setattr(memory, "_read_int", lambda path: files.get(path))
-    monkeypatch.setattr(memory, "_stat", lambda path, key: 3 * 2**30 if key == "inactive_file"
+    monkeypatch.setattr(free_memory, "_read_int", lambda path: files.get(path))
+    monkeypatch.setattr(free_memory, "_stat", lambda path, key: 3 * 2**30 if key == "inactive_file"
                         else 0)
-    free, source = memory.host_available_bytes()
+    free, source = free_memory.host_available_bytes()
     if source.startswith("MemAvailable"):  # the host itself has less than 3.5 GB free
         pytest.skip("the host has less free memory than the container limit leaves")
     assert free == 3.5 * 2**30
     assert source == "the container's memory limit (/sys/fs/cgroup/memory.max)"
     files["/sys/fs/cgroup/memory.max"] = 2**63 - 4096  # "no limit"
-    assert memory.host_available_bytes()[1].startswith("MemAvailable")
+    assert free_memory.host_available_bytes()[1].startswith("MemAvailable")
 
 
 @pytest.fixture
 def one_megabyte(monkeypatch):
     """The host (where CPU devices allocate) has 1 MB free."""
-    monkeypatch.setattr(memory, "host_available_bytes", lambda: (1_000_000, "a 1 MB test limit"))
+    monkeypatch.setattr(free_memory, "host_available_bytes", lambda: (1_000_000, "a 1 MB test limit"))
 
 
 NET = jaxnn.Network((4, 1000, 1000, 3), ("relu", "relu", "softmax"), "cross_entropy")  # 4 MB
@@ -106,7 +106,7 @@ def test_train_epochs_stops_before_allocating(monkeypatch):
     state = jaxnn.init_state(jaxnn.init_params(jax.random.key(0), NET), jax.random.key(1))
     X, Y = jnp.ones((4, 512)), jnp.eye(3, 512)
     before = len(jax.live_arrays())
-    monkeypatch.setattr(memory, "host_available_bytes", lambda: (1_000_000, "a 1 MB test limit"))
+    monkeypatch.setattr(free_memory, "host_available_bytes", lambda: (1_000_000, "a 1 MB test limit"))
     with pytest.raises(ValueError) as info:
         jaxnn.train_epochs(state, NET, (X, Y), epochs=1, batch_size=512, progress=False)
     assert str(info.value).startswith(
@@ -156,7 +156,7 @@ def cli_runs(tmp_path_factory):
     """Both jaxnn train runs side by side (each is mostly jax's start-up)."""
     folder = tmp_path_factory.mktemp("memory_cli")
     # the estimate is told that 1 EB is free, so a 400 TB W2 reaches XLA, which refuses it
-    told = ("import sys; import jaxnn.train.memory as m; "
+    told = ("import sys; import jaxnn.train.free_memory as m; "
             "m.available_bytes = lambda device=None: (10**18, 'a 1 EB test limit'); "
             "from jaxnn.cli.main import main; sys.exit(main(sys.argv[1:]))")
     started = {"oversize": _start(folder, "--layers", "100000,100000", "--out", "big"),

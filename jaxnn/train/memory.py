@@ -19,17 +19,16 @@ it is a lower bound, so a "fits" is no promise, but a "does not fit" is sure.
 An out-of-memory error that still comes from XLA is turned into a
 ``ValueError`` too (``out_of_memory_as_error``).
 
-Inside ``one_reading()`` (one ``fit`` call) the free memory is read once per
-device, and each check that passes reserves its bytes for the checks after it.
+Where the free memory comes from, and the one comparison with it, is
+``jaxnn.train.free_memory`` (inside its ``one_reading()``, one ``fit`` call
+reads the free memory once per device).
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import functools
 import math
-import os
 from typing import NamedTuple
 
 import jax
@@ -37,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.core.network import Network
+from jaxnn.train.free_memory import available_bytes, raise_if_too_big, size_text
 from jaxnn.train.optimizers import as_optimizer
 
 
@@ -60,18 +60,6 @@ class MemoryEstimate(NamedTuple):
     total: int
     layer: int
     layer_bytes: int
-
-
-def size_text(n: float) -> str:
-    """Bytes as a short text in powers of 1000: '40.0 GB'.
-
-    >>> size_text(4e10), size_text(1536), size_text(12)
-    ('40.0 GB', '1.5 kB', '12 B')
-    """
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{int(n)} B"
 
 
 def _tree_bytes(tree) -> int:
@@ -136,161 +124,6 @@ def estimate_bytes(net: Network, batch_size: int, optimizer=None, dtype=jnp.floa
     l = int(np.argmax(per_layer))
     return MemoryEstimate(params, opt, params, activations, params + opt + params + activations,
                           l + 1, per_layer[l])
-
-
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            return int(f.read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def host_available_bytes() -> tuple[int, str] | None:
-    """(bytes free for a new allocation on this host, where that number comes from), or None.
-
-    ``MemAvailable`` of ``/proc/meminfo`` (else free pages from ``os.sysconf``),
-    lowered to a container's cgroup limit minus its use where one is set.
-
-    >>> free, source = host_available_bytes()
-    >>> free > 0, source.split()[0] in ("MemAvailable", "free", "the")
-    (True, True)
-    """
-    found = None
-    try:
-        with open("/proc/meminfo") as f:
-            text = "\n" + f.read()
-        at = text.find("\nMemAvailable:")
-        if at >= 0:
-            found = (int(text[at + 14:].split(None, 1)[0]) * 1024, "MemAvailable of /proc/meminfo")
-    except (OSError, ValueError, IndexError):
-        pass
-    if found is None:
-        try:
-            found = (os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), "free pages")
-        except (OSError, ValueError, AttributeError):
-            return None
-    for folder, limit, usage, cache in (
-            ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
-            ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes",
-             "total_inactive_file")):
-        cap = _read_int(f"{folder}/{limit}")
-        if cap is None or cap >= 2**60:  # no limit ("max", or the v1 maximum)
-            continue
-        used = _read_int(f"{folder}/{usage}")
-        if used is None:
-            continue
-        # the usage counts the page cache; its inactive part is given back on demand
-        free = cap - used + _stat(f"{folder}/memory.stat", cache)
-        if free < found[0]:
-            found = (max(free, 0), f"the container's memory limit ({folder}/{limit})")
-    return found
-
-
-def _stat(path: str, key: str) -> int:
-    try:
-        with open(path) as f:
-            for line in f:
-                name, _, value = line.partition(" ")
-                if name == key:
-                    return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
-def available_bytes(device=None) -> tuple[int, str] | None:
-    """(bytes free where ``device`` allocates, where that number comes from), or None if unknown.
-
-    A device that reports its memory (``device.memory_stats()``: GPU, TPU)
-    gives ``bytes_limit - bytes_in_use``; a CPU device allocates on the host
-    (``host_available_bytes``).
-
-    Args:
-      device: a ``jax.Device`` (default: the first local device).
-
-    >>> free, source = available_bytes()
-    >>> free > 0
-    True
-    """
-    device = device or jax.local_devices()[0]
-    try:
-        stats = device.memory_stats()
-    except Exception:  # a backend without memory statistics
-        stats = None
-    if stats and "bytes_limit" in stats:
-        free = int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-        return free, f"{device.platform}:{device.id}'s memory"
-    return host_available_bytes()
-
-
-# Inside one_reading(): device -> [available_bytes(device), bytes reserved by checks that passed]
-_READING: contextvars.ContextVar = contextvars.ContextVar("jaxnn_memory_reading", default=None)
-
-
-@contextlib.contextmanager
-def one_reading():
-    """Within the block the checks read the free memory once per device, and reserve what they pass.
-
-    ``fit`` checks the state (params copy, optimizer state), then a step (gradients,
-    activations), before allocating either: the second check compares with what was free
-    less the first one's bytes, as if it had read the memory after that allocation.
-
-    >>> with one_reading():
-    ...     check_state_fits([{"W": jnp.ones((3, 2)), "b": jnp.zeros((3, 1))}], "adam")
-    """
-    token = _READING.set({})
-    try:
-        yield
-    finally:
-        _READING.reset(token)
-
-
-def _free(device) -> tuple[int, str] | None:
-    reading = _READING.get()
-    if reading is None:
-        return available_bytes(device)
-    device = device or jax.local_devices()[0]
-    if device not in reading:
-        reading[device] = [available_bytes(device), 0]
-    free, reserved = reading[device]
-    if free is None or not reserved:
-        return free
-    return max(free[0] - reserved, 0), f"{free[1]}, less {size_text(reserved)} allocated before"
-
-
-def _reserve(needed: int, device) -> None:
-    reading = _READING.get()
-    if reading is not None:
-        reading[device or jax.local_devices()[0]][1] += needed
-
-
-def raise_if_too_big(what: str, needed: int, parts, largest, device=None) -> None:
-    """Raise the one-line ``ValueError`` when ``needed`` bytes exceed what is free (see module).
-
-    Args:
-      what: the subject and verb of the message ("the network 4-100-3 needs").
-      needed: the bytes about to be allocated.
-      parts: what they are made of, for the message (a str, or a function that
-        returns it, called only to raise).
-      largest: the largest piece and its bytes, for the message (likewise).
-      device: where they go (default: the first local device).
-
-    >>> raise_if_too_big("W needs", 10**16, "params 10000.0 TB", "its largest layer, W1 (10**8, 10**8)")
-    Traceback (most recent call last):
-    ...
-    ValueError: W needs about 10000.0 TB (params 10000.0 TB) but only ... is free ...
-    """
-    free = _free(device)
-    if free is None or needed <= free[0]:
-        _reserve(needed, device)
-        return
-    parts, largest = (t() if callable(t) else t for t in (parts, largest))
-    raise ValueError(
-        f"{what} about {size_text(needed)} ({parts}) but only {size_text(free[0])} is free "
-        f"({free[1]}); {largest}, is too big: use fewer or smaller hidden layers, a smaller "
-        "batch, or a machine with more memory."
-    )
 
 
 def check_memory(net: Network, batch_size: int, *, optimizer=None, dtype=jnp.float32,

@@ -26,7 +26,8 @@ from jaxnn.devices.place import Placement, place_constant, place_replicated, pla
 from jaxnn.devices.processes import check_same_across_processes, peer_loss_as_error, to_local
 from jaxnn.train.divergence import DivergenceError, replay_epoch
 from jaxnn.train.epoch import EpochSpec, epoch_order, epoch_orders, run_epochs
-from jaxnn.train.memory import check_step_fits, one_reading, out_of_memory_as_error
+from jaxnn.train.free_memory import one_reading
+from jaxnn.train.memory import check_step_fits, out_of_memory_as_error
 from jaxnn.train.state import StateSeed, TrainState, seed_state
 from jaxnn.train.step import settings
 
