@@ -34,6 +34,24 @@ def test_python_float_and_int_primals_are_converted_and_stated():
     assert "primals[0]: Python int 3 -> float32" in report.subject
 
 
+def test_numpy_float64_primals_without_x64_are_checked_in_float32_and_stated():
+    # before: f's own rule returned float32 for a float64 NumPy primal and the check blamed the rule
+    x = np.linspace(-1.0, 1.0, 5)
+    report = check_vjp(jnp.sin, (x,), reference=lambda x: jnp.sin(x), jit=False)
+    assert report.passed, str(report)
+    assert report.dtype == "float32"
+    assert "primals[0]: NumPy float64 -> float32 (x64 is off" in report.subject
+    bad = check_grad(lambda x: jnp.sum(jnp.sin(x)), (x,), grad=lambda x: 1.01 * jnp.cos(x),
+                     reference=lambda x: jnp.sum(jnp.sin(x)), jit=False)
+    assert not bad.passed and bad.worst_leaf == "primals[0]"
+
+
+def test_numpy_float64_primals_under_x64_stay_float64(x64):
+    report = check_vjp(jnp.sin, (np.linspace(-1.0, 1.0, 5),), reference=lambda x: jnp.sin(x), jit=False)
+    assert report.passed and report.dtype == "float64", str(report)
+    assert "NumPy" not in report.subject
+
+
 def test_none_from_an_explicit_vjp_is_a_zero_cotangent():
     f = lambda x, y: 2.0 * x + 0.0 * y  # noqa: E731
     ok = check_vjp(f, (jnp.ones(3), jnp.ones(3)), vjp=lambda p, c: (2 * c, None), reference=f, jit=False)

@@ -1,7 +1,8 @@
 """What a user passes to ``check_vjp`` / ``check_grad``, made into one problem over float arrays.
 
 * Python floats and ints among the primals become float arrays of JAX's
-  default float dtype (float32, or float64 under x64); the report says so.
+  default float dtype (float32, or float64 under x64); NumPy float64 arrays
+  become float32 while x64 is off, as JAX would compute them; the report says so.
 * ``static_argnums``: primals that are not differentiated (integers,
   configuration). f, the reference and the rule still receive them; the
   check runs over the others, whose leaves keep their names
@@ -74,6 +75,9 @@ def check_static_argnums(static_argnums, n: int, who: str) -> tuple[int, ...]:
 def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tuple[str, ...]]:
     """Python floats / ints among the differentiated primals as float arrays, and a note for each.
 
+    NumPy float arrays JAX cannot hold as they are (float64 while x64 is off) become
+    JAX's float dtype, with a note, as JAX itself would compute them.
+
     Args:
       primals: the tuple of primals.
       static: the positions not differentiated (left as they are).
@@ -90,6 +94,13 @@ def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tup
             name = prefix + jax.tree_util.keystr(path)
             notes.append(f"{name}: Python {type(x).__name__} {x!r} -> {jnp.dtype(dtype).name}")
             return jnp.asarray(float(x), dtype)
+        if isinstance(x, np.ndarray | np.generic) and jnp.issubdtype(x.dtype, jnp.floating):
+            held = jax.dtypes.canonicalize_dtype(x.dtype)
+            if held != x.dtype:  # float64 NumPy data while x64 is off: JAX computes in float32
+                name = prefix + jax.tree_util.keystr(path)
+                notes.append(f"{name}: NumPy {x.dtype} -> {held.name} (x64 is off; "
+                             "jax.enable_x64(True) checks in float64)")
+                return jnp.asarray(x, held)
         return x
 
     out = [p if i in static else _convert_tree(conv, i, p) for i, p in enumerate(primals)]
