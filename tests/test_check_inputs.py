@@ -41,6 +41,7 @@ def test_numpy_float64_primals_without_x64_are_checked_in_float32_and_stated():
     assert report.passed, str(report)
     assert report.dtype == "float32"
     assert "primals[0]: NumPy float64 -> float32 (x64 is off" in report.subject
+    assert report.subject.startswith("f = sin(primals[0] (5,))"), report.subject  # its own name
     bad = check_grad(lambda x: jnp.sum(jnp.sin(x)), (x,), grad=lambda x: 1.01 * jnp.cos(x),
                      reference=lambda x: jnp.sum(jnp.sin(x)), jit=False)
     assert not bad.passed and bad.worst_leaf == "primals[0]"

@@ -138,7 +138,15 @@ def build_problem(who, f, reference, rule, primals, static, names_of) -> Problem
         return full
 
     def lift(fn):
-        return None if fn is None else (lambda *dp: fn(*merge(dp)))
+        if fn is None:
+            return None
+
+        def over_differentiated(*dp):
+            return fn(*merge(dp))
+
+        # the report names f by its own name ("sin"), not this wrapper's
+        over_differentiated.__name__ = getattr(fn, "__name__", type(fn).__name__)
+        return over_differentiated
 
     dprimals = tuple(primals[i] for i in diff)
     wrapped_rule = None
