@@ -34,7 +34,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import jax
-import jax.numpy as jnp
+import jax.numpy as jnp  # noqa: F401 - the docstring examples use it
 import numpy as np
 
 from jaxnn.check.inputs import (
@@ -53,6 +53,7 @@ from jaxnn.check.options import (
     full_precision_matmuls,
 )
 from jaxnn.check.report import GradientReport
+from jaxnn.check.vjp_arguments import as_tuple, check_primals, check_rule_output, out_struct
 from jaxnn.check.vjp_engine import compare_rule, leaf_names
 
 VJP_METHODS = ("reference", "finite_difference", "jvp")
@@ -205,7 +206,7 @@ def check_grad(
     >>> check_grad(f, (jnp.eye(2), jnp.array([0.5, -1.0])), grad=grad, reference=f).passed
     True
     """
-    primals = _as_tuple(primals, "check_grad")
+    primals = as_tuple(primals, "check_grad")
     static = check_static_argnums(static_argnums, len(primals), "check_grad") if static_argnums != () else ()
     rule = None
     if grad is not None:
@@ -243,81 +244,6 @@ def check_grad(
     )
 
 
-def _as_tuple(primals, who: str) -> tuple:
-    if not isinstance(primals, tuple | list):
-        raise ValueError(
-            f"{who}: primals must be a tuple of pytrees, the arguments of f(*primals); got "
-            f"{type(primals).__name__}. For one array x write (x,)."
-        )
-    return tuple(primals)
-
-
-def _check_primals(who: str, primals: tuple, names: list[str]) -> list[str]:
-    for name, x in zip(names, jax.tree.leaves(primals)):
-        dt = getattr(x, "dtype", None) or np.asarray(x).dtype
-        if not jnp.issubdtype(dt, jnp.floating):
-            raise ValueError(
-                f"{who}: {name} has dtype {dt}; only float arrays have gradients (cast it, pass its "
-                "position in static_argnums=..., or close over it in f)."
-            )
-        a = np.asarray(x, np.float64)
-        if not np.all(np.isfinite(a)):
-            bad = tuple(int(i) for i in np.argwhere(~np.isfinite(a))[0])
-            raise ValueError(
-                f"{who}: {name} holds NaN or inf (first at index {bad}: {a[bad]}); a gradient there means "
-                "nothing: check at finite primals."
-            )
-    if not names:
-        raise ValueError(f"{who}: primals hold no arrays.")
-    return names
-
-
-def _out_struct(who, f, primals):
-    if not callable(f):
-        raise ValueError(f"{who}: f = {f!r} must be a function f(*primals).")
-    try:
-        out = jax.eval_shape(f, *primals)
-    except Exception as e:  # noqa: BLE001 - user code: its failure becomes a clear error
-        raise ValueError(f"{who}: f(*primals) failed: {type(e).__name__}: {first_line(e)}.") from None
-    for name, s in zip(leaf_names(out, "out"), jax.tree.leaves(out)):
-        if not jnp.issubdtype(s.dtype, jnp.floating):
-            raise ValueError(
-                f"{who}: f returned {name} of dtype {s.dtype}; every output must be a float array (an "
-                "integer or boolean output has no derivative: leave it out of f)."
-            )
-    if not jax.tree.leaves(out):
-        raise ValueError(f"{who}: f(*primals) returned no arrays.")
-    return out
-
-
-def _check_rule_output(who, what, out, primals, names) -> None:
-    """The rule's cotangents must have each primal's structure, shapes and dtypes: no broadcasting."""
-    if not isinstance(out, tuple | list) or len(out) != len(primals):
-        raise ValueError(
-            f"{who}: {what} returned {type(out).__name__} {jax.tree.structure(out)}; expected a tuple with "
-            f"one cotangent per primal ({len(primals)} here), each with that primal's structure."
-        )
-    for i, (o, p) in enumerate(zip(out, primals)):
-        if jax.tree.structure(o) != jax.tree.structure(p):
-            raise ValueError(
-                f"{who}: {what}'s cotangent for primals[{i}] has structure {jax.tree.structure(o)}, "
-                f"expected {jax.tree.structure(p)} (that of primals[{i}])."
-            )
-    for name, o, p in zip(names, jax.tree.leaves(tuple(out)), jax.tree.leaves(primals)):
-        want, got = tuple(jnp.shape(p)), tuple(o.shape)
-        if got != want:
-            raise ValueError(
-                f"{who}: {what} returned shape {got} for {name}, whose shape is {want}: a cotangent has "
-                "exactly its primal's shape (no broadcasting, which would hide e.g. a missing sum over "
-                f"columns). Fix: return an array of shape {want} for {name} (sum over the axes that "
-                "were broadcast, if that is what is missing)."
-            )
-        if jnp.dtype(o.dtype) != jnp.dtype(p.dtype):
-            raise ValueError(
-                f"{who}: {what} returned dtype {o.dtype} for {name}, whose dtype is {jnp.dtype(p.dtype)}."
-            )
-
-
 def _run(
     who,
     f,
@@ -340,7 +266,7 @@ def _run(
     exclude=None,
     cotangents="random",
 ):
-    primals = _as_tuple(primals, who)
+    primals = as_tuple(primals, who)
     static = check_static_argnums(static_argnums, len(primals), who) if static_argnums != () else ()
     eps = 1e-6 if eps is None else check_eps(eps)
     check_positive_ints(
@@ -366,9 +292,9 @@ def _run(
     all_primals = primals
     prob = build_problem(who, f, reference, rule, primals, static, leaf_names)
     f, reference, rule, primals, names = prob.f, prob.reference, prob.rule, prob.primals, prob.names
-    _check_primals(who, primals, names)
+    check_primals(who, primals, names)
     keep, n_left_out = exclude_masks(who, exclude, all_primals, static, names)
-    out = _out_struct(who, f, primals)
+    out = out_struct(who, f, primals)
     if scalar:
         leaves = jax.tree.leaves(out)
         if len(leaves) != 1 or tuple(leaves[0].shape) != ():
@@ -377,7 +303,7 @@ def _run(
                 "for a non-scalar f use check_vjp."
             )
     if reference is not None:
-        ref_out = _out_struct(who + " (reference)", reference, primals)
+        ref_out = out_struct(who + " (reference)", reference, primals)
         if jax.tree.map(lambda s: s.shape, ref_out) != jax.tree.map(lambda s: s.shape, out):
             raise ValueError(
                 f"{who}: reference returns {jax.tree.map(lambda s: s.shape, ref_out)} but f returns "
@@ -390,7 +316,7 @@ def _run(
         rule_struct = jax.eval_shape(rule, primals, out)
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"{who}: {what} failed: {type(e).__name__}: {first_line(e)}.") from None
-    _check_rule_output(who, what, rule_struct, primals, names)
+    check_rule_output(who, what, rule_struct, primals, names)
 
     if cotangents not in ("random", "basis"):
         raise ValueError(
