@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 
 
-class Problem(NamedTuple):
-    """The problem over the differentiated primals only.
+class DifferentiatedProblem(NamedTuple):
+    """The problem over the differentiated primals only (the engine's ``Problem`` is built from it).
 
     Attributes:
       f: ``f(*diff)`` with the static primals put back in place.
@@ -111,7 +111,7 @@ def _convert_tree(conv, i, p):
     return jax.tree_util.tree_map_with_path(lambda q, x: conv(f"primals[{i}]", q, x), p)
 
 
-def build_problem(who, f, reference, rule, primals, static, names_of) -> Problem:
+def build_problem(who, f, reference, rule, primals, static, names_of) -> DifferentiatedProblem:
     """The check over the differentiated primals (see the module docstring).
 
     Args:
@@ -162,7 +162,7 @@ def build_problem(who, f, reference, rule, primals, static, names_of) -> Problem
     notes = []
     if static:
         notes.append(f"static (not differentiated): {', '.join(f'primals[{i}]' for i in static)}")
-    return Problem(lift(f), lift(reference), wrapped_rule, dprimals, names, tuple(notes))
+    return DifferentiatedProblem(lift(f), lift(reference), wrapped_rule, dprimals, names, tuple(notes))
 
 
 def zeros_for_none(out, primals):
