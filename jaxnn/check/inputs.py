@@ -72,7 +72,7 @@ def check_static_argnums(static_argnums, n: int, who: str) -> tuple[int, ...]:
     return tuple(sorted(out))
 
 
-def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tuple[str, ...]]:
+def convert_primals(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tuple[str, ...]]:
     """Python floats / ints among the differentiated primals as float arrays, and a note for each.
 
     NumPy float arrays JAX cannot hold as they are (float64 while x64 is off) become
@@ -82,7 +82,7 @@ def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tup
       primals: the tuple of primals.
       static: the positions not differentiated (left as they are).
 
-    >>> p, notes = convert_scalars((2.0, jnp.ones(2)), ())
+    >>> p, notes = convert_primals((2.0, jnp.ones(2)), ())
     >>> p[0].dtype, notes
     (dtype('float32'), ('primals[0]: Python float 2.0 -> float32',))
     """
@@ -90,14 +90,13 @@ def convert_scalars(primals: tuple, static: tuple[int, ...]) -> tuple[tuple, tup
     notes = []
 
     def conv(prefix, path, x):
+        name = prefix + jax.tree_util.keystr(path)
         if isinstance(x, numbers.Real) and not isinstance(x, bool | np.ndarray | np.generic | jax.Array):
-            name = prefix + jax.tree_util.keystr(path)
             notes.append(f"{name}: Python {type(x).__name__} {x!r} -> {jnp.dtype(dtype).name}")
             return jnp.asarray(float(x), dtype)
         if isinstance(x, np.ndarray | np.generic) and jnp.issubdtype(x.dtype, jnp.floating):
             held = jax.dtypes.canonicalize_dtype(x.dtype)
             if held != x.dtype:  # float64 NumPy data while x64 is off: JAX computes in float32
-                name = prefix + jax.tree_util.keystr(path)
                 notes.append(f"{name}: NumPy {x.dtype} -> {held.name} (x64 is off; "
                              "jax.enable_x64(True) checks in float64)")
                 return jnp.asarray(x, held)

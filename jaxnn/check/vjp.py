@@ -41,7 +41,7 @@ from jaxnn.check.inputs import (
     build_problem,
     cache_key_of,
     check_static_argnums,
-    convert_scalars,
+    convert_primals,
     exclude_masks,
 )
 from jaxnn.check.options import (
@@ -287,7 +287,7 @@ def _run(
     if rule is not None and not callable(rule):
         raise ValueError(f"{who}: vjp = {rule!r} must be a function vjp(primals, cotangent).")
     own_rule = rule is None
-    primals, notes = convert_scalars(primals, static)
+    primals, notes = convert_primals(primals, static)
     cache_key = cache_key_of(who, key_fns or (f, rule, reference), primals, static, n_cot)
     all_primals = primals
     prob = build_problem(who, f, reference, rule, primals, static, leaf_names)

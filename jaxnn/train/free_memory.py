@@ -148,13 +148,10 @@ def free_bytes(device=None) -> tuple[int, str] | None:
     ...     "less 1.0 kB allocated before" in free_bytes()[1]
     True
     """
-    reading = _READING.get()
-    if reading is None:
+    entry = _entry(device)
+    if entry is None:
         return available_bytes(device)
-    device = device or jax.local_devices()[0]
-    if device not in reading:
-        reading[device] = [available_bytes(device), 0]
-    free, reserved = reading[device]
+    free, reserved = entry
     if free is None or not reserved:
         return free
     return max(free[0] - reserved, 0), f"{free[1]}, less {size_text(reserved)} allocated before"
@@ -167,10 +164,20 @@ def reserve(needed: int, device=None) -> None:
       needed: bytes a check passed.
       device: where they go (default: the first local device).
     """
+    entry = _entry(device)
+    if entry is not None:
+        entry[1] += needed
+
+
+def _entry(device) -> list | None:
+    """Inside ``one_reading()``: [what was free on ``device`` when first asked, bytes reserved]."""
     reading = _READING.get()
-    if reading is not None:
-        device = device or jax.local_devices()[0]
-        reading.setdefault(device, [available_bytes(device), 0])[1] += needed
+    if reading is None:
+        return None
+    device = device or jax.local_devices()[0]
+    if device not in reading:
+        reading[device] = [available_bytes(device), 0]
+    return reading[device]
 
 
 def raise_if_too_big(what: str, needed: int, parts, largest, device=None) -> None:
