@@ -38,9 +38,66 @@ def test_weight_variance_uses_the_seed_layout_fans(init, variance):
 def test_float64_and_errors(x64):
     params = jaxnn.init_params(jax.random.key(0), NET, dtype=x64)
     assert params[0]["W"].dtype == jnp.float64
-    with pytest.raises(ValueError, match="Unknown init 'kaiming'.*he, xavier"):
+    with pytest.raises(ValueError, match="init_params: unknown init 'kaiming'.*he, xavier"):
         jaxnn.init_params(jax.random.key(0), NET, init="kaiming")
     with pytest.raises(ValueError, match="floating point"):
         jaxnn.init_params(jax.random.key(0), NET, dtype=jnp.int32)
     with pytest.raises(ValueError, match="must be a jaxnn.Network"):
         jaxnn.init_params(jax.random.key(0), (3, 2))
+    with pytest.raises(ValueError, match="init_ensemble: unknown init 'kaiming'"):
+        jaxnn.init_ensemble(jax.random.key(0), NET, 2, init="kaiming")
+
+
+# --- the numbers are jax.nn.initializers', from a few shared programs (jaxnn/core/initializers.py) ---
+
+def reference_params(key, net, init, dtype):
+    """What init_params documents: INITIALIZERS[init] of the l-th of split(key, L), b = 0."""
+    keys = jax.random.split(key, net.L)
+    return [{"W": jaxnn.INITIALIZERS[init](k, s["W"], dtype), "b": jnp.zeros(s["b"], dtype)}
+            for k, s in zip(keys, net.param_shapes())]
+
+
+def assert_same(got, want):
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_array_equal(np.asarray(g, np.float64), np.asarray(w, np.float64))
+
+
+# every name on a deep net with odd sizes, a large layer (its draw rounded up from 120000 to
+# 131072 values), and half precision; the reference compiles one program per shape (~0.3 s each)
+CASES = [((5, 17, 33, 2), init, jnp.float32) for init in jaxnn.INITIALIZERS] + [
+    ((400, 300, 10), "he", jnp.float32), ((2, 3, 1), "he", jnp.bfloat16),
+    ((2, 3, 1), "small_normal", jnp.bfloat16)]
+
+
+@pytest.mark.parametrize("sizes, init, dtype", CASES, ids=str)
+def test_weights_are_jax_nn_initializers_bit_for_bit(sizes, init, dtype):
+    net = jaxnn.Network(sizes, ("relu",) * (len(sizes) - 2) + ("sigmoid",), "bce")
+    key = jax.random.key(sum(sizes))
+    assert_same(jaxnn.init_params(key, net, init, dtype), reference_params(key, net, init, dtype))
+
+
+def test_float64_ensemble_and_traced_keys_are_the_same_numbers(x64):
+    net = jaxnn.Network((5, 17, 33, 2), ("relu", "tanh", "sigmoid"), "bce")
+    key = jax.random.key(3)
+    assert_same(jaxnn.init_params(key, net, "xavier", x64), reference_params(key, net, "xavier", x64))
+    # under jit (a traced key) and for an ensemble: member i is init_params(keys[i])
+    assert_same(jax.jit(lambda k: jaxnn.init_params(k, net))(key), reference_params(key, net, "he", jnp.float32))
+    keys = jax.random.split(jax.random.key(4), 3)
+    ensemble = jaxnn.init_ensemble(jax.random.key(4), net, 3)
+    for i in range(3):
+        assert_same(jax.tree.map(lambda a: a[i], ensemble), reference_params(keys[i], net, "he", jnp.float32))
+    assert_same(jax.vmap(lambda k: jaxnn.init_params(k, net))(keys), ensemble)
+
+
+def test_networks_of_other_sizes_share_the_compiled_draw():
+    # the draw program depends on the layers' lengths rounded up to powers of two (>= 256), so
+    # these three networks (every layer <= 256 entries) need one program between them
+    from jaxnn.core import initializers
+
+    nets = [jaxnn.Network(s, ("tanh", "sigmoid"), "bce") for s in [(3, 11, 2), (4, 9, 1), (6, 20, 5)]]
+    jaxnn.init_params(jax.random.key(0), nets[0], "xavier")
+    before = initializers._standard_draws._cache_size()
+    for net in nets[1:]:
+        jaxnn.init_params(jax.random.key(0), net, "xavier")
+    assert initializers._standard_draws._cache_size() == before

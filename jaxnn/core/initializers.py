@@ -1,15 +1,31 @@
 """Parameter initialisation: the params pytree ``[{"W", "b"}, ...]`` (formulas §1).
 
-Weights use ``jax.nn.initializers`` with ``in_axis=-1, out_axis=-2``: the
-W^[l] is (n_l, n_{l-1}), i.e. (fan_out, fan_in), the transpose of the
-(in, out) layout those initialisers assume by default (without the axes the
-scale would be computed from the wrong fan). Biases start at zero.
+The weights are exactly those of ``jax.nn.initializers`` (``INITIALIZERS``) with
+``in_axis=-1, out_axis=-2``: W^[l] is (n_l, n_{l-1}), i.e. (fan_out, fan_in), the
+transpose of the (in, out) layout those initialisers assume by default (without
+the axes the scale would be computed from the wrong fan). Biases start at zero.
+
+How they are drawn (``draw_params``), and why: ``jax.random`` compiles one
+program per shape it draws, and a truncated normal's program takes ~0.3 s to
+compile on a CPU, so a new network paid that for every new layer shape. Here
+one compiled program splits the key and draws each layer's standard normals as
+a flat vector whose length is rounded up to a power of two (at least 256), and
+the host keeps the first n_l n_{l-1} of them, reshaped and scaled. With JAX's
+default ``jax_threefry_partitionable=True`` a value depends only on the key and
+its flat position, so the prefix of a longer draw IS the draw of the shape:
+the same numbers, bit for bit, as ``INITIALIZERS[init](key, shape)``, from a
+handful of programs shared by every network (tests/test_initializers.py checks
+the equality; with the flag off, each layer is drawn at its exact size).
 """
 
 from __future__ import annotations
 
+import functools
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn.core.network import Network
 from jaxnn.core.validate import as_key
@@ -26,6 +42,77 @@ INITIALIZERS = {
     "small_normal": jax.nn.initializers.normal(stddev=0.01),
 }
 
+# How each name of INITIALIZERS draws W (n_out, n_in): (distribution, its standard deviation).
+# The formulas of jax.nn.initializers.variance_scaling / normal, computed the same way: the
+# variance rounded to the dtype first, then sqrt and the division in the dtype (IEEE operations,
+# as XLA's): the same scale to the last bit.
+_TRUNCATED_STD = 0.87962566103423978  # std of a standard normal truncated to (-2, 2)
+
+
+def _stddev(init: str, n_out: int, n_in: int, dtype) -> np.ndarray:
+    if init == "small_normal":
+        return np.asarray(0.01, dtype)
+    denominator = n_in if init == "he" else (n_in + n_out) / 2
+    variance = np.asarray((2.0 if init == "he" else 1.0) / denominator, dtype)
+    return np.sqrt(variance) / np.asarray(_TRUNCATED_STD, dtype)
+
+
+def _draw_length(n: int) -> int:
+    """n rounded up to a power of two (>= 256): few programs serve every layer size."""
+    if not jax.config.jax_threefry_partitionable:  # a value then depends on the draw's size
+        return n
+    return 1 << max(8, math.ceil(math.log2(max(n, 1))))
+
+
+@functools.partial(jax.jit, static_argnames=("lengths", "truncated", "dtype"))
+def _standard_draws(keys, lengths, truncated, dtype):
+    """Each key (any leading shape) split into L, then a flat draw of lengths[l] for layer l."""
+
+    def one(key):
+        ks = jax.random.split(key, len(lengths))
+        if truncated:
+            return [jax.random.truncated_normal(ks[l], -2.0, 2.0, (n,), dtype) for l, n in enumerate(lengths)]
+        return [jax.random.normal(ks[l], (n,), dtype) for l, n in enumerate(lengths)]
+
+    for _ in range(keys.ndim):
+        one = jax.vmap(one)
+    return one(keys)
+
+
+def draw_params(keys: jax.Array, net: Network, init: str = "he", dtype=jnp.float32) -> list[dict]:
+    """``init_params`` for a whole array of keys: leaves with the keys' shape in front.
+
+    Args:
+      keys: typed PRNG keys of any shape K: () for one network, (E,) for an ensemble.
+      net: the ``Network``.
+      init: a name of ``INITIALIZERS``.
+      dtype: a floating dtype.
+
+    Returns:
+      ``[{"W": (*K, n_l, n_{l-1}), "b": (*K, n_l, 1)}]``; the network at index i is
+      ``init_params(keys[i], net, init, dtype)``. Concrete keys give arrays computed on the
+      host from one compiled draw; keys being traced (under ``jit`` or ``vmap``), the same
+      draw and the same arithmetic in the trace.
+
+    >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
+    >>> [p["W"].shape for p in draw_params(jax.random.split(jax.random.key(0), 4), net)]
+    [(4, 3, 2), (4, 1, 3)]
+    """
+    dtype = jax.dtypes.canonicalize_dtype(dtype)
+    shapes = [s["W"] for s in net.param_shapes()]
+    lengths = tuple(_draw_length(n_out * n_in) for n_out, n_in in shapes)
+    flat = _standard_draws(keys, lengths, init != "small_normal", dtype)
+    concrete = not isinstance(keys, jax.core.Tracer)
+    xp = np if concrete else jnp
+    lead = tuple(keys.shape)
+    params = []
+    for draw, (n_out, n_in) in zip(flat, shapes):
+        draw = np.asarray(draw) if concrete else draw
+        W = draw[..., : n_out * n_in].reshape(*lead, n_out, n_in) * _stddev(init, n_out, n_in, dtype)
+        params.append({"W": W, "b": xp.zeros((*lead, n_out, 1), dtype)})
+    # one transfer of every leaf; a traced draw is already in the trace
+    return jax.device_put(params) if concrete else params
+
 
 def init_params(key: jax.Array, net: Network, init: str = "he", dtype=jnp.float32) -> list[dict]:
     """Initial params for ``net``: ``[{"W": (n_l, n_{l-1}), "b": (n_l, 1)}]`` for l = 1..L.
@@ -39,24 +126,25 @@ def init_params(key: jax.Array, net: Network, init: str = "he", dtype=jnp.float3
       dtype: float32 by default; float64 needs ``jax_enable_x64``.
 
     Returns:
-      A list of L dicts of arrays; b is all zeros.
+      A list of L dicts of arrays; b is all zeros. W^[l] is ``INITIALIZERS[init]`` of the
+      l-th of ``jax.random.split(key, L)`` (the same numbers; drawn as ``draw_params`` says).
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> [p["W"].shape for p in init_params(jax.random.key(0), net)]
     [(3, 2), (1, 3)]
     """
+    check_init_arguments(net, init, dtype)
+    return draw_params(as_key(key), net, init, dtype)
+
+
+def check_init_arguments(net, init, dtype, who: str = "init_params") -> None:
+    """The checks of ``init_params`` and ``init_ensemble`` (``who``): a ``ValueError`` naming what is wrong.
+
+    >>> check_init_arguments(Network((2, 1), ("sigmoid",), "bce"), "xavier", jnp.float32)
+    """
     if not isinstance(net, Network):
-        raise ValueError(f"init_params: net must be a jaxnn.Network, got {type(net).__name__}.")
+        raise ValueError(f"{who}: net must be a jaxnn.Network, got {type(net).__name__}.")
     if init not in INITIALIZERS:
-        raise ValueError(f"Unknown init {init!r}. Valid names: {', '.join(INITIALIZERS)}.")
+        raise ValueError(f"{who}: unknown init {init!r}. Valid names: {', '.join(INITIALIZERS)}.")
     if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
-        raise ValueError(f"init_params: dtype must be floating point, got {dtype}.")
-    initializer = INITIALIZERS[init]
-    keys = jax.random.split(as_key(key), net.L)
-    return [
-        {
-            "W": initializer(k, shapes["W"], dtype),
-            "b": jnp.zeros(shapes["b"], dtype),
-        }
-        for k, shapes in zip(keys, net.param_shapes())
-    ]
+        raise ValueError(f"{who}: dtype must be floating point, got {dtype}.")

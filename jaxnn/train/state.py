@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core.initializers import init_params
+from jaxnn.core.initializers import check_init_arguments, draw_params, init_params
 from jaxnn.core.network import Network
 from jaxnn.core.validate import as_key, check_learning_rate, check_positive_int
 from jaxnn.train.memory import check_state_fits
@@ -205,4 +205,5 @@ def init_ensemble(key, net: Network, n: int, init: str = "he", dtype=jnp.float32
     [((2, 3, 2), (2, 3, 1)), ((2, 1, 3), (2, 1, 1))]
     """
     check_positive_int(n, "n")
-    return jax.vmap(lambda k: init_params(k, net, init, dtype))(jax.random.split(as_key(key), n))
+    check_init_arguments(net, init, dtype, "init_ensemble")
+    return draw_params(jax.random.split(as_key(key), n), net, init, dtype)
