@@ -68,7 +68,7 @@ from jaxnn.train.deprecated import make_mixed_precision_train_step, make_sharded
 from jaxnn.train.divergence import DivergenceError
 from jaxnn.train.epoch import epoch_order
 from jaxnn.train.history import load_history, save_history
-from jaxnn.train.memory import check_memory
+from jaxnn.train.memory import check_memory, is_out_of_memory, out_of_memory_text
 from jaxnn.train.metrics import evaluate, metric_names
 from jaxnn.train.optimizers import OPTIMIZERS
 from jaxnn.train.state import TrainState, init_ensemble, init_state
@@ -106,6 +106,8 @@ __all__ = [
     "check_gradients",
     "check_loss",
     "check_memory",
+    "is_out_of_memory",
+    "out_of_memory_text",
     "check_vjp",
     "checkpoint",
     "cost",

@@ -64,9 +64,10 @@ def assert_same(got, want):
 
 
 # every name on a deep net with odd sizes, a large layer (its draw rounded up from 120000 to
-# 131072 values), and half precision; the reference compiles one program per shape (~0.3 s each)
+# 131072 values), one over HOST_MAX, and half precision; the reference compiles one program per shape (~0.3 s each)
 CASES = [((5, 17, 33, 2), init, jnp.float32) for init in jaxnn.INITIALIZERS] + [
     ((400, 300, 10), "he", jnp.float32), ((2, 3, 1), "he", jnp.bfloat16),
+    ((1100, 1000, 1), "xavier", jnp.float32),  # over HOST_MAX: drawn at its size, on the device
     ((2, 3, 1), "small_normal", jnp.bfloat16)]
 
 
@@ -97,7 +98,7 @@ def test_networks_of_other_sizes_share_the_compiled_draw():
 
     nets = [jaxnn.Network(s, ("tanh", "sigmoid"), "bce") for s in [(3, 11, 2), (4, 9, 1), (6, 20, 5)]]
     jaxnn.init_params(jax.random.key(0), nets[0], "xavier")
-    before = initializers._standard_draws._cache_size()
+    before = initializers._standard_draw._cache_size()
     for net in nets[1:]:
         jaxnn.init_params(jax.random.key(0), net, "xavier")
-    assert initializers._standard_draws._cache_size() == before
+    assert initializers._standard_draw._cache_size() == before

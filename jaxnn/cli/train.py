@@ -212,10 +212,12 @@ def run(args) -> int:
         print(line, file=sys.stderr)
         return 1
     except RuntimeError as e:  # XLA out of memory despite the estimate: one line, never a hang
-        if "RESOURCE_EXHAUSTED" not in str(e) and "Out of memory" not in str(e):
+        from jaxnn import is_out_of_memory, out_of_memory_text
+
+        if not is_out_of_memory(e):
             raise
-        raise ValueError(f"out of memory: {' '.join(str(e).split())[:300]}; use fewer or "
-                         "smaller --layers or a smaller --batch-size.") from None
+        raise ValueError(f"out of memory: {out_of_memory_text(e)}; use fewer or smaller "
+                         "--layers or a smaller --batch-size.") from None
 
 
 def _run(args, stack: contextlib.ExitStack) -> int:
@@ -276,8 +278,7 @@ def _run(args, stack: contextlib.ExitStack) -> int:
     k_init, k_train, k_check = jax.random.split(jax.random.key(s["seed"]), 3)
     _check_memory(net, s, ds.m_train)
     # synced here: a failed asynchronous allocation surfaces now, not as a hang later
-    params = jax.block_until_ready(jax.jit(init_params, static_argnames="init")(k_init, net,
-                                                                                init=init))
+    params = jax.block_until_ready(init_params(k_init, net, init=init))
     B = s["batch_size"] or ds.m_train
     config = {k: s[k] for k in recipes.GENERIC if k != "epochs"} | {"init": init}
     state = init_state(params, k_train, optimizer=s["optimizer"], learning_rate=s["lr"])

@@ -8,9 +8,10 @@ the axes the scale would be computed from the wrong fan). Biases start at zero.
 How they are drawn (``draw_params``), and why: ``jax.random`` compiles one
 program per shape it draws, and a truncated normal's program takes ~0.3 s to
 compile on a CPU, so a new network paid that for every new layer shape. Here
-one compiled program splits the key and draws each layer's standard normals as
-a flat vector whose length is rounded up to a power of two (at least 256), and
-the host keeps the first n_l n_{l-1} of them, reshaped and scaled. With JAX's
+each layer's standard normals are drawn as a flat vector whose length is
+rounded up to a power of two (at least 256; layers over ``HOST_MAX`` weights at
+their exact size), one compiled program per length, and the host keeps the
+first n_l n_{l-1} of them, reshaped and scaled. With JAX's
 default ``jax_threefry_partitionable=True`` a value depends only on the key and
 its flat position, so the prefix of a longer draw IS the draw of the shape:
 the same numbers, bit for bit, as ``INITIALIZERS[init](key, shape)``, from a
@@ -57,22 +58,28 @@ def _stddev(init: str, n_out: int, n_in: int, dtype) -> np.ndarray:
     return np.sqrt(variance) / np.asarray(_TRUNCATED_STD, dtype)
 
 
-def _draw_length(n: int) -> int:
+# Layers up to this many weights are finished on the host; a larger one is drawn at its exact
+# size and scaled on the device (no power-of-two overshoot, no host copies of a large array).
+HOST_MAX = 1 << 20
+
+
+def _draw_length(n: int, impl) -> int:
     """n rounded up to a power of two (>= 256): few programs serve every layer size."""
-    if not jax.config.jax_threefry_partitionable:  # a value then depends on the draw's size
+    # only a partitionable threefry draw is the prefix of a longer one (else a value depends on n)
+    prefix = jax.config.jax_threefry_partitionable and str(impl) == "threefry2x32"
+    if n > HOST_MAX or not prefix:
         return n
-    return 1 << max(8, math.ceil(math.log2(max(n, 1))))
+    return 1 << max(8, (n - 1).bit_length())
 
 
-@functools.partial(jax.jit, static_argnames=("lengths", "truncated", "dtype"))
-def _standard_draws(keys, lengths, truncated, dtype):
-    """Each key (any leading shape) split into L, then a flat draw of lengths[l] for layer l."""
+@functools.partial(jax.jit, static_argnames=("n", "truncated", "dtype"))
+def _standard_draw(keys, n, truncated, dtype):
+    """(*K, n): for each key of keys (*K), n standard values (truncated to (-2, 2), or normal)."""
 
     def one(key):
-        ks = jax.random.split(key, len(lengths))
         if truncated:
-            return [jax.random.truncated_normal(ks[l], -2.0, 2.0, (n,), dtype) for l, n in enumerate(lengths)]
-        return [jax.random.normal(ks[l], (n,), dtype) for l, n in enumerate(lengths)]
+            return jax.random.truncated_normal(key, -2.0, 2.0, (n,), dtype)
+        return jax.random.normal(key, (n,), dtype)
 
     for _ in range(keys.ndim):
         one = jax.vmap(one)
@@ -90,27 +97,35 @@ def draw_params(keys: jax.Array, net: Network, init: str = "he", dtype=jnp.float
 
     Returns:
       ``[{"W": (*K, n_l, n_{l-1}), "b": (*K, n_l, 1)}]``; the network at index i is
-      ``init_params(keys[i], net, init, dtype)``. Concrete keys give arrays computed on the
-      host from one compiled draw; keys being traced (under ``jit`` or ``vmap``), the same
-      draw and the same arithmetic in the trace.
+      ``init_params(keys[i], net, init, dtype)``. Concrete keys: each layer is one compiled
+      draw (shared by every layer of the same rounded length), finished on the host. Keys
+      being traced (under ``jit`` or ``vmap``): the same draw and arithmetic in the trace.
 
     >>> net = Network((2, 3, 1), ("tanh", "sigmoid"), "bce")
     >>> [p["W"].shape for p in draw_params(jax.random.split(jax.random.key(0), 4), net)]
     [(4, 3, 2), (4, 1, 3)]
     """
     dtype = jax.dtypes.canonicalize_dtype(dtype)
-    shapes = [s["W"] for s in net.param_shapes()]
-    lengths = tuple(_draw_length(n_out * n_in) for n_out, n_in in shapes)
-    flat = _standard_draws(keys, lengths, init != "small_normal", dtype)
-    concrete = not isinstance(keys, jax.core.Tracer)
-    xp = np if concrete else jnp
     lead = tuple(keys.shape)
+    split = lambda k: jax.random.split(k, net.L)  # noqa: E731
+    for _ in lead:
+        split = jax.vmap(split)
+    layer_keys = split(keys)  # (*K, L)
+    concrete = not isinstance(keys, jax.core.Tracer)
+    impl = jax.random.key_impl(keys)
+    if concrete:  # a key per layer from the host: no indexing program per number of layers
+        data = np.asarray(jax.random.key_data(layer_keys))
     params = []
-    for draw, (n_out, n_in) in zip(flat, shapes):
-        draw = np.asarray(draw) if concrete else draw
-        W = draw[..., : n_out * n_in].reshape(*lead, n_out, n_in) * _stddev(init, n_out, n_in, dtype)
+    for l, s in enumerate(net.param_shapes()):
+        (n_out, n_in), n = s["W"], math.prod(s["W"])
+        key = jax.random.wrap_key_data(data[..., l, :], impl=impl) if concrete else layer_keys[..., l]
+        draw = _standard_draw(key, _draw_length(n, impl), init != "small_normal", dtype)
+        on_host = concrete and n <= HOST_MAX
+        xp = np if on_host else jnp
+        draw = np.asarray(draw) if on_host else draw
+        W = draw[..., :n].reshape(*lead, n_out, n_in) * _stddev(init, n_out, n_in, dtype)
         params.append({"W": W, "b": xp.zeros((*lead, n_out, 1), dtype)})
-    # one transfer of every leaf; a traced draw is already in the trace
+    # one transfer of everything finished on the host
     return jax.device_put(params) if concrete else params
 
 

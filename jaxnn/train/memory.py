@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import re
 from typing import NamedTuple
 
 import jax
@@ -260,9 +261,28 @@ def is_out_of_memory(error: BaseException) -> bool:
                                                 or "Out of memory" in text)
 
 
+def out_of_memory_text(error: BaseException) -> str:
+    """XLA's out-of-memory error in one line: how much it could not allocate, else its first line.
+
+    The bytes are found in the message whichever call failed (an allocation says
+    RESOURCE_EXHAUSTED, a program that allocates as it is dispatched INTERNAL).
+
+    Args:
+      error: the exception (``is_out_of_memory``).
+
+    >>> out_of_memory_text(RuntimeError("INTERNAL: Error dispatching computation: Out of memory allocating 4000 bytes."))
+    'XLA could not allocate 4000 bytes (4.0 kB)'
+    """
+    found = re.search(r"Out of memory allocating (\d+) bytes", str(error))
+    if found:
+        n = int(found.group(1))
+        return f"XLA could not allocate {n} bytes ({size_text(n)})"
+    return "XLA: " + " ".join(str(error).strip().splitlines()[0].split())[:300]
+
+
 @contextlib.contextmanager
 def out_of_memory_as_error():
-    """Turn XLA's out-of-memory error (``JaxRuntimeError`` RESOURCE_EXHAUSTED) into a one-line ``ValueError``.
+    """Turn XLA's out-of-memory error (``JaxRuntimeError``) into a one-line ``ValueError``.
 
     Raises:
       ValueError: the bytes XLA could not allocate and what to change.
@@ -271,17 +291,16 @@ def out_of_memory_as_error():
     ...     jnp.zeros((10**13,), jnp.float32).block_until_ready()
     Traceback (most recent call last):
     ...
-    ValueError: out of memory: XLA could not allocate ... (RESOURCE_EXHAUSTED: Out of memory ...
+    ValueError: out of memory: XLA could not allocate 40000000000000 bytes (40.0 TB); ...
     """
     try:
         yield
     except jax.errors.JaxRuntimeError as e:
         if not is_out_of_memory(e):
             raise
-        first = " ".join(str(e).strip().splitlines()[0].split())[:300]
         free = available_bytes()
         raise ValueError(
-            f"out of memory: XLA could not allocate a buffer ({first}); "
+            f"out of memory: {out_of_memory_text(e)}; "
             + (f"{size_text(free[0])} is free ({free[1]}). " if free else "")
             + "Use fewer or smaller hidden layers, a smaller batch, or a machine with more memory."
         ) from None
