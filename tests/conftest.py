@@ -17,6 +17,8 @@
 """
 
 import fcntl
+import functools
+import math
 import os
 import shutil
 import subprocess
@@ -83,15 +85,36 @@ def jit(request):
     return jax.jit if request.param else (lambda f, **kw: f)
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _flat_draw(key, sampler, n, kw):
+    return sampler(key, shape=(n,), **dict(kw))
+
+
+def draw(sampler, key, shape, **kw):
+    """``sampler(key, shape=shape, **kw)`` for a ``jax.random`` sampler: the same numbers, bit for bit.
+
+    jax.random compiles one program per shape (~0.3 s for a normal); this draws a
+    flat vector of a power-of-two length (>= 256) and keeps its first prod(shape)
+    values, reshaped on the host: with threefry_partitionable (JAX's default) a
+    value depends only on the key and its flat position, as init_params relies on
+    (jaxnn/core/initializers.py; tests/test_initializers.py checks this helper).
+    """
+    n = math.prod(shape)
+    if not jax.config.jax_threefry_partitionable:
+        return sampler(key, shape=shape, **kw)
+    flat = _flat_draw(key, sampler, 1 << max(8, (n - 1).bit_length()), tuple(sorted(kw.items())))
+    return jax.device_put(np.asarray(flat)[:n].reshape(shape))
+
+
 def make_targets(key, net, m, dtype=jnp.float32):
     """Valid targets Y (n_L, m) for ``net``'s loss: one-hot, 0/1, or real."""
     loss = net.loss_fn.name
     if loss == "cross_entropy":
-        labels = jax.random.randint(key, (m,), 0, net.n_L)
-        return jax.nn.one_hot(labels, net.n_L, dtype=dtype).T
+        labels = np.asarray(draw(jax.random.randint, key, (m,), minval=0, maxval=net.n_L))
+        return jax.device_put(np.eye(net.n_L, dtype=dtype)[labels].T)
     if loss == "bce":
-        return jax.random.bernoulli(key, 0.5, (net.n_L, m)).astype(dtype)
-    return jax.random.normal(key, (net.n_L, m), dtype)
+        return jax.device_put(np.asarray(draw(jax.random.bernoulli, key, (net.n_L, m), p=0.5)).astype(dtype))
+    return draw(jax.random.normal, key, (net.n_L, m), dtype=dtype)
 
 
 def relative_error_np(g1, g2) -> float:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import draw
 
 import jaxnn
 from jaxnn.check import check_gradients
@@ -127,7 +128,7 @@ def test_readme_example_0p1_percent_tanh_bug_caught_at_layer_1():
     bad_tanh = jaxnn.make_activation("bad_tanh_readme", jnp.tanh, lambda Z: 1.001 * (1 - jnp.tanh(Z) ** 2))
     net = jaxnn.Network((4, 8, 8, 3), (bad_tanh, "tanh", "softmax"), "cross_entropy")
     params = jaxnn.init_params(jax.random.key(0), net)
-    X = jax.random.normal(jax.random.key(1), (4, 16))
+    X = draw(jax.random.normal, jax.random.key(1), (4, 16))
     Y = jax.nn.one_hot(jnp.arange(16) % 3, 3).T
     report = check_gradients(params, X, Y, net)
     assert not report.passed and report.worst_layer == 1

@@ -7,6 +7,7 @@ import zipfile
 import jax
 import numpy as np
 import pytest
+from conftest import draw
 
 import jaxnn
 from jaxnn import Network, checkpoint, init_params
@@ -19,8 +20,8 @@ SETTINGS = dict(optimizer="adam", batch_size=8, keep_prob=0.8, l2=0.1, progress=
 
 def _data(m=26):
     k1, k2 = jax.random.split(jax.random.key(0))
-    X = jax.random.normal(k1, (4, m))
-    Y = jax.nn.one_hot(jax.random.randint(k2, (m,), 0, 3), 3).T
+    X = draw(jax.random.normal, k1, (4, m))
+    Y = jax.nn.one_hot(draw(jax.random.randint, k2, (m,), minval=0, maxval=3), 3).T
     return X, Y
 
 

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import HIDDEN, OUTPUT_PAIRINGS, make_targets
+from conftest import HIDDEN, OUTPUT_PAIRINGS, draw, make_targets
 
 import jaxnn
 from jaxnn.core import precision
@@ -73,7 +73,7 @@ def _bf16_problem(hidden, out, loss):
     """(net, (params, X, Y)) of one grid case, in bf16; X and Y drawn in float64 (x64 on)."""
     net = _net(hidden, out, loss)
     params = precision.cast_floating(jaxnn.init_params(jax.random.key(0), net, init="xavier"), BF16)
-    X = jax.random.normal(jax.random.key(1), (5, 37)).astype(BF16)
+    X = draw(jax.random.normal, jax.random.key(1), (5, 37)).astype(BF16)
     Y = make_targets(jax.random.key(2), net, 37).astype(BF16)
     return net, (params, X, Y)
 
@@ -146,7 +146,7 @@ def test_with_compute_dtype_casts_in_and_out():
 
     net = jaxnn.Network((3, 4, 2), ("relu", "softmax"), "cross_entropy")
     params = jaxnn.init_params(jax.random.key(0), net)
-    X = jax.random.normal(jax.random.key(1), (3, 16))
+    X = draw(jax.random.normal, jax.random.key(1), (3, 16))
     Y = make_targets(jax.random.key(2), net, 16)
     J, grads = jax.jit(precision.with_compute_dtype(spy, BF16))(params, X, Y, net, l2=0.1)
     assert seen["dtypes"] == {jnp.dtype(BF16)}
@@ -165,7 +165,7 @@ def test_optimizer_state_stays_float32():
     params = jaxnn.init_params(jax.random.key(0), net)
     opt = optax.adam(1e-2)
     train = jaxnn.make_train_step(net, opt, grad="autodiff", compute_dtype=BF16)
-    X = jax.random.normal(jax.random.key(1), (3, 8))
+    X = draw(jax.random.normal, jax.random.key(1), (3, 8))
     Y = make_targets(jax.random.key(2), net, 8)
     params, state = train.init(params)
     params, state, J = train.step(params, state, X, Y)
@@ -191,7 +191,7 @@ def test_fit_compute_dtype_is_the_mixed_precision_step(grad):
     """fit(compute_dtype=bf16) takes the same step as make_train_step(compute_dtype=bf16)."""
     net = jaxnn.Network((3, 8, 2), ("tanh", "softmax"), "cross_entropy")
     p0 = jaxnn.init_params(jax.random.key(0), net)
-    X = jax.random.normal(jax.random.key(1), (3, 16))
+    X = draw(jax.random.normal, jax.random.key(1), (3, 16))
     Y = make_targets(jax.random.key(2), net, 16)
     kw = dict(epochs=1, key=jax.random.key(3), learning_rate=0.5, grad=grad, progress=False)
     p16, h16 = jaxnn.fit(p0, net, (X, Y), compute_dtype=BF16, **kw)
@@ -233,7 +233,7 @@ def test_sharded_step_with_bf16_compute():
     mesh = parallel.make_mesh()
     D = parallel.n_devices(mesh)
     params0 = jaxnn.init_params(jax.random.key(0), net)
-    X = jax.random.normal(jax.random.key(1), (3, 8 * D))
+    X = draw(jax.random.normal, jax.random.key(1), (3, 8 * D))
     Y = make_targets(jax.random.key(2), net, 8 * D)
     train = jaxnn.make_train_step(net, 0.1, mesh=mesh, compute_dtype=BF16)
     params, state = train.init(params0)

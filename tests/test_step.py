@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import draw
 
 import jaxnn
 from jaxnn.devices import mesh as devices_mesh
@@ -22,7 +23,7 @@ NET = jaxnn.Network((3, 5, 2), ("tanh", "softmax"), "cross_entropy")
 @pytest.fixture(scope="module")
 def problem():
     params = jaxnn.init_params(jax.random.key(0), NET)
-    X = jax.random.normal(jax.random.key(1), (3, 8))
+    X = draw(jax.random.normal, jax.random.key(1), (3, 8))
     Y = jax.nn.one_hot(jnp.arange(8) % 2, 2).T
     return params, X, Y
 

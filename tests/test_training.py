@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import make_targets
+from conftest import draw, make_targets
 
 import jaxnn
 from jaxnn import (
@@ -37,7 +37,7 @@ def _net(out, loss, hidden=("relu", "tanh"), sizes=(5, 7, 6, 3)):
 def _problem(net, m, dtype=jnp.float32, seed=0):
     k1, k2, k3 = jax.random.split(jax.random.key(seed), 3)
     params = init_params(k1, net, dtype=dtype)
-    X = jax.random.normal(k2, (net.n_x, m), dtype)
+    X = draw(jax.random.normal, k2, (net.n_x, m), dtype=dtype)
     return params, X, make_targets(k3, net, m, dtype)
 
 
@@ -154,7 +154,7 @@ def _weighted_problem(out, loss):
     net = _net(out, loss)
     params, X, Y = _problem(net, 8, jnp.float64)
     if isinstance(loss, jaxnn.Loss):
-        Y = jax.random.normal(jax.random.key(9), Y.shape, jnp.float64)
+        Y = draw(jax.random.normal, jax.random.key(9), Y.shape, dtype=jnp.float64)
     r = R_REAL
     w = (jnp.arange(8) < r).astype(jnp.float64)
     Xp, Yp = X.at[:, r:].set(X[:, :3]), Y.at[:, r:].set(Y[:, :3])
@@ -224,7 +224,7 @@ def test_fit_with_a_partial_batch_equals_a_hand_loop_for_any_loss(x64, grad):
     """m = 13, B = 8 with the pinball loss (the case the old padded-target trick got wrong)."""
     net = Network((3, 5, 2), ("tanh", "identity"), PINBALL)
     params, X, _ = _problem(net, 13, x64)
-    Y = jax.random.normal(jax.random.key(4), (2, 13), x64)
+    Y = draw(jax.random.normal, jax.random.key(4), (2, 13), dtype=x64)
     key, lr = jax.random.key(7), 0.05
     new, hist = training.fit(params, net, (X, Y), epochs=2, key=key, learning_rate=lr,
                              batch_size=8, grad=grad, progress=False, epochs_per_call=2)
