@@ -178,22 +178,27 @@ def check_gradients(
     m = int(np.shape(X)[1])
     partner = partner_dtype(dtype)
 
+    n_params = sum(int(np.size(p[k])) for p in params for k in PARAM_NAMES)
+    with_terms = m * n_params <= MAX_TERMS
     with enable_x64(True):
-        p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
-        X64, Y64 = jnp.asarray(np.asarray(X, np.float64)), jnp.asarray(np.asarray(Y, np.float64))
-        J64, Z0, g64, a64 = kernel("both", jit)(p64, X64, Y64, key, backward=backward, **cfg)
+        # host to device without a program: jnp.asarray of a NumPy array compiles one per shape
+        p64 = jax.device_put([{k: np.asarray(p[k], np.float64) for k in PARAM_NAMES} for p in params])
+        X64, Y64 = jax.device_put((np.asarray(X, np.float64), np.asarray(Y, np.float64)))
+        # the float64 gradients and the rounding floors at this point, in one program
+        (J64, Z0, g64, a64), floors = kernel("both_and_floors", jit)(
+            p64, X64, Y64, key, _signs(p64, m), backward=backward, terms=with_terms, **cfg
+        )
         Z0 = [np.asarray(z) for z in Z0]
     keep = ~custom_kink_examples(Z0, acts)
     cols = (lambda A: A) if keep.all() else (lambda A: A[:, keep])
+    if not keep.all():  # the floors of the examples compared only
+        floors = _floors(params, X, Y, key, cfg, cols, jit, int(keep.sum()) * n_params <= MAX_TERMS)
     sides = {}  # dtype -> (J, gradient under test, autodiff gradient) on the kept examples, float64 NumPy
     for dt in (dtype, partner):
         with enable_x64(dt == "float64" or dtype == "float64"):
             jdt = jnp.dtype(dt)
-            p = [{k: jnp.asarray(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
-            Xd, Yd = (
-                jnp.asarray(cols(np.asarray(X, np.float64)), jdt),
-                jnp.asarray(cols(np.asarray(Y, np.float64)), jdt),
-            )
+            p = [{k: _on_device(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
+            Xd, Yd = (_on_device(cols(np.asarray(A, np.float64)), jdt) for A in (X, Y))
             if dt == "float64" and keep.all():
                 J, gm, ga = J64, g64, a64
             else:
@@ -201,7 +206,7 @@ def check_gradients(
                 J, _, gm, ga = kernel("both", jit, fast=False)(p, Xd, Yd, key, backward=backward, **cfg)
             sides[dt] = (float(J), _host(gm), _host(ga))
     low = dtype if partner == "float64" else "float32"
-    rounding = _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit)
+    rounding = _rounding(params, sides, dtype, partner, _host_floors(*floors))
     J_low = sides[low][0] if keep.all() else float(J64)
     delta_J = float(phi_rounding(np.array([float(J64)]), np.array([J_low]), np.array([float(J64)]), low)[0])
     g64h = _host(g64)
@@ -266,7 +271,7 @@ def _jvp(prob, threshold, keep, n_directions, n_worst, seed):
 MAX_TERMS = 1 << 24
 
 
-def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
+def _rounding(params, sides, dtype, partner, floors):
     """``{"manual", "autodiff"}`` -> per-layer dicts of (r_native, r_64): each side's rounding.
 
     jax.grad's rounding is its gap to its recomputation in the partner
@@ -278,9 +283,7 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
     rounding of its own output magnitude (conventions §3).
     """
     u, u64 = unit_roundoff(dtype), unit_roundoff("float64")
-    m = int(np.sum(cols(np.ones((1, np.shape(X)[1])))))
-    n_params = sum(int(np.size(p[k])) for p in params for k in PARAM_NAMES)
-    terms, rep = _floors(params, X, Y, key, cfg, cols, jit, m * n_params <= MAX_TERMS)
+    terms, rep = floors
     out = {"autodiff": [], "manual": []}
     for l in range(len(params)):
         ad, man = {}, {}
@@ -304,8 +307,17 @@ def _rounding(params, X, Y, key, cfg, sides, dtype, partner, cols, jit):
 SIGN_DRAWS = 4
 
 
+def _signs(p64, m: int) -> list:
+    """The random signs (s_Z, s_A) of each layer, (SIGN_DRAWS, n_l, m): the same draws every check."""
+    rng = np.random.default_rng(0)
+    with enable_x64(True):
+        return jax.device_put(
+            [tuple(rng.choice([-1.0, 1.0], (SIGN_DRAWS, p["b"].shape[0], m)) for _ in range(2)) for p in p64]
+        )
+
+
 def _floors(params, X, Y, key, cfg, cols, jit, with_terms):
-    """``(terms or None, representable)``, per layer {"W", "b"} float64 NumPy (``kernel("floors")``).
+    """``kernel("floors")`` on the kept examples: ``(terms or None, representable)`` as computed on device.
 
     terms: mean_i |∂L^(i)/∂θ| (bounded above), the size of what jax.grad's sum
     cancels. representable: the effect on jax.grad of every Z^[l], A^[l] off by
@@ -313,20 +325,30 @@ def _floors(params, X, Y, key, cfg, cols, jit, with_terms):
     computation saturates (a softmax exactly one-hot, a tanh exactly ±1),
     recomputing it in another precision shows no rounding at all, yet the
     gradient is known only to what the dtype can represent at the scale of
-    those values (conventions §3).
+    those values (conventions §3). ``check_gradients`` gets both from
+    ``kernel("both_and_floors")`` when every example is kept.
     """
-    rng = np.random.default_rng(0)
     with enable_x64(True):
-        p64 = [{k: jnp.asarray(np.asarray(p[k], np.float64)) for k in PARAM_NAMES} for p in params]
-        X64, Y64 = (jnp.asarray(cols(np.asarray(A, np.float64))) for A in (X, Y))
-        m = X64.shape[1]
-        S = [
-            tuple(jnp.asarray(rng.choice([-1.0, 1.0], (SIGN_DRAWS, p["b"].shape[0], m))) for _ in range(2))
-            for p in p64
-        ]
-        terms, t = kernel("floors", jit)(p64, X64, Y64, key, S, terms=with_terms, **cfg)
+        p64 = jax.device_put([{k: np.asarray(p[k], np.float64) for k in PARAM_NAMES} for p in params])
+        X64, Y64 = jax.device_put(tuple(cols(np.asarray(A, np.float64)) for A in (X, Y)))
+        return kernel("floors", jit)(p64, X64, Y64, key, _signs(p64, X64.shape[1]), terms=with_terms, **cfg)
+
+
+def _host_floors(terms, t):
+    """The floors on the host: terms per layer {"W", "b"} (or None), and the largest of the sign draws."""
     rep = [{k: np.max(np.abs(np.asarray(q[k], np.float64)), axis=0) for k in PARAM_NAMES} for q in t]
     return (None if terms is None else _host(terms)), rep
+
+
+def _on_device(a: np.ndarray, dtype) -> jax.Array:
+    """A float64 NumPy array in ``dtype`` on the device; float32 / float64 cast on the host.
+
+    NumPy's cast rounds to nearest as XLA's does, and compiles nothing (``jnp.asarray(a,
+    dtype)`` compiles a conversion program per new shape); other dtypes cast in JAX.
+    """
+    if dtype in (np.float32, np.float64):
+        return jax.device_put(a.astype(dtype))
+    return jnp.asarray(a, dtype)
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:

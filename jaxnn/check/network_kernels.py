@@ -117,7 +117,18 @@ def _k_floors(params, X, Y, key, S, net, l2, keep_prob, terms):
     return t, _k_representable(params, X, Y, key, S, net, l2, keep_prob)
 
 
+def _k_both_and_floors(params, X, Y, key, S, net, l2, keep_prob, backward, terms):
+    """``(_k_both, _k_floors)`` at one point in one program: one compilation fewer per network.
+
+    The float64 check needs both at the same params and data (``check_gradients``
+    recomputes the floors on the kept examples only where a custom kink drops one).
+    """
+    return (_k_both(params, X, Y, key, net, l2, keep_prob, backward),
+            _k_floors(params, X, Y, key, S, net, l2, keep_prob, terms))
+
+
 _KERNELS = {
+    "both_and_floors": (_k_both_and_floors, ("net", "l2", "keep_prob", "backward", "terms")),
     "floors": (_k_floors, ("net", "l2", "keep_prob", "terms")),
     "both": (_k_both, ("net", "l2", "keep_prob", "backward")),
     "fd_entries": (_k_fd_entries, ("net", "l2", "keep_prob", "group", "margin")),
@@ -133,7 +144,7 @@ _FAST = {name: jax.jit(f, static_argnames=static, **FAST_COMPILE) for name, (f, 
 
 
 def kernel(name: str, jit: bool, fast: bool = True):
-    """The computation ``name`` (``"both"``, ``"fd_entries"``, ``"fd_deltas"``, ``"jvp"``), jitted or not.
+    """The computation ``name`` (a key of ``_KERNELS``: ``"both"``, ``"floors"``, ``"fd_entries"``, ...), jitted or not.
 
     Args:
       name: which computation.
