@@ -60,7 +60,7 @@ from jaxnn.check.perturb import (
     rounding_estimate,
 )
 from jaxnn.check.report import GradientReport, LayerCoverage
-from jaxnn.core.compat import enable_x64
+from jaxnn.core.compat import enable_x64, to_device
 from jaxnn.core.forward import forward
 from jaxnn.core.network import Network
 
@@ -181,7 +181,6 @@ def check_gradients(
     n_params = sum(int(np.size(p[k])) for p in params for k in PARAM_NAMES)
     with_terms = m * n_params <= MAX_TERMS
     with enable_x64(True):
-        # host to device without a program: jnp.asarray of a NumPy array compiles one per shape
         p64 = jax.device_put([{k: np.asarray(p[k], np.float64) for k in PARAM_NAMES} for p in params])
         X64, Y64 = jax.device_put((np.asarray(X, np.float64), np.asarray(Y, np.float64)))
         # the float64 gradients and the rounding floors at this point, in one program
@@ -197,8 +196,8 @@ def check_gradients(
     for dt in (dtype, partner):
         with enable_x64(dt == "float64" or dtype == "float64"):
             jdt = jnp.dtype(dt)
-            p = [{k: _on_device(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
-            Xd, Yd = (_on_device(cols(np.asarray(A, np.float64)), jdt) for A in (X, Y))
+            p = [{k: to_device(np.asarray(q[k], np.float64), jdt) for k in PARAM_NAMES} for q in params]
+            Xd, Yd = (to_device(cols(np.asarray(A, np.float64)), jdt) for A in (X, Y))
             if dt == "float64" and keep.all():
                 J, gm, ga = J64, g64, a64
             else:
@@ -338,17 +337,6 @@ def _host_floors(terms, t):
     """The floors on the host: terms per layer {"W", "b"} (or None), and the largest of the sign draws."""
     rep = [{k: np.max(np.abs(np.asarray(q[k], np.float64)), axis=0) for k in PARAM_NAMES} for q in t]
     return (None if terms is None else _host(terms)), rep
-
-
-def _on_device(a: np.ndarray, dtype) -> jax.Array:
-    """A float64 NumPy array in ``dtype`` on the device; float32 / float64 cast on the host.
-
-    NumPy's cast rounds to nearest as XLA's does, and compiles nothing (``jnp.asarray(a,
-    dtype)`` compiles a conversion program per new shape); other dtypes cast in JAX.
-    """
-    if dtype in (np.float32, np.float64):
-        return jax.device_put(a.astype(dtype))
-    return jnp.asarray(a, dtype)
 
 
 def _host(grads) -> list[dict[str, np.ndarray]]:

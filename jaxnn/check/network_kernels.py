@@ -144,7 +144,7 @@ _FAST = {name: jax.jit(f, static_argnames=static, **FAST_COMPILE) for name, (f, 
 
 
 def kernel(name: str, jit: bool, fast: bool = True):
-    """The computation ``name`` (a key of ``_KERNELS``: ``"both"``, ``"floors"``, ``"fd_entries"``, ...), jitted or not.
+    """The computation ``name`` (``"both"``, ``"both_and_floors"``, ``"floors"``, ...), jitted or not.
 
     Args:
       name: which computation.

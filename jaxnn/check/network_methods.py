@@ -9,7 +9,6 @@ reference method against ``jax.grad``. The comparisons are
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 
 from jaxnn.check.compare import summarise
@@ -17,7 +16,7 @@ from jaxnn.check.engine import Leaf, Problem, reference_method
 from jaxnn.check.network_kernels import groups, kernel
 from jaxnn.check.options import PARAM_NAMES
 from jaxnn.check.perturb import partner_dtype
-from jaxnn.core.compat import enable_x64
+from jaxnn.core.compat import enable_x64, to_device
 
 
 class FDContext:
@@ -37,7 +36,7 @@ class FDContext:
     """
 
     def __init__(self, p64, X64, Y64, key, Z0, cfg, eps, n_worst, jit, seed):
-        self.p64, self.X64, self.Y64, self.key, self.Z0 = p64, X64, Y64, key, [jnp.asarray(z) for z in Z0]
+        self.p64, self.X64, self.Y64, self.key, self.Z0 = p64, X64, Y64, key, [to_device(z) for z in Z0]
         self.cfg, self.eps, self.n_worst, self.jit, self.seed = cfg, eps, n_worst, jit, seed
 
 
@@ -157,7 +156,7 @@ def network_problem(ctx, g64, rounding, delta_J, max_entries, margin, g_keep=Non
             def run(js, hs, chosen=chosen):
                 with enable_x64(True):
                     J, flag = kernel("fd_entries", ctx.jit)(
-                        *args, jnp.asarray(js), jnp.asarray(hs), group=chosen, margin=float(margin), **ctx.cfg
+                        *args, to_device(js), to_device(hs), group=chosen, margin=float(margin), **ctx.cfg
                     )
                 return np.asarray(J)[:, None], np.asarray(flag)
 
@@ -171,7 +170,7 @@ def network_problem(ctx, g64, rounding, delta_J, max_entries, margin, g_keep=Non
         def run(D):
             with enable_x64(True):
                 J, flag = kernel("fd_deltas", ctx.jit)(
-                    *args, jnp.asarray(D), group=leaf, margin=float(margin), **ctx.cfg
+                    *args, to_device(D), group=leaf, margin=float(margin), **ctx.cfg
                 )
             return np.asarray(J)[:, None], np.asarray(flag)
 
@@ -179,7 +178,7 @@ def network_problem(ctx, g64, rounding, delta_J, max_entries, margin, g_keep=Non
 
     def jvp_groups():
         with enable_x64(True):
-            X, Y = jnp.asarray(cols(np.asarray(ctx.X64))), jnp.asarray(cols(np.asarray(ctx.Y64)))
+            X, Y = to_device(cols(np.asarray(ctx.X64))), to_device(cols(np.asarray(ctx.Y64)))
         out = []
         for group in groups(p64, max_entries):
 
@@ -189,7 +188,7 @@ def network_problem(ctx, g64, rounding, delta_J, max_entries, margin, g_keep=Non
                 Tp = np.zeros((rows, T.shape[1]))
                 Tp[: len(T)] = T
                 with enable_x64(True):
-                    ref = kernel("jvp", ctx.jit)(p64, X, Y, ctx.key, jnp.asarray(Tp), group=group, **ctx.cfg)
+                    ref = kernel("jvp", ctx.jit)(p64, X, Y, ctx.key, to_device(Tp), group=group, **ctx.cfg)
                 return np.asarray(ref, np.float64)[: len(T), None]
 
             out.append(([index[lk] for lk in group], run))

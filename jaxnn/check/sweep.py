@@ -18,7 +18,7 @@ from jaxnn.check.gradients import check_gradients
 from jaxnn.check.options import METHODS, check_eps, check_methods
 from jaxnn.check.report import GradientReport
 from jaxnn.core.activations import ACTIVATIONS
-from jaxnn.core.compat import enable_x64
+from jaxnn.core.compat import enable_x64, to_device
 from jaxnn.core.losses import LOSSES
 from jaxnn.core.network import Network
 
@@ -110,7 +110,7 @@ def make_problem(net: Network, m: int, dtype="float32", seed: int = 0):
     for l, (n_in, n_out) in enumerate(zip(net.layer_sizes[:-1], net.layer_sizes[1:]), start=1):
         b = 0.1 * rng.standard_normal((n_out, 1)) + (0.5 if l == net.L else 0.0)
         W = rng.standard_normal((n_out, n_in)) / np.sqrt(n_in)
-        params.append({"W": jnp.asarray(W, jdt), "b": jnp.asarray(b, jdt)})
+        params.append({"W": to_device(W, jdt), "b": to_device(b, jdt)})
     X = rng.standard_normal((net.n_x, m))
     out = net.layer_activations[-1].name
     if out == "softmax":
@@ -119,7 +119,7 @@ def make_problem(net: Network, m: int, dtype="float32", seed: int = 0):
         Y = (rng.random((net.n_L, m)) < 0.5).astype(np.float64)
     else:
         Y = rng.standard_normal((net.n_L, m))
-    return params, jnp.asarray(X, jdt), jnp.asarray(Y, jdt)
+    return params, to_device(X, jdt), to_device(Y, jdt)
 
 
 def run_sweep(

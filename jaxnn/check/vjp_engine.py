@@ -41,7 +41,7 @@ from jaxnn.check.perturb import (
 )
 from jaxnn.check.report import GradientReport
 from jaxnn.check.vjp_methods import cotangent_matrix, per_leaf, vjp_problem
-from jaxnn.core.compat import enable_x64
+from jaxnn.core.compat import enable_x64, to_device
 
 # compiled programs kept for checks of the same functions and shapes (a bounded LRU)
 _PROGRAMS: collections.OrderedDict = collections.OrderedDict()
@@ -95,7 +95,7 @@ def leaf_names(tree, prefix: str) -> list[str]:
 
 def _cast(tree, dtype):
     # cast on the host: jnp.asarray(..., dtype) would compile a conversion per new shape
-    return jax.tree.map(lambda x: jnp.asarray(np.asarray(x, np.float64).astype(jnp.dtype(dtype))), tree)
+    return jax.tree.map(lambda x: to_device(np.asarray(x, np.float64).astype(jnp.dtype(dtype))), tree)
 
 
 def _host(tree) -> list[np.ndarray]:

@@ -10,6 +10,9 @@ and the rest of jaxnn takes it from here instead of spelling the newest API
   ``jax.enable_x64`` from jax 0.8, ``jax.experimental.enable_x64`` before.
 * ``savez_no_pickle``: ``np.savez(..., allow_pickle=False)``. Older NumPy (2.1 and before)
   has no such argument and would store it as one more array, named ``allow_pickle``.
+* ``to_device``: a NumPy array onto the default device. From jax 0.10, ``jnp.asarray`` of a
+  NumPy array compiles and runs a small program per new shape and dtype (``lax.stage``, or a
+  conversion when a dtype is given); ``jax.device_put`` copies it, on every release.
 """
 
 from __future__ import annotations
@@ -17,9 +20,10 @@ from __future__ import annotations
 import inspect
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["enable_x64", "savez_no_pickle"]
+__all__ = ["enable_x64", "savez_no_pickle", "to_device"]
 
 if hasattr(jax, "enable_x64"):
     enable_x64 = jax.enable_x64
@@ -55,3 +59,30 @@ def savez_no_pickle(file, **arrays: np.ndarray) -> None:
             raise ValueError(f"savez_no_pickle: array {name!r} has dtype object, which could only be "
                              "stored as a pickle; convert it to a numeric or string dtype first.")
     np.savez(file, **arrays)
+
+
+# dtypes whose NumPy cast rounds exactly as XLA's convert does (to nearest, ties to even)
+_HOST_CAST = tuple(np.dtype(t) for t in (np.float32, np.float64, np.int32, np.int64, np.bool_))
+
+
+def to_device(a, dtype=None) -> jax.Array:
+    """``jnp.asarray(a, dtype)`` for host data, without compiling a program per shape.
+
+    Args:
+      a: a NumPy array, or anything ``np.asarray`` takes.
+      dtype: the dtype wanted; float32, float64, int32, int64 and bool are cast by NumPy on
+        the host (the same rounding as XLA's), other dtypes (bfloat16, ...) by JAX.
+
+    Returns:
+      The array on the default device, its dtype canonicalised as JAX does (float64 is
+      float32 while x64 is off).
+
+    >>> to_device(np.arange(3.0), np.float32).dtype
+    dtype('float32')
+    """
+    a = np.asarray(a)
+    if dtype is not None and np.dtype(dtype) != a.dtype:
+        if np.dtype(dtype) not in _HOST_CAST:
+            return jnp.asarray(a, dtype)
+        a = a.astype(dtype)
+    return jax.device_put(a)

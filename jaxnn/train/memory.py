@@ -270,7 +270,7 @@ def out_of_memory_text(error: BaseException) -> str:
     Args:
       error: the exception (``is_out_of_memory``).
 
-    >>> out_of_memory_text(RuntimeError("INTERNAL: Error dispatching computation: Out of memory allocating 4000 bytes."))
+    >>> out_of_memory_text(RuntimeError("INTERNAL: Error dispatching: Out of memory allocating 4000 bytes"))
     'XLA could not allocate 4000 bytes (4.0 kB)'
     """
     found = re.search(r"Out of memory allocating (\d+) bytes", str(error))

@@ -15,7 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxnn.core.initializers import check_init_arguments, draw_params, init_params
+from jaxnn.core.initializers import (
+    check_init_arguments,
+    draw_params,
+    init_params,  # noqa: F401 - the doctests use it
+)
 from jaxnn.core.network import Network
 from jaxnn.core.validate import as_key, check_learning_rate, check_positive_int
 from jaxnn.train.memory import check_state_fits
