@@ -191,7 +191,7 @@ def check_gradients(
     keep = ~custom_kink_examples(Z0, acts)
     cols = (lambda A: A) if keep.all() else (lambda A: A[:, keep])
     if not keep.all():  # the floors of the examples compared only
-        floors = _floors(params, X, Y, key, cfg, cols, jit, int(keep.sum()) * n_params <= MAX_TERMS)
+        floors = _floors(p64, X, Y, key, cfg, cols, jit, int(keep.sum()) * n_params <= MAX_TERMS)
     sides = {}  # dtype -> (J, gradient under test, autodiff gradient) on the kept examples, float64 NumPy
     for dt in (dtype, partner):
         with enable_x64(dt == "float64" or dtype == "float64"):
@@ -315,7 +315,7 @@ def _signs(p64, m: int) -> list:
         )
 
 
-def _floors(params, X, Y, key, cfg, cols, jit, with_terms):
+def _floors(p64, X, Y, key, cfg, cols, jit, with_terms):
     """``kernel("floors")`` on the kept examples: ``(terms or None, representable)`` as computed on device.
 
     terms: mean_i |∂L^(i)/∂θ| (bounded above), the size of what jax.grad's sum
@@ -327,8 +327,7 @@ def _floors(params, X, Y, key, cfg, cols, jit, with_terms):
     those values (conventions §3). ``check_gradients`` gets both from
     ``kernel("both_and_floors")`` when every example is kept.
     """
-    with enable_x64(True):
-        p64 = jax.device_put([{k: np.asarray(p[k], np.float64) for k in PARAM_NAMES} for p in params])
+    with enable_x64(True):  # p64: check_gradients' float64 params, already on the device
         X64, Y64 = jax.device_put(tuple(cols(np.asarray(A, np.float64)) for A in (X, Y)))
         return kernel("floors", jit)(p64, X64, Y64, key, _signs(p64, X64.shape[1]), terms=with_terms, **cfg)
 
