@@ -14,6 +14,12 @@
   deletes at its end (``pytest_configure``): a program one xdist worker compiled, the other
   loads instead of compiling it again (the same XLA executable: nothing computes differently).
   Only the test processes use it; the subprocesses the tests start keep their own settings.
+* XLA's classic CPU emitters (``SUITE_XLA_FLAG``), for this process and every subprocess the
+  tests start (the CLI, notebooks, the multi-device and multi-process children): the suite is
+  bound by XLA compile time, which they cut by about 40%. Results agree with XLA's default CPU
+  code to a few float32 ulps (different transcendental and reduction code), as they would on
+  another CPU; tests/test_suite_flags.py measures that agreement against a process with XLA's
+  defaults, and ``with_xla_flag`` adds a flag to a child's XLA_FLAGS without dropping this one.
 """
 
 import fcntl
@@ -32,6 +38,41 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+# Read by XLA when JAX first creates its CPU client, which no import does: set here, before any
+# test computes, and inherited by the xdist workers and the subprocesses through the environment.
+SUITE_XLA_FLAG = "--xla_cpu_use_fusion_emitters=false"
+# "1" or "0": whether this run uses SUITE_XLA_FLAG, decided once by the first pytest process.
+SUITE_XLA_FLAG_ENV = "JAXNN_TESTS_XLA_FLAG"
+
+
+def with_xla_flag(env: dict, flag: str) -> dict:
+    """``env`` with ``flag`` appended to its XLA_FLAGS (kept, not replaced)."""
+    return dict(env, XLA_FLAGS=" ".join([*env.get("XLA_FLAGS", "").split(), flag]))
+
+
+def _xla_knows(flag: str) -> bool:
+    """Whether this jaxlib's XLA accepts ``flag``: XLA aborts the process on an unknown one, and
+    XLA is retiring the classic emitters, so a later jaxlib may not know it. A child process
+    tries it (about a second, once per run)."""
+    try:
+        probe = subprocess.run([sys.executable, "-c", "import jax; jax.devices('cpu')"],
+                               env=dict(with_xla_flag(os.environ, flag), JAX_PLATFORMS="cpu"),
+                               capture_output=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return False
+    return probe.returncode == 0
+
+
+if SUITE_XLA_FLAG_ENV not in os.environ:
+    use = SUITE_XLA_FLAG in os.environ.get("XLA_FLAGS", "").split() or _xla_knows(SUITE_XLA_FLAG)
+    os.environ[SUITE_XLA_FLAG_ENV] = "1" if use else "0"
+    if use and SUITE_XLA_FLAG not in os.environ.get("XLA_FLAGS", "").split():
+        os.environ.update(with_xla_flag(os.environ, SUITE_XLA_FLAG))
+
+
+def pytest_report_header(config):
+    return f"XLA_FLAGS: {os.environ.get('XLA_FLAGS', '(unset)')}"
 
 # The run's compilation cache folder, made by the first pytest process (the xdist controller, or
 # the only process without xdist) and handed to the workers it starts through the environment.

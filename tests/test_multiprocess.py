@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
+from conftest import with_xla_flag
 from jaxnn import relative_error
 from jaxnn.devices.processes import check_same_across_processes, initialize, shard_columns_global
 
@@ -38,8 +39,8 @@ def start(scenario, out, *, n=2, devices=2, timeout=45, grace=5):
     """Start the worker's ``scenario`` as n processes; ``finish`` waits for it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXNN_", "JAX_COORD"))}
     if n == 1:  # the reference: one plain process, no jax.distributed
-        env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-                   JAX_PLATFORMS="cpu")
+        env = with_xla_flag(env, f"--xla_force_host_platform_device_count={devices}")
+        env.update(JAX_PLATFORMS="cpu")
         command = [sys.executable, str(WORKER), scenario, str(out)]
     else:
         command = [sys.executable, str(LAUNCHER), "-n", str(n), "--devices-per-process",
@@ -183,8 +184,10 @@ def test_launcher_sets_the_environment_and_prefixes_output():
     status, output = _launch("-n", "2", "--devices-per-process", "3", "--", sys.executable,
                              "-c", code)
     assert status == 0, output
+    flags = " ".join([*os.environ.get("XLA_FLAGS", "").split(),  # kept, the count appended
+                      "--xla_force_host_platform_device_count=3"])
     for p in (0, 1):
-        assert f"[{p}] {p} 2 127.0.0.1 --xla_force_host_platform_device_count=3" in output, output
+        assert f"[{p}] {p} 2 127.0.0.1 {flags}\n" in output, output
 
 
 def test_launcher_kills_the_others_when_one_fails_and_exits_with_the_worst_status():
@@ -360,8 +363,8 @@ class Cli:
 
     def __init__(self, folder, name, port, i, n, *flags, limit=90):
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JAXNN_", "JAX_COORD"))}
-        env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1",
-                   JAXNN_CACHE_DIR="", PYTHONUNBUFFERED="1")
+        env = with_xla_flag(env, "--xla_force_host_platform_device_count=1")
+        env.update(JAX_PLATFORMS="cpu", JAXNN_CACHE_DIR="", PYTHONUNBUFFERED="1")
         command = [sys.executable, "-m", "jaxnn", "train", "--no-progress", "--no-plot",
                    "--startup-timeout", str(STARTUP_S), *flags]
         if n > 1:

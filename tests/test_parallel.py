@@ -28,6 +28,7 @@ import numpy as np
 import pytest
 
 import jaxnn
+from conftest import with_xla_flag
 from jaxnn.devices import mesh as parallel
 
 REDUCTION_ORDER_TOL = 1e-6
@@ -235,7 +236,7 @@ def four_devices(tmp_path_factory):
     """Run the multi-device checks once in a child process with 4 forced CPU devices."""
     script = tmp_path_factory.mktemp("parallel") / "child.py"
     script.write_text(CHILD)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4",
+    env = dict(with_xla_flag(os.environ, "--xla_force_host_platform_device_count=4"),
                JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
                           text=True, timeout=300)
