@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import with_xla_flag
 from jax.sharding import PartitionSpec as P
 
-from conftest import with_xla_flag
 from jaxnn import relative_error
 from jaxnn.devices.processes import check_same_across_processes, initialize, shard_columns_global
 

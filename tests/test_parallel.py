@@ -26,9 +26,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import with_xla_flag
 
 import jaxnn
-from conftest import with_xla_flag
 from jaxnn.devices import mesh as parallel
 
 REDUCTION_ORDER_TOL = 1e-6

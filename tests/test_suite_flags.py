@@ -13,7 +13,6 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import SUITE_XLA_FLAG, SUITE_XLA_FLAG_ENV, relative_error_np
 
 PROGRAM = """
