@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import draw
+from conftest import run_at_xla_defaults
 
 import jaxnn
 from jaxnn.check import check_gradients
@@ -124,19 +124,31 @@ def test_small_scaling_errors_are_still_caught(dtype, delta):
         assert check_gradients(params, X, Y, ok, methods=ALL).passed
 
 
+README_EXAMPLE = """
+import jax, jax.numpy as jnp, jaxnn
+from conftest import draw, run_at_xla_defaults
+bad_tanh = jaxnn.make_activation("bad_tanh_readme", jnp.tanh, lambda Z: 1.001 * (1 - jnp.tanh(Z) ** 2))
+net = jaxnn.Network((4, 8, 8, 3), (bad_tanh, "tanh", "softmax"), "cross_entropy")
+params = jaxnn.init_params(jax.random.key(0), net)
+X = draw(jax.random.normal, jax.random.key(1), (4, 16))
+Y = jax.nn.one_hot(jnp.arange(16) % 3, 3).T
+report = jaxnn.check_gradients(params, X, Y, net)
+RESULT = {"passed": report.passed, "worst_layer": report.worst_layer, "text": str(report),
+          "results": [(r.status, [(n, float(e), float(s)) for n, e, s in r.leaf_errors])
+                      for r in report.results]}
+"""
+
+
 def test_readme_example_0p1_percent_tanh_bug_caught_at_layer_1():
-    bad_tanh = jaxnn.make_activation("bad_tanh_readme", jnp.tanh, lambda Z: 1.001 * (1 - jnp.tanh(Z) ** 2))
-    net = jaxnn.Network((4, 8, 8, 3), (bad_tanh, "tanh", "softmax"), "cross_entropy")
-    params = jaxnn.init_params(jax.random.key(0), net)
-    X = draw(jax.random.normal, jax.random.key(1), (4, 16))
-    Y = jax.nn.one_hot(jnp.arange(16) % 3, 3).T
-    report = check_gradients(params, X, Y, net)
-    assert not report.passed and report.worst_layer == 1
-    assert {r.status for r in report.results} == {"FAIL"}
-    for r in report.results:  # the bug is 1000x the noise floor of the leaves it enters (verdict per leaf)
-        leaves = {name: (e, s) for name, e, s in r.leaf_errors}
+    # docs/checking.md's example, as a user runs it: at XLA's default flags (tests/conftest.py),
+    # whose jax.random.normal and init_params give its inputs bit for bit
+    report = run_at_xla_defaults(README_EXAMPLE)
+    assert not report["passed"] and report["worst_layer"] == 1
+    assert {status for status, _ in report["results"]} == {"FAIL"}
+    for _, leaf_errors in report["results"]:  # the bug is 1000x the noise floor of the leaves it enters
+        leaves = {name: (e, s) for name, e, s in leaf_errors}
         for name in ("W^[1]", "b^[1]"):
-            assert leaves[name][0] > 1e3 * leaves[name][1], (name, str(report))
+            assert leaves[name][0] > 1e3 * leaves[name][1], (name, report["text"])
 
 
 def test_bfloat16_params():
