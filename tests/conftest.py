@@ -237,7 +237,7 @@ def _build_site(site: Path) -> Path:
 
 # --- xdist scheduling -------------------------------------------------------------------------
 # Seconds one worker spends on each file (junit times summed per file: the full suite on the
-# 2-core VM with two workers while other work ran, 2026-12-04 21:52; rounded; files under 8 s
+# 2-core VM with two workers, 2026-12-06 03:48, with SUITE_XLA_FLAGS; rounded; files under 4 s
 # left out). They set only the ORDER in which xdist hands the files out (pyproject: --dist
 # loadfile --no-loadscope-reorder), longest first: the longest-processing-time rule, which keeps
 # the last files to start short, so that one worker does not run a long file alone at the end
@@ -245,20 +245,20 @@ def _build_site(site: Path) -> Path:
 # A file not listed counts DEFAULT_SECONDS; a stale number only changes the order, never what
 # runs.
 SECONDS = {
-    "test_training.py": 103, "test_faults.py": 70, "test_precision.py": 60,
-    "test_check_assert.py": 59, "02_gradient_checking.ipynb": 55, "test_check.py": 52,
-    "test_cli_gradcheck.py": 46, "03_training_on_tpu.ipynb": 46, "test_multiprocess.py": 46,
-    "test_cli_train.py": 45, "test_parallel.py": 45, "test_check_hypothesis.py": 42,
-    "test_check_noise.py": 41, "test_backward.py": 40, "test_check_inputs.py": 33,
-    "test_doctests.py": 32, "test_readme.py": 31, "test_check_verdict.py": 29,
-    "test_floor_smoke.py": 25, "test_check_search.py": 24, "test_accuracy.py": 23,
-    "test_baseline.py": 22, "test_check_vjp.py": 22, "test_checkpoint.py": 21, "test_step.py": 20,
-    "test_per_example.py": 19, "test_losses.py": 16, "test_custom_vjp.py": 14,
-    "test_forward.py": 14, "01_formulas_to_code.ipynb": 13, "test_updates.py": 12,
-    "test_activations.py": 11, "test_check_explain.py": 11, "test_memory.py": 11,
-    "test_validation.py": 10, "test_cli.py": 10,
+    "test_multiprocess.py": 62, "test_check.py": 51, "test_check_verdict.py": 37,
+    "test_faults.py": 36, "test_training.py": 36, "02_gradient_checking.ipynb": 29,
+    "test_backward.py": 26, "test_check_assert.py": 25, "03_training_on_tpu.ipynb": 22,
+    "test_doctests.py": 19, "test_check_noise.py": 19, "test_parallel.py": 19,
+    "test_check_vjp.py": 18, "test_cli_train.py": 16, "test_check_hypothesis.py": 15,
+    "test_memory.py": 15, "test_check_inputs.py": 14, "test_cli_gradcheck.py": 13,
+    "test_initializers.py": 13, "test_precision.py": 13, "test_accuracy.py": 13,
+    "test_docs_browser.py": 11, "test_readme.py": 11, "01_formulas_to_code.ipynb": 9,
+    "test_check_search.py": 9, "test_docs.py": 7, "test_suite_flags.py": 7, "test_baseline.py": 7,
+    "test_check_explain.py": 7, "test_step.py": 6, "test_checkpoint.py": 6,
+    "test_floor_smoke.py": 6, "test_activations.py": 5, "test_cli.py": 5, "test_forward.py": 5,
+    "test_losses.py": 4, "test_validation.py": 4,
 }
-DEFAULT_SECONDS = 5
+DEFAULT_SECONDS = 3
 
 
 @pytest.hookimpl(tryfirst=True)
