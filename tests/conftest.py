@@ -69,7 +69,7 @@ def run_at_xla_defaults(code: str, timeout: float = 180):
     code += "\nimport json as _json; print('RESULT ' + _json.dumps(RESULT))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(at_xla_defaults(os.environ), JAX_PLATFORMS="cpu"),
-                          timeout=timeout, cwd=Path(__file__).parent)
+                          timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.split("RESULT ", 1)[1])
 

@@ -126,11 +126,10 @@ def test_small_scaling_errors_are_still_caught(dtype, delta):
 
 README_EXAMPLE = """
 import jax, jax.numpy as jnp, jaxnn
-from conftest import draw, run_at_xla_defaults
 bad_tanh = jaxnn.make_activation("bad_tanh_readme", jnp.tanh, lambda Z: 1.001 * (1 - jnp.tanh(Z) ** 2))
 net = jaxnn.Network((4, 8, 8, 3), (bad_tanh, "tanh", "softmax"), "cross_entropy")
 params = jaxnn.init_params(jax.random.key(0), net)
-X = draw(jax.random.normal, jax.random.key(1), (4, 16))
+X = jax.random.normal(jax.random.key(1), (4, 16))
 Y = jax.nn.one_hot(jnp.arange(16) % 3, 3).T
 report = jaxnn.check_gradients(params, X, Y, net)
 RESULT = {"passed": report.passed, "worst_layer": report.worst_layer, "text": str(report),
@@ -140,8 +139,8 @@ RESULT = {"passed": report.passed, "worst_layer": report.worst_layer, "text": st
 
 
 def test_readme_example_0p1_percent_tanh_bug_caught_at_layer_1():
-    # docs/checking.md's example, as a user runs it: at XLA's default flags (tests/conftest.py),
-    # whose jax.random.normal and init_params give its inputs bit for bit
+    # docs/checking.md's example as a user runs it: in a process at XLA's default flags
+    # (tests/conftest.py), where jax.random.normal and init_params give the docs' inputs
     report = run_at_xla_defaults(README_EXAMPLE)
     assert not report["passed"] and report["worst_layer"] == 1
     assert {status for status, _ in report["results"]} == {"FAIL"}
